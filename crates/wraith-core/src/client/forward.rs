@@ -1,0 +1,212 @@
+//! Port forwards. Local forwards (`--forward`, like `ssh -L`) are listeners
+//! that hand each accepted connection to the channel opener. Remote forwards
+//! (`--remote-forward`, like `ssh -R`) are requested from the server; the
+//! table here maps the channels the server opens back to local targets.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+
+use super::forward_spec::{BindAddr, ForwardTarget, LocalForwardSpec};
+use super::opener::ChannelOpener;
+use crate::error::{Error, Result};
+use crate::transport::{BoxStream, SocketOpts};
+
+/// Where a local forward ended up listening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundAddr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(std::path::PathBuf),
+}
+
+impl std::fmt::Display for BoundAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BoundAddr::Tcp(a) => write!(f, "{a}"),
+            BoundAddr::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+enum LocalListener {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+}
+
+/// A bound local forward, not yet serving.
+pub(crate) struct LocalForward {
+    listener: LocalListener,
+    target: ForwardTarget,
+    bound: BoundAddr,
+}
+
+impl LocalForward {
+    pub(crate) async fn bind(spec: &LocalForwardSpec) -> Result<Self> {
+        let (listener, bound) = match &spec.bind {
+            BindAddr::Tcp { host, port } => {
+                let addr = host_port(host, *port);
+                let l = TcpListener::bind((host.as_str(), *port))
+                    .await
+                    .map_err(|source| Error::Bind {
+                        addr: addr.clone(),
+                        flag: "--forward",
+                        source,
+                    })?;
+                let local = l.local_addr().map_err(|e| Error::io("local address", e))?;
+                (LocalListener::Tcp(l), BoundAddr::Tcp(local))
+            }
+            #[cfg(unix)]
+            BindAddr::Unix(path) => {
+                let l = tokio::net::UnixListener::bind(path).map_err(|source| Error::Bind {
+                    addr: path.display().to_string(),
+                    flag: "--forward",
+                    source,
+                })?;
+                (LocalListener::Unix(l), BoundAddr::Unix(path.clone()))
+            }
+            #[cfg(not(unix))]
+            BindAddr::Unix(path) => {
+                return Err(Error::Config {
+                    flag: "--forward",
+                    value: path.display().to_string(),
+                    reason: "unix sockets are not supported on this platform".into(),
+                });
+            }
+        };
+        Ok(LocalForward {
+            listener,
+            target: spec.target.clone(),
+            bound,
+        })
+    }
+
+    pub(crate) fn target_clone(&self) -> ForwardTarget {
+        self.target.clone()
+    }
+
+    pub(crate) fn bound(&self) -> &BoundAddr {
+        &self.bound
+    }
+
+    /// Serve until the task is dropped.
+    pub(crate) async fn run(self, opener: ChannelOpener) {
+        loop {
+            let (stream, originator): (BoxStream, SocketAddr) = match &self.listener {
+                LocalListener::Tcp(l) => match l.accept().await {
+                    Ok((s, peer)) => {
+                        SocketOpts::default().apply(&s);
+                        (Box::new(s), peer)
+                    }
+                    Err(e) => {
+                        accept_backoff(&e).await;
+                        continue;
+                    }
+                },
+                #[cfg(unix)]
+                LocalListener::Unix(l) => match l.accept().await {
+                    Ok((s, _)) => (Box::new(s), SocketAddr::from(([127, 0, 0, 1], 0))),
+                    Err(e) => {
+                        accept_backoff(&e).await;
+                        continue;
+                    }
+                },
+            };
+            let opener = opener.clone();
+            let target = self.target.clone();
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let opened = match &target {
+                    ForwardTarget::Tcp { host, port } => {
+                        opener.open_tcp(host, *port, originator).await
+                    }
+                    ForwardTarget::Unix(path) => opener.open_unix(&path.to_string_lossy()).await,
+                };
+                match opened {
+                    Ok(mut channel) => {
+                        let _ = crate::copy::splice(&mut stream, &mut channel).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(target = %target, error = %e, "forward: cannot open channel");
+                    }
+                }
+            });
+        }
+    }
+}
+
+pub(crate) async fn accept_backoff(e: &std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Remote forwards granted by the server: (requested address, bound port) →
+/// local target.
+#[derive(Clone, Default)]
+pub(crate) struct RemoteForwardTable {
+    entries: Arc<Mutex<Vec<(String, u32, ForwardTarget)>>>,
+}
+
+impl RemoteForwardTable {
+    pub(crate) fn insert(&self, address: &str, port: u32, target: ForwardTarget) {
+        if let Ok(mut e) = self.entries.lock() {
+            e.retain(|(a, p, _)| !(a == address && *p == port));
+            e.push((address.to_string(), port, target));
+        }
+    }
+
+    /// Find the target for a channel the server opened. An exact
+    /// address match wins; otherwise the port alone decides (servers differ
+    /// in how they echo the bind address).
+    pub(crate) fn lookup(&self, address: &str, port: u32) -> Option<ForwardTarget> {
+        let e = self.entries.lock().ok()?;
+        e.iter()
+            .find(|(a, p, _)| a == address && *p == port)
+            .or_else(|| e.iter().find(|(_, p, _)| *p == port))
+            .map(|(_, _, t)| t.clone())
+    }
+}
+
+/// Connect to a local target of a remote forward.
+pub(crate) async fn dial_target(target: &ForwardTarget) -> std::io::Result<BoxStream> {
+    let timeout = std::time::Duration::from_secs(10);
+    match target {
+        ForwardTarget::Tcp { host, port } => {
+            let s = tokio::time::timeout(
+                timeout,
+                tokio::net::TcpStream::connect((host.as_str(), *port)),
+            )
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+            SocketOpts::default().apply(&s);
+            Ok(Box::new(s))
+        }
+        #[cfg(unix)]
+        ForwardTarget::Unix(path) => {
+            let s = tokio::time::timeout(timeout, tokio::net::UnixStream::connect(path))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
+            Ok(Box::new(s))
+        }
+        #[cfg(not(unix))]
+        ForwardTarget::Unix(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "unix sockets are not supported here",
+        )),
+    }
+}

@@ -1,0 +1,224 @@
+//! One SSH session to the server: dial the transport, handshake, check the
+//! host key, authenticate. The russh client handler also serves
+//! `forwarded-tcpip` channels the server opens for remote forwards.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{Handle, Msg, Session};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{Channel, ChannelOpenFailure};
+use tokio::sync::watch;
+
+use super::forward::RemoteForwardTable;
+use super::host_key::{self, HostKeyPolicy};
+use crate::error::{Error, Result};
+use crate::keys::fingerprint;
+use crate::transport::Transport;
+
+/// A live, authenticated session.
+pub(crate) type SessionHandle = Arc<Handle<ClientHandler>>;
+
+/// What a session needs to start.
+pub(crate) struct SessionParams {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) identity: Arc<PrivateKey>,
+    pub(crate) host_key: HostKeyPolicy,
+    pub(crate) config: Arc<russh::client::Config>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) remote_forwards: RemoteForwardTable,
+}
+
+pub(crate) struct ClientHandler {
+    host_key: HostKeyPolicy,
+    host: String,
+    port: u16,
+    /// Why the host key was refused, for the error message.
+    host_key_error: Arc<Mutex<Option<String>>>,
+    remote_forwards: RemoteForwardTable,
+    /// Dropped with the handler, i.e. when the session task ends.
+    _alive: watch::Sender<()>,
+    disconnect_reason: Arc<Mutex<Option<String>>>,
+}
+
+/// Signals the end of a session and why.
+pub(crate) struct SessionEnd {
+    alive: watch::Receiver<()>,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl SessionEnd {
+    /// Resolve when the session is over, with the reason if one is known.
+    pub(crate) async fn wait(mut self) -> String {
+        while self.alive.changed().await.is_ok() {}
+        self.reason
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .unwrap_or_else(|| "connection closed".into())
+    }
+}
+
+impl russh::client::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                russh::keys::PublicKey::from(cert.public_key().clone())
+            }
+        };
+        match host_key::verify(&self.host_key, &self.host, self.port, &key) {
+            Ok(()) => Ok(true),
+            Err(reason) => {
+                if let Ok(mut slot) = self.host_key_error.lock() {
+                    *slot = Some(reason);
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: russh::client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(target) = self
+            .remote_forwards
+            .lookup(connected_address, connected_port)
+        else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        tokio::spawn(async move {
+            match super::forward::dial_target(&target).await {
+                Ok(mut local) => {
+                    reply.accept().await;
+                    let mut channel = channel.into_stream();
+                    let _ = crate::copy::splice(&mut local, &mut channel).await;
+                }
+                Err(e) => {
+                    tracing::warn!(target = %target, error = %e, "remote forward: cannot reach the local target");
+                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: russh::client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let text = match &reason {
+            russh::client::DisconnectReason::ReceivedDisconnect(info) => {
+                format!("server disconnected: {}", info.message)
+            }
+            russh::client::DisconnectReason::Error(e) => e.to_string(),
+        };
+        if let Ok(mut slot) = self.disconnect_reason.lock() {
+            slot.get_or_insert(text);
+        }
+        match reason {
+            russh::client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            russh::client::DisconnectReason::Error(e) => Err(e),
+        }
+    }
+}
+
+/// Dial, handshake and authenticate. Returns the session and its end signal.
+pub(crate) async fn establish(p: &SessionParams) -> Result<(SessionHandle, SessionEnd)> {
+    let server = p.transport.describe();
+    let timeout = p.connect_timeout;
+    let stream = tokio::time::timeout(timeout, p.transport.connect())
+        .await
+        .map_err(|_| Error::Transport {
+            server: server.clone(),
+            reason: format!("timed out after {}s", timeout.as_secs()),
+        })??;
+
+    let host_key_error = Arc::new(Mutex::new(None));
+    let disconnect_reason = Arc::new(Mutex::new(None));
+    let (alive_tx, alive_rx) = watch::channel(());
+    let handler = ClientHandler {
+        host_key: p.host_key.clone(),
+        host: p.host.clone(),
+        port: p.port,
+        host_key_error: host_key_error.clone(),
+        remote_forwards: p.remote_forwards.clone(),
+        _alive: alive_tx,
+        disconnect_reason: disconnect_reason.clone(),
+    };
+    let handshake = russh::client::connect_stream(p.config.clone(), stream, handler);
+    let mut handle = match tokio::time::timeout(timeout, handshake).await {
+        Err(_) => {
+            return Err(Error::Ssh {
+                server,
+                reason: format!("handshake timed out after {}s", timeout.as_secs()),
+            });
+        }
+        Ok(Err(e)) => {
+            let hk = host_key_error.lock().ok().and_then(|mut s| s.take());
+            return Err(match hk {
+                Some(reason) => Error::HostKey { server, reason },
+                None => Error::Ssh {
+                    server,
+                    reason: describe_ssh_error(&e),
+                },
+            });
+        }
+        Ok(Ok(h)) => h,
+    };
+
+    let key = PrivateKeyWithHashAlg::new(p.identity.clone(), None);
+    let auth = tokio::time::timeout(timeout, handle.authenticate_publickey(p.user.clone(), key))
+        .await
+        .map_err(|_| Error::Ssh {
+            server: server.clone(),
+            reason: "authentication timed out".into(),
+        })?
+        .map_err(|e| Error::Ssh {
+            server: server.clone(),
+            reason: describe_ssh_error(&e),
+        })?;
+    if !auth.success() {
+        return Err(Error::AuthRejected {
+            user: p.user.clone(),
+            server,
+            fingerprint: fingerprint(p.identity.public_key()),
+        });
+    }
+    let end = SessionEnd {
+        alive: alive_rx,
+        reason: disconnect_reason,
+    };
+    Ok((Arc::new(handle), end))
+}
+
+fn describe_ssh_error(e: &russh::Error) -> String {
+    match e {
+        russh::Error::NoCommonAlgo { kind, ours, theirs } => format!(
+            "no common {kind:?} algorithm (we offer {}; the server offers {})",
+            ours.join(","),
+            theirs.join(",")
+        ),
+        russh::Error::Disconnect => "the server closed the connection".into(),
+        russh::Error::IO(io) => format!("connection failed: {io}"),
+        other => other.to_string(),
+    }
+}

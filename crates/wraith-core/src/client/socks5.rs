@@ -1,0 +1,173 @@
+//! The SOCKS5 listener: accepts local clients, runs the handshake (parsing
+//! lives in `socks5_proto`, without I/O), opens a `direct-tcpip` channel
+//! per CONNECT and splices bytes. Domain names go to the server unresolved
+//! (socks5h). Every handshake step has a timeout; every failure gets the
+//! reply code that says what happened, never a success for a connection that
+//! was not made.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::opener::{ChannelOpener, OpenError};
+use super::socks5_proto::{
+    self as proto, Command, MAX_HANDSHAKE_BYTES, METHOD_SELECTED_NO_AUTH, Parse, Reply,
+};
+use crate::error::{Error, Result};
+use crate::transport::SocketOpts;
+
+/// How long a client may take to complete the SOCKS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bound SOCKS5 listener, not yet serving.
+pub(crate) struct Socks5Listener {
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+impl Socks5Listener {
+    pub(crate) async fn bind(addr: &str) -> Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                flag: "--socks5",
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("local address", e))?;
+        Ok(Socks5Listener { listener, local })
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Serve until the task is dropped.
+    pub(crate) async fn run(self, opener: ChannelOpener) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    super::forward::accept_backoff(&e).await;
+                    continue;
+                }
+            };
+            SocketOpts::default().apply(&stream);
+            let opener = opener.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_client(stream, peer, opener).await {
+                    tracing::debug!(error = %e, "socks5 client ended");
+                }
+            });
+        }
+    }
+}
+
+/// Read until `parse` completes, within the shared handshake buffer bound.
+async fn read_until<T>(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    parse: impl Fn(&[u8]) -> std::result::Result<Parse<T>, proto::Socks5Error>,
+) -> std::io::Result<std::result::Result<T, proto::Socks5Error>> {
+    loop {
+        match parse(buf) {
+            Ok(Parse::Done(v, used)) => {
+                buf.drain(..used);
+                return Ok(Ok(v));
+            }
+            Ok(Parse::Incomplete) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+        if buf.len() >= MAX_HANDSHAKE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "socks5 handshake too long",
+            ));
+        }
+        let mut chunk = [0u8; 512];
+        let room = (MAX_HANDSHAKE_BYTES - buf.len()).min(chunk.len());
+        let n = stream.read(&mut chunk[..room]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn serve_client(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    opener: ChannelOpener,
+) -> std::io::Result<()> {
+    let handshake = async {
+        let mut buf = Vec::with_capacity(64);
+        match read_until(&mut stream, &mut buf, proto::parse_greeting).await? {
+            Ok(()) => stream.write_all(&METHOD_SELECTED_NO_AUTH).await?,
+            Err(e) => return Ok(Err(e)),
+        }
+        read_until(&mut stream, &mut buf, proto::parse_request)
+            .await
+            .map(|r| r.map(|req| (req, buf)))
+    };
+    let (request, leftover) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "socks5 handshake timed out",
+            ));
+        }
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Err(e))) => {
+            if let Some(reply) = e.reply() {
+                let _ = stream.write_all(&reply).await;
+            }
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e.to_string(),
+            ));
+        }
+        Ok(Ok(Ok(r))) => r,
+    };
+
+    if !matches!(request.command, Command::Connect) {
+        stream
+            .write_all(&proto::encode_reply(Reply::CommandNotSupported, None))
+            .await?;
+        return Ok(());
+    }
+
+    let target = request.target;
+    let opened = opener.open_tcp(&target.host(), target.port(), peer).await;
+    let mut channel = match opened {
+        Ok(c) => c,
+        Err(e) => {
+            let reply = match &e {
+                OpenError::Refused(russh::ChannelOpenFailure::ConnectFailed) => {
+                    Reply::HostUnreachable
+                }
+                OpenError::Refused(russh::ChannelOpenFailure::AdministrativelyProhibited) => {
+                    Reply::NotAllowed
+                }
+                OpenError::Timeout => Reply::TtlExpired,
+                OpenError::SessionDown => Reply::NetworkUnreachable,
+                _ => Reply::GeneralFailure,
+            };
+            tracing::debug!(error = %e, "socks5 connect failed");
+            stream.write_all(&proto::encode_reply(reply, None)).await?;
+            return Ok(());
+        }
+    };
+    stream
+        .write_all(&proto::encode_reply(Reply::Succeeded, None))
+        .await?;
+    if !leftover.is_empty() {
+        // A client that pipelined data after its request (allowed, if rare).
+        tokio::io::AsyncWriteExt::write_all(&mut channel, &leftover).await?;
+    }
+    crate::copy::splice(&mut stream, &mut channel).await?;
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Typed errors for each layer: configuration, transport, authentication and
+//! channels. Messages name the input at fault and, where one exists, the flag
+//! that sets it. No error message may carry a tunnel destination that a server
+//! could log.
+
+use std::path::PathBuf;
+
+/// Every error the library returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A key file could not be read or parsed.
+    #[error("cannot read {what} from {} ({flag}): {reason}", path.display())]
+    KeyFile {
+        /// What the file was meant to hold ("host key", "identity", ...).
+        what: &'static str,
+        /// The file at fault.
+        path: PathBuf,
+        /// The CLI flag that names it.
+        flag: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// An option value is invalid.
+    #[error("invalid {flag} value {value:?}: {reason}")]
+    Config {
+        /// The CLI flag (or option name) at fault.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A local listener could not be bound.
+    #[error("cannot listen on {addr} ({flag}): {source}")]
+    Bind {
+        /// The address that was asked for.
+        addr: String,
+        /// The flag that asked for it.
+        flag: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The transport connection could not be made or broke.
+    #[error("cannot connect to {server}: {reason}")]
+    Transport {
+        /// The server that was dialed, as described by the transport.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server's host key is not the one we expected.
+    #[error("host key verification failed for {server}: {reason}")]
+    HostKey {
+        /// The server.
+        server: String,
+        /// Why the key was not trusted (fingerprints, where it was looked up).
+        reason: String,
+    },
+    /// The server did not accept our key.
+    #[error(
+        "authentication failed for user {user:?} at {server}: the server did not accept the key {fingerprint} (check --identity and the server's authorized keys)"
+    )]
+    AuthRejected {
+        /// The login name used.
+        user: String,
+        /// The server.
+        server: String,
+        /// Fingerprint of the key that was offered.
+        fingerprint: String,
+    },
+    /// An SSH protocol failure.
+    #[error("ssh session with {server} failed: {reason}")]
+    Ssh {
+        /// The server.
+        server: String,
+        /// What russh reported.
+        reason: String,
+    },
+    /// A remote forward was refused by the server.
+    #[error("the server refused the remote forward {spec} (--remote-forward)")]
+    RemoteForwardRefused {
+        /// The spec as given by the user.
+        spec: String,
+    },
+    /// The session ended.
+    #[error("the ssh session ended: {0}")]
+    SessionClosed(String),
+    /// Other I/O failure.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// True if retrying the same connection cannot succeed (wrong key, wrong
+    /// host key, bad configuration): a supervisor must stop, not retry.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Error::KeyFile { .. }
+                | Error::Config { .. }
+                | Error::Bind { .. }
+                | Error::HostKey { .. }
+                | Error::AuthRejected { .. }
+                | Error::RemoteForwardRefused { .. }
+        )
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for results carrying [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

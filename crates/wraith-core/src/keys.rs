@@ -1,0 +1,258 @@
+//! SSH keys: loading OpenSSH private keys, generating Ed25519 key pairs,
+//! fingerprints, and parsing the ways a user can name a host key
+//! (`SHA256:` fingerprint, an `ssh-ed25519 AAAA…` line, or a file holding one).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use russh::keys::{HashAlg, PrivateKey, PublicKey};
+
+use crate::error::{Error, Result};
+
+pub use russh::keys::ssh_key;
+
+/// The SHA-256 fingerprint of a public key, as OpenSSH prints it (`SHA256:…`).
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Load an OpenSSH private key.
+///
+/// `what` and `flag` only shape the error message ("cannot read identity from
+/// ./k (--identity): …"). An encrypted key needs `passphrase`.
+pub fn load_private_key(
+    path: &Path,
+    passphrase: Option<&str>,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<PrivateKey> {
+    let err = |reason: String| Error::KeyFile {
+        what,
+        path: path.to_path_buf(),
+        flag,
+        reason,
+    };
+    let text = fs::read_to_string(path).map_err(|e| err(io_reason(&e)))?;
+    let key = PrivateKey::from_openssh(text.trim())
+        .map_err(|e| err(format!("not an OpenSSH private key ({e})")))?;
+    if key.is_encrypted() {
+        let Some(pass) = passphrase else {
+            return Err(err(
+                "the key is encrypted; set WRAITH_KEY_PASSPHRASE to its passphrase".into(),
+            ));
+        };
+        return key
+            .decrypt(pass)
+            .map_err(|_| err("wrong passphrase (WRAITH_KEY_PASSPHRASE)".into()));
+    }
+    Ok(key)
+}
+
+/// Generate a new Ed25519 key pair.
+pub fn generate_ed25519(comment: &str) -> Result<PrivateKey> {
+    let mut rng = russh::keys::key::safe_rng();
+    let mut key = PrivateKey::random(&mut rng, russh::keys::Algorithm::Ed25519).map_err(|e| {
+        Error::Config {
+            flag: "keygen",
+            value: String::new(),
+            reason: format!("key generation failed: {e}"),
+        }
+    })?;
+    key.set_comment(comment);
+    Ok(key)
+}
+
+/// Write `key` to `path` (mode 0600) and its public half to `path.pub`.
+///
+/// Refuses to overwrite an existing file unless `force` is set.
+pub fn write_key_pair(key: &PrivateKey, path: &Path, force: bool) -> Result<PathBuf> {
+    let pub_path = public_key_path(path);
+    let err = |p: &Path, reason: String| Error::KeyFile {
+        what: "new key",
+        path: p.to_path_buf(),
+        flag: "--file",
+        reason,
+    };
+    if !force {
+        for p in [path, pub_path.as_path()] {
+            if p.exists() {
+                return Err(err(p, "file exists (use --force to overwrite)".into()));
+            }
+        }
+    }
+    let private = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .map_err(|e| err(path, e.to_string()))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| err(&pub_path, e.to_string()))?;
+    write_private_file(path, private.as_bytes()).map_err(|e| err(path, io_reason(&e)))?;
+    fs::write(&pub_path, format!("{public}\n")).map_err(|e| err(&pub_path, io_reason(&e)))?;
+    Ok(pub_path)
+}
+
+fn public_key_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".pub");
+    PathBuf::from(s)
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = fs::remove_file(path);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// How the client recognises the server's host key when it is pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKeyPin {
+    /// A `SHA256:…` fingerprint.
+    Fingerprint(String),
+    /// A full public key.
+    Key(Box<PublicKey>),
+}
+
+impl HostKeyPin {
+    /// Parse `--host-key`: a `SHA256:` fingerprint, a public key line
+    /// (`ssh-ed25519 AAAA… [comment]`), or the path of a file holding one.
+    pub fn parse(value: &str) -> Result<Self> {
+        let bad = |reason: String| Error::Config {
+            flag: "--host-key",
+            value: value.to_string(),
+            reason,
+        };
+        let value_t = value.trim();
+        if let Some(b64) = value_t.strip_prefix("SHA256:") {
+            let ok = !b64.is_empty()
+                && b64
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+            if !ok {
+                return Err(bad("not a SHA256 fingerprint".into()));
+            }
+            return Ok(HostKeyPin::Fingerprint(format!(
+                "SHA256:{}",
+                b64.trim_end_matches('=')
+            )));
+        }
+        if value_t.starts_with("ssh-") || value_t.starts_with("ecdsa-") {
+            return PublicKey::from_openssh(value_t)
+                .map(|k| HostKeyPin::Key(Box::new(k)))
+                .map_err(|e| bad(format!("not a valid public key ({e})")));
+        }
+        let path = Path::new(value_t);
+        let text = fs::read_to_string(path).map_err(|e| {
+            bad(format!(
+                "expected SHA256:<fingerprint>, a public key, or a readable file ({})",
+                io_reason(&e)
+            ))
+        })?;
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .ok_or_else(|| bad("the file holds no public key".into()))?;
+        PublicKey::from_openssh(line)
+            .map(|k| HostKeyPin::Key(Box::new(k)))
+            .map_err(|e| bad(format!("the file does not hold a public key ({e})")))
+    }
+
+    /// Does `key` match this pin?
+    pub fn matches(&self, key: &PublicKey) -> bool {
+        match self {
+            HostKeyPin::Fingerprint(fp) => {
+                subtle::ConstantTimeEq::ct_eq(fp.as_bytes(), fingerprint(key).as_bytes()).into()
+            }
+            HostKeyPin::Key(k) => k.key_data() == key.key_data(),
+        }
+    }
+
+    /// A human-readable form for error messages.
+    pub fn describe(&self) -> String {
+        match self {
+            HostKeyPin::Fingerprint(fp) => fp.clone(),
+            HostKeyPin::Key(k) => fingerprint(k),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_round_trips_through_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        let key = generate_ed25519("test@wraith").unwrap();
+        let pub_path = write_key_pair(&key, &path, false).unwrap();
+        let loaded = load_private_key(&path, None, "identity", "--identity").unwrap();
+        assert_eq!(loaded.public_key().key_data(), key.public_key().key_data());
+        let pin = HostKeyPin::parse(pub_path.to_str().unwrap()).unwrap();
+        assert!(pin.matches(key.public_key()));
+        let fp = HostKeyPin::parse(&fingerprint(key.public_key())).unwrap();
+        assert!(fp.matches(key.public_key()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = write_key_pair(&key, &path, false).unwrap_err();
+        assert!(again.to_string().contains("--force"), "{again}");
+    }
+
+    #[test]
+    fn other_key_does_not_match_pin() {
+        let a = generate_ed25519("a").unwrap();
+        let b = generate_ed25519("b").unwrap();
+        let pin = HostKeyPin::parse(&fingerprint(a.public_key())).unwrap();
+        assert!(!pin.matches(b.public_key()));
+        let line = a.public_key().to_openssh().unwrap();
+        let pin = HostKeyPin::parse(&line).unwrap();
+        assert!(!pin.matches(b.public_key()));
+    }
+
+    #[test]
+    fn missing_key_file_names_path_and_flag() {
+        let e = load_private_key(Path::new("/nonexistent/k"), None, "host key", "--key")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "cannot read host key from /nonexistent/k (--key): no such file"
+        );
+    }
+
+    #[test]
+    fn garbage_host_key_spec_is_rejected() {
+        assert!(HostKeyPin::parse("SHA256:").is_err());
+        assert!(HostKeyPin::parse("SHA256:a b").is_err());
+        assert!(HostKeyPin::parse("ssh-ed25519 notbase64").is_err());
+        assert!(HostKeyPin::parse("/nonexistent/file").is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! wraith-core: SSH tunnels over pluggable transports.
+//!
+//! SSH (russh) always runs *over* a transport stream, never beside it. The
+//! client exposes a SOCKS5 proxy and port forwards that ride SSH channels;
+//! the server authenticates keys and connects channels to their targets.
+//! Options structs ([`client::ConnectOptions`], [`server::ServeOptions`]) are
+//! the public API; everything else is an implementation detail.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod client;
+pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod keys;
+pub mod server;
+pub mod transport;
+
+pub(crate) mod algorithms;
+pub(crate) mod copy;
+
+pub use error::Error;

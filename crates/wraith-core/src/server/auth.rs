@@ -1,0 +1,314 @@
+//! Who may log in: the OpenSSH `authorized_keys` format, parsed without I/O,
+//! and the constant-time lookup of an offered key.
+//!
+//! A line we cannot parse, or whose options we cannot enforce yet, is
+//! reported with its line number and skipped — never silently accepted with
+//! fewer restrictions than it asks for.
+
+use std::path::Path;
+
+use russh::keys::PublicKey;
+use russh::keys::ssh_encoding::Encode;
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, Result};
+use crate::keys::io_reason;
+
+/// One usable line of an authorized_keys file.
+#[derive(Debug, Clone)]
+pub struct AuthorizedKey {
+    /// The key.
+    pub key: PublicKey,
+    /// Its line number in the source (1-based).
+    pub line: usize,
+    /// Its wire encoding, compared in constant time.
+    blob: Vec<u8>,
+}
+
+/// A problem with one line, reported at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineWarning {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong; the line was skipped.
+    pub reason: String,
+}
+
+/// The set of keys allowed to log in.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizedKeys {
+    entries: Vec<AuthorizedKey>,
+}
+
+/// Options that do not widen or narrow what a tunnel key may do (they concern
+/// shells, agents and X11, which wraith never offers).
+const HARMLESS_OPTIONS: &[&str] = &[
+    "no-pty",
+    "no-agent-forwarding",
+    "no-x11-forwarding",
+    "no-user-rc",
+    "pty",
+    "agent-forwarding",
+    "x11-forwarding",
+    "user-rc",
+    "port-forwarding",
+    "no-touch-required",
+    "verify-required",
+];
+
+impl AuthorizedKeys {
+    /// Build a set directly from keys (for embedders and tests).
+    pub fn from_keys(keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        let entries = keys
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, key)| {
+                let blob = encode(&key)?;
+                Some(AuthorizedKey {
+                    key,
+                    line: i + 1,
+                    blob,
+                })
+            })
+            .collect();
+        AuthorizedKeys { entries }
+    }
+
+    /// Read and parse a file (`--authorized-keys`).
+    pub fn load(path: &Path) -> Result<(Self, Vec<LineWarning>)> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::KeyFile {
+            what: "authorized keys",
+            path: path.to_path_buf(),
+            flag: "--authorized-keys",
+            reason: io_reason(&e),
+        })?;
+        Ok(Self::parse(&text))
+    }
+
+    /// Parse the text of an authorized_keys file.
+    pub fn parse(text: &str) -> (Self, Vec<LineWarning>) {
+        let mut entries = Vec::new();
+        let mut warnings = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            match parse_line(trimmed) {
+                Ok(key) => match encode(&key) {
+                    Some(blob) => entries.push(AuthorizedKey { key, line, blob }),
+                    None => warnings.push(LineWarning {
+                        line,
+                        reason: "the key cannot be encoded".into(),
+                    }),
+                },
+                Err(reason) => warnings.push(LineWarning { line, reason }),
+            }
+        }
+        (AuthorizedKeys { entries }, warnings)
+    }
+
+    /// Number of usable keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no key may log in.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Find `key`, comparing against every entry in constant time so the
+    /// answer's timing says nothing about which entries exist.
+    pub fn find(&self, key: &PublicKey) -> Option<&AuthorizedKey> {
+        let blob = encode(key)?;
+        let mut found = None;
+        for entry in &self.entries {
+            let same_len = entry.blob.len() == blob.len();
+            let eq: bool = if same_len {
+                entry.blob.ct_eq(&blob).into()
+            } else {
+                false
+            };
+            if eq && found.is_none() {
+                found = Some(entry);
+            }
+        }
+        found
+    }
+}
+
+fn encode(key: &PublicKey) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    key.key_data().encode(&mut out).ok()?;
+    Some(out)
+}
+
+fn is_key_type(word: &str) -> bool {
+    word.starts_with("ssh-") || word.starts_with("ecdsa-sha2-") || word.starts_with("sk-")
+}
+
+/// Parse one non-empty, non-comment line: `[options] keytype base64 [comment]`.
+fn parse_line(line: &str) -> Result<PublicKey, String> {
+    let (options, rest) = if is_key_type(first_word(line)) {
+        ("", line)
+    } else {
+        split_options(line)?
+    };
+    for opt in split_option_list(options)? {
+        let name = opt.split('=').next().unwrap_or("").to_ascii_lowercase();
+        if !HARMLESS_OPTIONS.contains(&name.as_str()) {
+            return Err(format!(
+                "option {name:?} is not supported by this server yet; line skipped"
+            ));
+        }
+    }
+    let mut words = rest.split_whitespace();
+    let kind = words.next().ok_or("missing key type")?;
+    let b64 = words.next().ok_or("missing key data")?;
+    if !is_key_type(kind) {
+        return Err(format!("unknown key type {kind:?}"));
+    }
+    let key = PublicKey::from_openssh(&format!("{kind} {b64}"))
+        .map_err(|e| format!("invalid {kind} key ({e})"))?;
+    if key.algorithm().as_str() != kind {
+        return Err(format!(
+            "key type {kind:?} does not match the key data ({})",
+            key.algorithm()
+        ));
+    }
+    Ok(key)
+}
+
+fn first_word(s: &str) -> &str {
+    s.split_whitespace().next().unwrap_or("")
+}
+
+/// Split `options rest` where options may contain quoted spaces.
+fn split_options(line: &str) -> Result<(&str, &str), String> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            ' ' | '\t' if !in_quotes => return Ok((&line[..i], line[i..].trim_start())),
+            _ => {}
+        }
+    }
+    if in_quotes {
+        Err("unterminated quote in options".into())
+    } else {
+        Err("missing key after options".into())
+    }
+}
+
+/// Split `a,b="x,y",c` on commas outside quotes.
+fn split_option_list(options: &str) -> Result<Vec<&str>, String> {
+    if options.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, c) in options.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            ',' if !in_quotes => {
+                out.push(&options[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if in_quotes {
+        return Err("unterminated quote in options".into());
+    }
+    out.push(&options[start..]);
+    if out.iter().any(|o| o.is_empty()) {
+        return Err("empty option".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_line(comment: &str) -> (PublicKey, String) {
+        let k = crate::keys::generate_ed25519(comment).unwrap();
+        let line = k.public_key().to_openssh().unwrap();
+        (k.public_key().clone(), line)
+    }
+
+    #[test]
+    fn keys_comments_and_blank_lines() {
+        let (a, la) = key_line("alice");
+        let (b, lb) = key_line("bob");
+        let (c, _) = key_line("carol");
+        let text = format!("# comment\n\n{la}\n   {lb}  \n");
+        let (keys, warnings) = AuthorizedKeys::parse(&text);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.find(&a).unwrap().line, 3);
+        assert_eq!(keys.find(&b).unwrap().line, 4);
+        assert!(keys.find(&c).is_none());
+    }
+
+    #[test]
+    fn malformed_lines_are_reported_with_line_numbers() {
+        let (_, la) = key_line("alice");
+        let text = format!("garbage here\nssh-ed25519 !!!notbase64\n{la}\nssh-ed25519\n");
+        let (keys, warnings) = AuthorizedKeys::parse(&text);
+        assert_eq!(keys.len(), 1);
+        let lines: Vec<usize> = warnings.iter().map(|w| w.line).collect();
+        assert_eq!(lines, vec![1, 2, 4]);
+    }
+
+    #[test]
+    fn unenforced_restrictions_skip_the_line() {
+        let (a, la) = key_line("alice");
+        let text = format!("from=\"10.0.0.1\",no-pty {la}\n");
+        let (keys, warnings) = AuthorizedKeys::parse(&text);
+        assert!(keys.find(&a).is_none());
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].reason.contains("from"), "{:?}", warnings[0]);
+        let text = format!("restrict {la}\n");
+        assert!(AuthorizedKeys::parse(&text).0.is_empty());
+    }
+
+    #[test]
+    fn harmless_options_with_quotes_are_accepted() {
+        let (a, la) = key_line("alice");
+        let text = format!("no-pty,no-agent-forwarding,no-X11-forwarding {la}\n");
+        let (keys, warnings) = AuthorizedKeys::parse(&text);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(keys.find(&a).is_some());
+        let text = format!("from=\"a b,c\" {la}\n");
+        let (_, warnings) = AuthorizedKeys::parse(&text);
+        assert!(warnings[0].reason.contains("\"from\""), "{warnings:?}");
+        let text = format!("from=\"unterminated {la}\n");
+        let (_, warnings) = AuthorizedKeys::parse(&text);
+        assert!(warnings[0].reason.contains("unterminated"), "{warnings:?}");
+    }
+
+    #[test]
+    fn mismatched_key_type_is_rejected() {
+        let (_, la) = key_line("alice");
+        let b64 = la.split_whitespace().nth(1).unwrap();
+        let (keys, warnings) = AuthorizedKeys::parse(&format!("ssh-rsa {b64}\n"));
+        assert!(keys.is_empty());
+        assert_eq!(warnings.len(), 1);
+    }
+}

@@ -1,0 +1,304 @@
+//! The russh server handler for one session: authentication policy, channel
+//! policy (reserved `wraith-*` names, no shells), and the hand-off of each
+//! channel to a connector or a remote-forward listener.
+//!
+//! Never log a channel's target here: not the host, not the port, not the
+//! socket path, at any level.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelOpenFailure};
+
+use super::Shared;
+use super::outbound;
+use super::remote_forward::RemoteForwards;
+use crate::keys::fingerprint;
+use crate::transport::PeerInfo;
+
+/// Destinations with this prefix are served inside the server, never dialed.
+pub(crate) const RESERVED_PREFIX: &str = "wraith-";
+
+pub(crate) struct SessionHandler {
+    shared: Arc<Shared>,
+    peer: PeerInfo,
+    authed: Arc<AtomicBool>,
+    forwards: RemoteForwards,
+}
+
+impl SessionHandler {
+    pub(crate) fn new(shared: Arc<Shared>, peer: PeerInfo, authed: Arc<AtomicBool>) -> Self {
+        SessionHandler {
+            shared,
+            peer,
+            authed,
+            forwards: RemoteForwards::default(),
+        }
+    }
+
+    fn log_auth(&self, user: &str, key_fingerprint: &str, result: &'static str) {
+        tracing::info!(
+            remote_addr = %self.peer.log_addr(),
+            user = %log_safe(user),
+            key_fingerprint = %key_fingerprint,
+            result = %result,
+            "auth attempt"
+        );
+    }
+
+    fn is_authed(&self) -> bool {
+        self.authed.load(Ordering::Acquire)
+    }
+
+    /// Where a remote forward may bind: loopback unless gateway ports are on.
+    fn remote_bind_ip(&self, requested: &str) -> String {
+        let wants_any = matches!(requested, "" | "*" | "0.0.0.0" | "::");
+        if self.shared.options.gateway_ports {
+            match requested {
+                "" | "*" => "0.0.0.0".into(),
+                "localhost" => "127.0.0.1".into(),
+                other => other.to_string(),
+            }
+        } else if requested == "::1" {
+            "::1".into()
+        } else {
+            let _ = wants_any;
+            "127.0.0.1".into()
+        }
+    }
+}
+
+/// Keep user-supplied text from forging log fields or lines.
+fn log_safe(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '=' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        out.push('-');
+    }
+    out
+}
+
+impl russh::server::Handler for SessionHandler {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        // Clients send "none" first to learn the methods; not an attack.
+        Ok(Auth::Reject {
+            proceed_with_methods: Some(russh::MethodSet::from(&[russh::MethodKind::PublicKey][..])),
+            partial_success: false,
+        })
+    }
+
+    async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        self.log_auth(user, "none", "reject");
+        Ok(Auth::reject())
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if self
+            .shared
+            .options
+            .authorized_keys
+            .find(offer.public_key)
+            .is_some()
+        {
+            Ok(Auth::Accept)
+        } else {
+            self.log_auth(user, &fingerprint(offer.public_key), "reject");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let fp = fingerprint(key.public_key);
+        if self
+            .shared
+            .options
+            .authorized_keys
+            .find(key.public_key)
+            .is_some()
+        {
+            self.log_auth(user, &fp, "accept");
+            self.authed.store(true, Ordering::Release);
+            Ok(Auth::Accept)
+        } else {
+            self.log_auth(user, &fp, "reject");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // No shells, exec, pty or subsystems: this is a tunnel server.
+        tracing::debug!(remote_addr = %self.peer.log_addr(), "session channel refused");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if !self.is_authed() {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        if host_to_connect.starts_with(RESERVED_PREFIX) {
+            // The control channel arrives with the event hub; until then
+            // every reserved name is refused, and never dialed.
+            tracing::debug!(remote_addr = %self.peer.log_addr(), "reserved channel refused");
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let Ok(port) = u16::try_from(port_to_connect) else {
+            reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            return Ok(());
+        };
+        let host = host_to_connect.to_string();
+        let timeout = self.shared.options.connect_timeout;
+        tokio::spawn(async move {
+            match outbound::connect_direct(&host, port, timeout).await {
+                Ok(mut target) => {
+                    reply.accept().await;
+                    let mut channel = channel.into_stream();
+                    let _ = crate::copy::splice(&mut channel, &mut target).await;
+                }
+                Err(_) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
+            }
+        });
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if !self.is_authed() {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let path = socket_path.to_string();
+        let timeout = self.shared.options.connect_timeout;
+        tokio::spawn(async move {
+            match outbound::connect_unix(&path, timeout).await {
+                Ok(mut target) => {
+                    reply.accept().await;
+                    let mut channel = channel.into_stream();
+                    let _ = crate::copy::splice(&mut channel, &mut target).await;
+                }
+                Err(_) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
+            }
+        });
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        if !self.is_authed() {
+            return Ok(false);
+        }
+        let bind_ip = self.remote_bind_ip(address);
+        match self
+            .forwards
+            .start(address, &bind_ip, *port, session.handle())
+            .await
+        {
+            Ok(bound) => {
+                *port = bound;
+                tracing::debug!(remote_addr = %self.peer.log_addr(), "remote forward opened");
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::info!(remote_addr = %self.peer.log_addr(), error = %e.kind(), "remote forward refused");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.forwards.cancel(address, port))
+    }
+
+    async fn channel_close(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_safe;
+
+    #[test]
+    fn log_safe_neutralises_injection() {
+        assert_eq!(log_safe("bob"), "bob");
+        assert_eq!(log_safe("a b\nresult=accept"), "a?b?result?accept");
+        assert_eq!(log_safe(""), "-");
+        assert_eq!(log_safe(&"x".repeat(100)).len(), 64);
+    }
+}

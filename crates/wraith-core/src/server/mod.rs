@@ -1,0 +1,191 @@
+//! The wraith server: accepts transport connections, runs an SSH session on
+//! each, authenticates keys, and connects channels to their targets.
+//!
+//! Flow: [`Acceptor`] → connection task (limits, login grace) →
+//! [`handler`] (auth policy, reserved names) → [`outbound`] connector or
+//! remote-forward listener. Logs say who connected and how it went; they
+//! never say where a tunnel goes.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use russh::keys::PrivateKey;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::transport::{Acceptor, PeerInfo};
+
+pub mod auth;
+mod handler;
+mod killable;
+mod outbound;
+mod remote_forward;
+
+pub use auth::{AuthorizedKeys, LineWarning};
+
+use handler::SessionHandler;
+use killable::Killable;
+
+/// Everything the server needs. Build it from the CLI or in code.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// The SSH host key (`--key`).
+    pub host_key: PrivateKey,
+    /// The keys allowed to log in (`--authorized-keys`).
+    pub authorized_keys: AuthorizedKeys,
+    /// Failed authentication attempts before a connection is dropped.
+    pub max_auth_attempts: usize,
+    /// How long a connection may stay unauthenticated.
+    pub login_grace_time: Duration,
+    /// Let clients bind remote forwards on non-loopback addresses
+    /// (OpenSSH's `GatewayPorts clientspecified`). Off by default.
+    pub gateway_ports: bool,
+    /// Timeout for dialing a channel's target.
+    pub connect_timeout: Duration,
+    /// Interval between SSH keepalives to an idle client.
+    pub keepalive_interval: Duration,
+    /// Unanswered keepalives before the client is considered dead.
+    pub keepalive_count_max: usize,
+}
+
+impl ServeOptions {
+    /// Options with the defaults the CLI uses.
+    pub fn new(host_key: PrivateKey, authorized_keys: AuthorizedKeys) -> Self {
+        ServeOptions {
+            host_key,
+            authorized_keys,
+            max_auth_attempts: 10,
+            login_grace_time: Duration::from_secs(30),
+            gateway_ports: false,
+            connect_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(15),
+            keepalive_count_max: 3,
+        }
+    }
+}
+
+/// State shared by all sessions of one server.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) options: ServeOptions,
+}
+
+/// A configured server, ready to run on an acceptor.
+pub struct Server {
+    config: Arc<russh::server::Config>,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Prepare a server from its options.
+    pub fn new(options: ServeOptions) -> Self {
+        let config = russh::server::Config {
+            server_id: russh::SshId::Standard(
+                format!("SSH-2.0-wraith_{}", env!("CARGO_PKG_VERSION")).into(),
+            ),
+            methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
+            auth_rejection_time: Duration::from_millis(200),
+            auth_rejection_time_initial: Some(Duration::from_millis(0)),
+            keys: vec![options.host_key.clone()],
+            max_auth_attempts: options.max_auth_attempts,
+            inactivity_timeout: None,
+            keepalive_interval: Some(options.keepalive_interval),
+            keepalive_max: options.keepalive_count_max,
+            preferred: crate::algorithms::preferred(),
+            window_size: crate::client::WINDOW_SIZE,
+            maximum_packet_size: crate::client::MAX_PACKET_SIZE,
+            nodelay: true,
+            ..Default::default()
+        };
+        Server {
+            config: Arc::new(config),
+            shared: Arc::new(Shared { options }),
+        }
+    }
+
+    /// Accept connections until `shutdown` completes. A failed connection
+    /// never stops the loop.
+    pub async fn run<A: Acceptor>(
+        &self,
+        mut acceptor: A,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let stop = CancellationToken::new();
+        let _stop_guard = stop.clone().drop_guard();
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                a = acceptor.accept() => a,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let config = self.config.clone();
+                    let shared = self.shared.clone();
+                    let stop = stop.child_token();
+                    tokio::spawn(serve_connection(config, shared, stream, peer, stop));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn serve_connection(
+    config: Arc<russh::server::Config>,
+    shared: Arc<Shared>,
+    stream: crate::transport::BoxStream,
+    peer: PeerInfo,
+    stop: CancellationToken,
+) {
+    let started = Instant::now();
+    let remote_addr = peer.log_addr();
+    tracing::info!(remote_addr = %remote_addr, transport = %peer.transport, "connection opened");
+
+    let authed = Arc::new(AtomicBool::new(false));
+    let kill = stop.child_token();
+    let stream = Killable::new(stream, kill.clone());
+    let handler = SessionHandler::new(shared.clone(), peer, authed.clone());
+    let grace = tokio::time::sleep(shared.options.login_grace_time);
+    tokio::pin!(grace);
+
+    let outcome: Result<(), String> = async {
+        let session = tokio::select! {
+            s = russh::server::run_stream(config, stream, handler) => s.map_err(|e| e.to_string())?,
+            _ = &mut grace => return Err("login grace time exceeded".into()),
+        };
+        tokio::pin!(session);
+        let mut grace_checked = false;
+        loop {
+            tokio::select! {
+                r = &mut session => return r.map_err(|e| e.to_string()),
+                _ = &mut grace, if !grace_checked => {
+                    grace_checked = true;
+                    if !authed.load(Ordering::Acquire) {
+                        kill.cancel();
+                        return Err("login grace time exceeded".into());
+                    }
+                }
+            }
+        }
+    }
+    .await;
+
+    let duration = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(()) => {
+            tracing::info!(remote_addr = %remote_addr, duration = %format_args!("{duration:.3}"), "connection closed");
+        }
+        Err(reason) => {
+            tracing::info!(remote_addr = %remote_addr, duration = %format_args!("{duration:.3}"), reason = %reason, "connection closed");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Pluggable transports. A client-side [`Transport`] dials and yields one
+//! byte stream; a server-side [`Acceptor`] yields accepted streams with
+//! [`PeerInfo`]. SSH runs over these streams and never opens sockets itself,
+//! so adding a transport never touches SSH code.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::Result;
+
+mod socket_opts;
+mod tcp;
+
+pub(crate) use socket_opts::SocketOpts;
+pub use tcp::{TcpAcceptor, TcpTransport};
+
+/// A byte stream a transport produced.
+pub trait TransportStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> TransportStream for T {}
+
+/// A boxed transport stream.
+pub type BoxStream = Box<dyn TransportStream>;
+
+/// A boxed future, as trait objects need.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The kind of transport a connection arrived over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// Plain TCP.
+    Tcp,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportKind::Tcp => "tcp",
+        })
+    }
+}
+
+/// What the server knows about the peer of an accepted connection.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The remote socket address, when the transport has one.
+    pub remote_addr: Option<SocketAddr>,
+    /// The transport the connection arrived over.
+    pub transport: TransportKind,
+}
+
+impl PeerInfo {
+    /// The peer as logged: its IP address, or `-` when there is none.
+    pub fn log_addr(&self) -> String {
+        match self.remote_addr {
+            Some(a) => a.ip().to_string(),
+            None => "-".into(),
+        }
+    }
+}
+
+/// Client side: dials the server and returns a stream for SSH to run over.
+pub trait Transport: Send + Sync + 'static {
+    /// Open a new connection to the server.
+    fn connect(&self) -> BoxFuture<'_, Result<BoxStream>>;
+    /// A short description for messages (e.g. `tcp://example.com:22`).
+    fn describe(&self) -> String;
+}
+
+/// Server side: accepts incoming connections.
+pub trait Acceptor: Send + 'static {
+    /// Wait for the next connection. An error concerns only that connection
+    /// attempt; the acceptor keeps working.
+    fn accept(&mut self) -> BoxFuture<'_, std::io::Result<(BoxStream, PeerInfo)>>;
+    /// The address the acceptor listens on, for the "listening on" line.
+    fn describe(&self) -> String;
+}

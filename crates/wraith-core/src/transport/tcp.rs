@@ -1,0 +1,95 @@
+//! The TCP transport: a plain `TcpStream` each way, with our socket options.
+
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, SocketOpts, Transport, TransportKind};
+use crate::error::{Error, Result};
+
+/// Dials `host:port` over TCP.
+#[derive(Debug, Clone)]
+pub struct TcpTransport {
+    host: String,
+    port: u16,
+}
+
+impl TcpTransport {
+    /// A transport to `host:port` (host may be a name or an IP).
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        TcpTransport {
+            host: host.into(),
+            port,
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn connect(&self) -> BoxFuture<'_, Result<BoxStream>> {
+        Box::pin(async move {
+            let stream = TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| Error::Transport {
+                    server: self.describe(),
+                    reason: e.to_string(),
+                })?;
+            SocketOpts::default().apply(&stream);
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+
+    fn describe(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Accepts TCP connections on a bound listener.
+#[derive(Debug)]
+pub struct TcpAcceptor {
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+impl TcpAcceptor {
+    /// Bind `addr` (port 0 picks a free port).
+    pub async fn bind(addr: &str) -> Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                flag: "--listen",
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the listening address", e))?;
+        Ok(TcpAcceptor { listener, local })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl Acceptor for TcpAcceptor {
+    fn accept(&mut self) -> BoxFuture<'_, std::io::Result<(BoxStream, PeerInfo)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.listener.accept().await?;
+            SocketOpts::default().apply(&stream);
+            let info = PeerInfo {
+                remote_addr: Some(peer),
+                transport: TransportKind::Tcp,
+            };
+            Ok((Box::new(stream) as BoxStream, info))
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("tcp://{}", self.local)
+    }
+}

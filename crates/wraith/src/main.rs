@@ -1,0 +1,487 @@
+//! The `wraith` command: parses flags into the library's options structs,
+//! sets up logging, and maps errors to exit codes (0 ok, 1 runtime failure,
+//! 2 usage error). No tunnel logic lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use wraith_core::client::{
+    Client, ConnectOptions, HostKeyPolicy, LocalForwardSpec, RemoteForwardSpec,
+};
+use wraith_core::keys::{self, HostKeyPin};
+use wraith_core::server::{AuthorizedKeys, ServeOptions, Server};
+use wraith_core::transport::{TcpAcceptor, TcpTransport};
+
+mod demo;
+mod logging;
+
+const EXAMPLES: &str = "\
+Examples:
+  Try it on one machine (server, client and a test page, all on loopback):
+    wraith demo
+
+  On the server:
+    wraith keygen -f host_key
+    wraith serve --key host_key --authorized-keys authorized_keys --listen 0.0.0.0:2222
+
+  On your machine (SOCKS5 on 127.0.0.1:1080, Postgres on localhost:5432):
+    wraith keygen -f ~/.ssh/wraith_ed25519
+    wraith connect --server example.com:2222 --identity ~/.ssh/wraith_ed25519 \\
+        --host-key SHA256:... --forward 5432:db.internal:5432
+    curl --socks5-hostname 127.0.0.1:1080 https://example.com/";
+
+/// Self-hostable SSH tunnels: a SOCKS5 proxy and port forwards over SSH.
+#[derive(Parser, Debug)]
+#[command(name = "wraith", version, about, after_help = EXAMPLES, propagate_version = true)]
+struct Cli {
+    /// More logging: -v debug, -vv trace (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only log errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: accept SSH connections and tunnel their channels.
+    #[command(
+        after_help = "Example:\n  wraith serve --key host_key --authorized-keys authorized_keys --listen 0.0.0.0:2222"
+    )]
+    Serve(ServeArgs),
+    /// Run the client: one SSH session exposed as SOCKS5 and port forwards.
+    #[command(
+        after_help = "Examples:\n  wraith connect --server example.com:2222 --identity ~/.ssh/wraith_ed25519\n  wraith connect -s example.com:2222 -i key --forward 5432:db.internal:5432 --remote-forward 8080:localhost:3000\n  curl --socks5-hostname 127.0.0.1:1080 https://example.com/"
+    )]
+    Connect(ConnectArgs),
+    /// Write a new OpenSSH Ed25519 key pair (<file> and <file>.pub).
+    Keygen(KeygenArgs),
+    /// Start a server, a client and a test page on loopback, and show how to use them.
+    Demo(DemoArgs),
+    /// Print shell completions to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// SSH host key (OpenSSH Ed25519 private key; make one with `wraith keygen`).
+    #[arg(long, env = "WRAITH_KEY", value_name = "FILE")]
+    key: PathBuf,
+    /// Keys allowed to log in, in OpenSSH authorized_keys format.
+    #[arg(long, env = "WRAITH_AUTHORIZED_KEYS", value_name = "FILE")]
+    authorized_keys: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "WRAITH_LISTEN",
+        default_value = "0.0.0.0:22",
+        value_name = "ADDR:PORT"
+    )]
+    listen: String,
+    /// Failed authentication attempts before a connection is dropped.
+    #[arg(long, env = "WRAITH_MAX_AUTH_ATTEMPTS", default_value_t = 10)]
+    max_auth_attempts: usize,
+    /// Seconds a connection may take to authenticate.
+    #[arg(
+        long,
+        env = "WRAITH_LOGIN_GRACE_TIME",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    login_grace_time: u64,
+    /// Let clients bind remote forwards on all interfaces (default: loopback only).
+    #[arg(long, env = "WRAITH_GATEWAY_PORTS")]
+    gateway_ports: bool,
+    #[command(flatten)]
+    keepalive: KeepaliveArgs,
+}
+
+#[derive(Args, Debug)]
+struct KeepaliveArgs {
+    /// Seconds between SSH keepalives on an idle connection.
+    #[arg(long, env = "WRAITH_KEEPALIVE_INTERVAL", default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    keepalive_interval: u64,
+    /// Unanswered keepalives before the peer is considered dead.
+    #[arg(long, env = "WRAITH_KEEPALIVE_COUNT_MAX", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    keepalive_count_max: u64,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum TransportArg {
+    /// Plain TCP.
+    Tcp,
+}
+
+#[derive(Args, Debug)]
+struct ConnectArgs {
+    /// The server, as host[:port] (port 22 if omitted).
+    #[arg(short, long, env = "WRAITH_SERVER", value_name = "HOST[:PORT]")]
+    server: String,
+    /// Private key to log in with (OpenSSH format) [default: ~/.ssh/id_ed25519].
+    #[arg(short, long, env = "WRAITH_IDENTITY", value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Login name [default: the local user name].
+    #[arg(short = 'l', long, env = "WRAITH_USER")]
+    user: Option<String>,
+    /// Transport to reach the server over.
+    #[arg(long, env = "WRAITH_TRANSPORT", value_enum, default_value = "tcp")]
+    transport: TransportArg,
+    /// Pin the server's host key: SHA256:<fingerprint>, a public key line, or a .pub file.
+    #[arg(
+        long,
+        env = "WRAITH_HOST_KEY",
+        value_name = "KEY",
+        conflicts_with = "known_hosts"
+    )]
+    host_key: Option<String>,
+    /// Check the host key against this OpenSSH known_hosts file.
+    #[arg(long, env = "WRAITH_KNOWN_HOSTS", value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Where the SOCKS5 proxy listens.
+    #[arg(
+        long,
+        env = "WRAITH_SOCKS5",
+        default_value = "127.0.0.1:1080",
+        value_name = "ADDR:PORT"
+    )]
+    socks5: String,
+    /// Do not run the SOCKS5 proxy.
+    #[arg(long, env = "WRAITH_NO_SOCKS5")]
+    no_socks5: bool,
+    /// Local forward, like ssh -L: [bind_address:]port:host:hostport (repeatable).
+    #[arg(
+        short = 'L',
+        long = "forward",
+        env = "WRAITH_FORWARD",
+        value_name = "SPEC",
+        value_delimiter = ','
+    )]
+    forwards: Vec<LocalForwardSpec>,
+    /// Remote forward, like ssh -R: [bind_address:]port:host:hostport (repeatable).
+    #[arg(
+        short = 'R',
+        long = "remote-forward",
+        env = "WRAITH_REMOTE_FORWARD",
+        value_name = "SPEC",
+        value_delimiter = ','
+    )]
+    remote_forwards: Vec<RemoteForwardSpec>,
+    /// Seconds allowed for connecting, the handshake and authentication.
+    #[arg(long, env = "WRAITH_CONNECT_TIMEOUT", default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    connect_timeout: u64,
+    #[command(flatten)]
+    keepalive: KeepaliveArgs,
+}
+
+#[derive(Args, Debug)]
+struct KeygenArgs {
+    /// Where to write the private key; the public key goes to <FILE>.pub.
+    #[arg(short, long, env = "WRAITH_KEYGEN_FILE", value_name = "FILE")]
+    file: PathBuf,
+    /// Comment stored in the key.
+    #[arg(short = 'C', long, env = "WRAITH_KEYGEN_COMMENT")]
+    comment: Option<String>,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Where the demo's SOCKS5 proxy listens (a free port is used if this one is taken).
+    #[arg(
+        long,
+        env = "WRAITH_SOCKS5",
+        default_value = "127.0.0.1:1080",
+        value_name = "ADDR:PORT"
+    )]
+    socks5: String,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let is_server = matches!(cli.command, Command::Serve(_));
+    logging::init(cli.verbose, cli.quiet, is_server);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause the
+/// message already contains.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out.replace('\n', " ")
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(a) => serve(a).await,
+        Command::Connect(a) => connect(a).await,
+        Command::Keygen(a) => keygen(a),
+        Command::Demo(a) => demo::run(&a.socks5).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "wraith", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the man page")?;
+            Ok(())
+        }
+    }
+}
+
+fn passphrase() -> Option<String> {
+    std::env::var("WRAITH_KEY_PASSPHRASE").ok()
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let host_key = keys::load_private_key(&a.key, passphrase().as_deref(), "host key", "--key")?;
+    let (authorized, warnings) = AuthorizedKeys::load(&a.authorized_keys)?;
+    for w in &warnings {
+        tracing::warn!(
+            "{}:{}: {} (--authorized-keys)",
+            a.authorized_keys.display(),
+            w.line,
+            w.reason
+        );
+    }
+    if authorized.is_empty() {
+        tracing::warn!(
+            "{} holds no usable key: nobody can log in (--authorized-keys)",
+            a.authorized_keys.display()
+        );
+    }
+    let mut opts = ServeOptions::new(host_key, authorized);
+    opts.max_auth_attempts = a.max_auth_attempts;
+    opts.login_grace_time = Duration::from_secs(a.login_grace_time);
+    opts.gateway_ports = a.gateway_ports;
+    opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
+    opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
+    let fp = keys::fingerprint(opts.host_key.public_key());
+    let acceptor = TcpAcceptor::bind(&a.listen).await?;
+    let server = Server::new(opts);
+    println!("listening on tcp://{}", acceptor.local_addr());
+    tracing::info!(host_key = %fp, "server ready");
+    server.run(acceptor, shutdown_signal()).await?;
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Split `host[:port]` (IPv6 in brackets) with a default port.
+fn split_server(s: &str, default_port: u16) -> Result<(String, u16)> {
+    let bad = || {
+        anyhow!(
+            "invalid --server value {s:?}: expected host[:port], e.g. example.com:2222 or [2001:db8::1]:22"
+        )
+    };
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None if after.is_empty() => default_port,
+            None => return Err(bad()),
+        };
+        return Ok((host.to_string(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => {
+            if h.is_empty() {
+                return Err(bad());
+            }
+            Ok((h.to_string(), p.parse().map_err(|_| bad())?))
+        }
+        Some(_) => Ok((s.to_string(), default_port)), // bare IPv6
+        None if !s.is_empty() => Ok((s.to_string(), default_port)),
+        None => Err(bad()),
+    }
+}
+
+fn default_identity() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    if let Some(p) = home.map(|h| h.join(".ssh").join("id_ed25519"))
+        && p.exists()
+    {
+        return Ok(p);
+    }
+    Err(anyhow!(
+        "no identity: pass --identity <key file> (or set WRAITH_IDENTITY); make one with `wraith keygen -f <file>`"
+    ))
+}
+
+fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "wraith".into())
+}
+
+async fn connect(a: ConnectArgs) -> Result<()> {
+    let (host, port) = split_server(&a.server, 22)?;
+    let identity_path = match &a.identity {
+        Some(p) => p.clone(),
+        None => default_identity()?,
+    };
+    let identity = keys::load_private_key(
+        &identity_path,
+        passphrase().as_deref(),
+        "identity",
+        "--identity",
+    )?;
+    let host_key = if let Some(spec) = &a.host_key {
+        HostKeyPolicy::Pin(HostKeyPin::parse(spec)?)
+    } else if let Some(kh) = &a.known_hosts {
+        if !kh.exists() {
+            return Err(anyhow!(
+                "cannot read known hosts from {} (--known-hosts): no such file",
+                kh.display()
+            ));
+        }
+        HostKeyPolicy::KnownHosts(kh.clone())
+    } else {
+        HostKeyPolicy::default_tofu()
+    };
+    let transport = match a.transport {
+        TransportArg::Tcp => Arc::new(TcpTransport::new(host.clone(), port)),
+    };
+    let user = a.user.clone().unwrap_or_else(local_user);
+    let mut opts = ConnectOptions::new(transport, host, port, user, identity);
+    opts.host_key = host_key;
+    opts.socks5 = (!a.no_socks5).then(|| a.socks5.clone());
+    opts.forwards = a.forwards;
+    opts.remote_forwards = a.remote_forwards;
+    opts.connect_timeout = Duration::from_secs(a.connect_timeout);
+    opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
+    opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
+
+    let client = Client::connect(opts).await?;
+    print_client(&client);
+    tokio::select! {
+        err = client.wait() => Err(err.into()),
+        _ = shutdown_signal() => Ok(()),
+    }
+}
+
+fn print_client(client: &Client) {
+    println!("connected to {}", client.server);
+    if let Some(a) = client.socks5_addr {
+        println!("socks5 listening on {a}");
+    }
+    for f in &client.forwards {
+        println!("forward listening on {} -> {}", f.local, f.target);
+    }
+    for r in &client.remote_forwards {
+        let host = if r.remote_host.is_empty() {
+            "localhost"
+        } else {
+            r.remote_host.as_str()
+        };
+        println!(
+            "remote forward listening on {}:{} -> {}",
+            host, r.remote_port, r.target
+        );
+    }
+}
+
+fn keygen(a: KeygenArgs) -> Result<()> {
+    let comment = a
+        .comment
+        .clone()
+        .unwrap_or_else(|| format!("{}@wraith", local_user()));
+    let key = keys::generate_ed25519(&comment)?;
+    let pub_path = keys::write_key_pair(&key, &a.file, a.force)?;
+    println!("private key: {}", a.file.display());
+    println!("public key:  {}", pub_path.display());
+    println!("fingerprint: {}", keys::fingerprint(key.public_key()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_spec_forms() {
+        assert_eq!(split_server("h", 22).unwrap(), ("h".into(), 22));
+        assert_eq!(split_server("h:2222", 22).unwrap(), ("h".into(), 2222));
+        assert_eq!(
+            split_server("[::1]:2222", 22).unwrap(),
+            ("::1".into(), 2222)
+        );
+        assert_eq!(split_server("[::1]", 22).unwrap(), ("::1".into(), 22));
+        assert_eq!(split_server("::1", 22).unwrap(), ("::1".into(), 22));
+        assert!(split_server("h:notaport", 22).is_err());
+        assert!(split_server("h:70000", 22).is_err());
+        assert!(split_server("", 22).is_err());
+        assert!(split_server("[::1", 22).is_err());
+        assert!(split_server(":22", 22).is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
