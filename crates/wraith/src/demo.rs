@@ -65,32 +65,28 @@ pub(crate) async fn run(socks5: &str) -> Result<()> {
         .socks5_addr
         .context("the demo's SOCKS5 listener did not start")?;
 
-    println!("wraith demo: a server and a client are running in this process.");
-    println!();
-    println!("  server      tcp://{server_addr}  (host key {host_fp})");
-    println!("  socks5      {socks}");
-    println!("  test page   http://localhost:{page}/  (served on the server side)");
-    println!();
-    println!("Try it (in another terminal):");
-    println!("  curl --socks5-hostname {socks} http://localhost:{page}/");
-    println!(
-        "  curl --socks5-hostname {socks} https://example.com/   # any site the server can reach"
-    );
-    println!();
-    println!("The same tunnel between two machines:");
-    println!("  server$ wraith keygen -f host_key");
-    println!(
-        "  server$ wraith keygen -f client_key   # or use the client's own ~/.ssh/id_ed25519.pub"
-    );
-    println!("  server$ cp client_key.pub authorized_keys");
-    println!(
+    out!("wraith demo: a server and a client are running in this process.");
+    out!("");
+    out!("  server      tcp://{server_addr}  (host key {host_fp})");
+    out!("  socks5      {socks}");
+    out!("  test page   http://localhost:{page}/  (served on the server side)");
+    out!("");
+    out!("Try it (in another terminal):");
+    out!("  curl --socks5-hostname {socks} http://localhost:{page}/");
+    out!("  curl --socks5-hostname {socks} https://example.com/   # any site the server can reach");
+    out!("");
+    out!("The same tunnel between two machines:");
+    out!("  server$ wraith keygen -f host_key");
+    out!("  server$ wraith keygen -f client_key   # or use the client's own ~/.ssh/id_ed25519.pub");
+    out!("  server$ cp client_key.pub authorized_keys");
+    out!(
         "  server$ wraith serve --key host_key --authorized-keys authorized_keys --listen 0.0.0.0:2222"
     );
-    println!(
+    out!(
         "  client$ wraith connect --server SERVER:2222 --identity client_key --host-key <the server's SHA256:... fingerprint>"
     );
-    println!();
-    println!("Press Ctrl-C to stop.");
+    out!("");
+    out!("Press Ctrl-C to stop.");
     let _ = std::io::stdout().flush();
 
     tokio::select! {

@@ -16,6 +16,17 @@ use wraith_core::keys::{self, HostKeyPin};
 use wraith_core::server::{AuthorizedKeys, ServeOptions, Server};
 use wraith_core::transport::{TcpAcceptor, TcpTransport};
 
+/// Print a line to stdout. Unlike `println!` it never panics: a closed
+/// stdout (`wraith connect | head -1`) must not kill a running tunnel.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(o, $($arg)*);
+        let _ = o.flush();
+    }};
+}
+
 mod demo;
 mod logging;
 
@@ -218,6 +229,20 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // A bug must still look like one clear line, not a backtrace dump.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error (please report it): {msg}{at}");
+    }));
     let is_server = matches!(cli.command, Command::Serve(_));
     logging::init(cli.verbose, cli.quiet, is_server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -302,7 +327,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
     let fp = keys::fingerprint(opts.host_key.public_key());
     let acceptor = TcpAcceptor::bind(&a.listen).await?;
     let server = Server::new(opts);
-    println!("listening on tcp://{}", acceptor.local_addr());
+    out!("listening on tcp://{}", acceptor.local_addr());
     tracing::info!(host_key = %fp, "server ready");
     server.run(acceptor, shutdown_signal()).await?;
     tracing::info!("shutting down");
@@ -374,9 +399,31 @@ fn default_identity() -> Result<PathBuf> {
 }
 
 fn local_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "wraith".into())
+    if let Ok(u) = std::env::var("USER").or_else(|_| std::env::var("USERNAME"))
+        && !u.is_empty()
+    {
+        return u;
+    }
+    passwd_name().unwrap_or_else(|| "wraith".into())
+}
+
+/// The name of the user running us, from /etc/passwd (when $USER is unset,
+/// as under cron or systemd).
+#[cfg(unix)]
+fn passwd_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid).then(|| name.to_string())
+    })
+}
+
+#[cfg(not(unix))]
+fn passwd_name() -> Option<String> {
+    None
 }
 
 async fn connect(a: ConnectArgs) -> Result<()> {
@@ -426,12 +473,12 @@ async fn connect(a: ConnectArgs) -> Result<()> {
 }
 
 fn print_client(client: &Client) {
-    println!("connected to {}", client.server);
+    out!("connected to {}", client.server);
     if let Some(a) = client.socks5_addr {
-        println!("socks5 listening on {a}");
+        out!("socks5 listening on {a}");
     }
     for f in &client.forwards {
-        println!("forward listening on {} -> {}", f.local, f.target);
+        out!("forward listening on {} -> {}", f.local, f.target);
     }
     for r in &client.remote_forwards {
         let host = if r.remote_host.is_empty() {
@@ -439,23 +486,33 @@ fn print_client(client: &Client) {
         } else {
             r.remote_host.as_str()
         };
-        println!(
+        out!(
             "remote forward listening on {}:{} -> {}",
-            host, r.remote_port, r.target
+            host,
+            r.remote_port,
+            r.target
         );
     }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wraith".into())
 }
 
 fn keygen(a: KeygenArgs) -> Result<()> {
     let comment = a
         .comment
         .clone()
-        .unwrap_or_else(|| format!("{}@wraith", local_user()));
+        .unwrap_or_else(|| format!("{}@{}", local_user(), host_name()));
     let key = keys::generate_ed25519(&comment)?;
     let pub_path = keys::write_key_pair(&key, &a.file, a.force)?;
-    println!("private key: {}", a.file.display());
-    println!("public key:  {}", pub_path.display());
-    println!("fingerprint: {}", keys::fingerprint(key.public_key()));
+    out!("private key: {}", a.file.display());
+    out!("public key:  {}", pub_path.display());
+    out!("fingerprint: {}", keys::fingerprint(key.public_key()));
     Ok(())
 }
 
