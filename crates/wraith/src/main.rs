@@ -191,6 +191,14 @@ struct ConnectArgs {
     /// Seconds allowed for connecting, the handshake and authentication.
     #[arg(long, env = "WRAITH_CONNECT_TIMEOUT", default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     connect_timeout: u64,
+    /// Seconds a new connection waits for the tunnel while it reconnects, before it fails.
+    #[arg(
+        long,
+        env = "WRAITH_RECONNECT_WAIT",
+        default_value_t = 5,
+        value_name = "SECS"
+    )]
+    reconnect_wait: u64,
     #[command(flatten)]
     keepalive: KeepaliveArgs,
 }
@@ -461,6 +469,7 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     opts.forwards = a.forwards;
     opts.remote_forwards = a.remote_forwards;
     opts.connect_timeout = Duration::from_secs(a.connect_timeout);
+    opts.reconnect_wait = Duration::from_secs(a.reconnect_wait);
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
 

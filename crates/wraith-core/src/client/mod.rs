@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
+mod backoff;
 mod forward;
 pub mod forward_spec;
 mod host_key;
@@ -28,6 +29,7 @@ pub use forward::BoundAddr;
 pub use forward_spec::{ForwardSpecError, ForwardTarget, LocalForwardSpec, RemoteForwardSpec};
 pub use host_key::{HostKeyPolicy, default_store};
 
+use backoff::Backoff;
 use forward::{LocalForward, RemoteForwardTable};
 use opener::ChannelOpener;
 use session::SessionParams;
@@ -66,6 +68,9 @@ pub struct ConnectOptions {
     pub keepalive_interval: Duration,
     /// Unanswered keepalives before the server is considered dead.
     pub keepalive_count_max: usize,
+    /// How long a new SOCKS or forward connection waits for the session
+    /// while reconnecting, before it fails.
+    pub reconnect_wait: Duration,
 }
 
 impl ConnectOptions {
@@ -90,6 +95,7 @@ impl ConnectOptions {
             connect_timeout: Duration::from_secs(15),
             keepalive_interval: Duration::from_secs(15),
             keepalive_count_max: 3,
+            reconnect_wait: Duration::from_secs(5),
         }
     }
 }
@@ -114,7 +120,27 @@ pub struct BoundRemoteForward {
     pub target: ForwardTarget,
 }
 
-/// A connected client with its listeners running.
+/// Where the client stands, for status lines and embedders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientState {
+    /// A session is up.
+    Connected,
+    /// The session was lost; the next attempt starts after `delay`.
+    Reconnecting {
+        /// 1-based attempt number within this outage.
+        attempt: u32,
+        /// The wait before this attempt.
+        delay: Duration,
+        /// Why the last session or attempt ended.
+        reason: String,
+    },
+    /// The client gave up (a fatal error such as a refused key) or was shut down.
+    Stopped(String),
+}
+
+/// A connected client with its listeners running. Dropping it stops
+/// everything.
 pub struct Client {
     /// The SOCKS5 listener's address, if enabled.
     pub socks5_addr: Option<SocketAddr>,
@@ -124,14 +150,24 @@ pub struct Client {
     pub remote_forwards: Vec<BoundRemoteForward>,
     /// The server as the transport describes it.
     pub server: String,
-    end: session::SessionEnd,
-    session_tx: watch::Sender<Option<session::SessionHandle>>,
+    state: watch::Receiver<ClientState>,
+    supervisor: Option<tokio::task::JoinHandle<Error>>,
     tasks: JoinSet<()>,
 }
 
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(s) = &self.supervisor {
+            s.abort();
+        }
+    }
+}
+
 impl Client {
-    /// Connect, authenticate, bind every listener and request every remote
-    /// forward. Fails on the first problem, with an error naming it.
+    /// Bind every listener, connect, authenticate and request every remote
+    /// forward. Fails on the first problem, with an error naming it. After
+    /// that, a lost session is re-established in the background (see
+    /// [`Client::state`]) while the listeners stay bound.
     pub async fn connect(opts: ConnectOptions) -> Result<Client> {
         let config = Arc::new(russh::client::Config {
             client_id: russh::SshId::Standard(
@@ -172,29 +208,27 @@ impl Client {
         }
 
         let (handle, end) = session::establish(&params).await?;
-
         let mut remote_forwards = Vec::new();
         for spec in &opts.remote_forwards {
-            let asked = u32::from(spec.bind_port);
-            let granted = handle
-                .tcpip_forward(spec.bind_host.clone(), asked)
+            let port = request_remote_forward(&handle, &spec.bind_host, spec.bind_port)
                 .await
-                .map_err(|_| Error::RemoteForwardRefused {
+                .ok_or_else(|| Error::RemoteForwardRefused {
                     spec: format!("{}:{}", spec.bind_host, spec.bind_port),
                 })?;
-            let port = if asked == 0 { granted } else { asked };
-            remote_table.insert(&spec.bind_host, port, spec.target.clone());
+            remote_table.insert(&spec.bind_host, u32::from(port), spec.target.clone());
             remote_forwards.push(BoundRemoteForward {
                 remote_host: spec.bind_host.clone(),
-                remote_port: u16::try_from(port).unwrap_or(0),
+                remote_port: port,
                 target: spec.target.clone(),
             });
         }
+        tracing::info!("connected to {server}");
 
         let (session_tx, session_rx) = watch::channel(Some(handle));
+        let (state_tx, state_rx) = watch::channel(ClientState::Connected);
         let opener = ChannelOpener::new(
             session_rx,
-            Duration::from_secs(5),
+            opts.reconnect_wait,
             opts.connect_timeout + Duration::from_secs(5),
         );
         let mut tasks = JoinSet::new();
@@ -210,28 +244,207 @@ impl Client {
             });
             tasks.spawn(l.run(opener.clone()));
         }
+        let supervisor = tokio::spawn(supervise(
+            params,
+            end,
+            session_tx,
+            state_tx,
+            remote_forwards.clone(),
+        ));
         Ok(Client {
             socks5_addr,
             forwards,
             remote_forwards,
             server,
-            end,
-            session_tx,
+            state: state_rx,
+            supervisor: Some(supervisor),
             tasks,
         })
     }
 
-    /// Wait until the session ends; returns why.
-    pub async fn wait(self) -> Error {
-        let Client {
-            end,
-            session_tx,
-            mut tasks,
-            ..
-        } = self;
+    /// Follow the client's state (connected, reconnecting, stopped).
+    pub fn state(&self) -> watch::Receiver<ClientState> {
+        self.state.clone()
+    }
+
+    /// Run until the client stops for good (a fatal error such as a key the
+    /// server no longer accepts); returns why.
+    pub async fn wait(mut self) -> Error {
+        let err = match self.supervisor.take() {
+            Some(task) => match task.await {
+                Ok(e) => e,
+                Err(e) => Error::SessionClosed(format!("supervisor failed: {e}")),
+            },
+            None => Error::SessionClosed("stopped".into()),
+        };
+        self.tasks.abort_all();
+        err
+    }
+}
+
+/// Ask the server to listen for us; returns the port it listens on.
+async fn request_remote_forward(
+    handle: &session::SessionHandle,
+    host: &str,
+    port: u16,
+) -> Option<u16> {
+    let granted = handle
+        .tcpip_forward(host.to_string(), u32::from(port))
+        .await
+        .ok()?;
+    if port == 0 {
+        u16::try_from(granted).ok().filter(|p| *p != 0)
+    } else {
+        Some(port)
+    }
+}
+
+/// Keep a session up: when it ends, reconnect with backoff, re-request the
+/// remote forwards, and publish the new session to the opener. Returns only
+/// on a fatal error.
+async fn supervise(
+    params: SessionParams,
+    mut end: session::SessionEnd,
+    session_tx: watch::Sender<Option<session::SessionHandle>>,
+    state_tx: watch::Sender<ClientState>,
+    remote_forwards: Vec<BoundRemoteForward>,
+) -> Error {
+    let server = params.transport.describe();
+    loop {
         let reason = end.wait().await;
         session_tx.send_replace(None);
-        tasks.abort_all();
-        Error::SessionClosed(reason)
+        tracing::warn!("lost: {reason}");
+        let attempt = || async {
+            let (handle, new_end) = session::establish(&params).await?;
+            for r in &remote_forwards {
+                // Ask for the port we had, so it stays stable.
+                if request_remote_forward(&handle, &r.remote_host, r.remote_port)
+                    .await
+                    .is_none()
+                {
+                    tracing::warn!(
+                        "the server refused remote forward {}:{} after reconnecting",
+                        r.remote_host,
+                        r.remote_port
+                    );
+                }
+            }
+            Ok((handle, new_end))
+        };
+        match reconnect(attempt, reason, &state_tx).await {
+            Ok((handle, new_end)) => {
+                session_tx.send_replace(Some(handle));
+                state_tx.send_replace(ClientState::Connected);
+                tracing::info!("connected to {server}");
+                end = new_end;
+            }
+            Err(e) => {
+                state_tx.send_replace(ClientState::Stopped(e.to_string()));
+                return e;
+            }
+        }
+    }
+}
+
+/// Retry `attempt` with backoff until it succeeds or fails fatally,
+/// publishing each wait as [`ClientState::Reconnecting`].
+async fn reconnect<T, F, Fut>(
+    mut attempt: F,
+    mut reason: String,
+    state_tx: &watch::Sender<ClientState>,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut backoff = Backoff::new();
+    loop {
+        let delay = backoff.next_delay();
+        state_tx.send_replace(ClientState::Reconnecting {
+            attempt: backoff.attempts(),
+            delay,
+            reason: reason.clone(),
+        });
+        tracing::info!("reconnecting in {:.0}s", delay.as_secs_f32().round());
+        tokio::time::sleep(delay).await;
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => {
+                tracing::info!("reconnect failed: {e}");
+                reason = e.to_string();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn reconnect_backs_off_exponentially_to_the_cap() {
+        let (state_tx, state_rx) = watch::channel(ClientState::Connected);
+        let start = Instant::now();
+        let mut times = Vec::new();
+        let result = reconnect(
+            || {
+                times.push(start.elapsed());
+                let n = times.len();
+                async move {
+                    if n < 9 {
+                        Err(Error::Transport {
+                            server: "test".into(),
+                            reason: "refused".into(),
+                        })
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+            "lost".into(),
+            &state_tx,
+        )
+        .await;
+        assert_eq!(result.unwrap(), 9);
+        // Gaps between attempts: 1, 2, 4, 8, 16, 30, 30, 30, 30 s minus jitter.
+        let mut prev = Duration::ZERO;
+        for (i, t) in times.iter().enumerate() {
+            let gap = *t - prev;
+            let base = Backoff::base(u32::try_from(i).unwrap());
+            assert!(
+                gap <= base && gap >= base * 4 / 5,
+                "attempt {i}: waited {gap:?}, base {base:?}"
+            );
+            prev = *t;
+        }
+        assert!(matches!(
+            *state_rx.borrow(),
+            ClientState::Reconnecting { attempt: 9, .. }
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fatal_errors_stop_reconnecting_at_once() {
+        let (state_tx, _rx) = watch::channel(ClientState::Connected);
+        let mut calls = 0;
+        let result: Result<()> = reconnect(
+            || {
+                calls += 1;
+                async {
+                    Err(Error::AuthRejected {
+                        user: "u".into(),
+                        server: "s".into(),
+                        fingerprint: "SHA256:x".into(),
+                    })
+                }
+            },
+            "lost".into(),
+            &state_tx,
+        )
+        .await;
+        assert!(matches!(result, Err(Error::AuthRejected { .. })));
+        assert_eq!(calls, 1);
     }
 }
