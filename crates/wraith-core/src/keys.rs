@@ -49,6 +49,26 @@ pub fn load_private_key(
     Ok(key)
 }
 
+/// Load an OpenSSH certificate (`<identity>-cert.pub`, `--certificate`) and
+/// check that it certifies `identity`.
+pub fn load_certificate(path: &Path, identity: &PrivateKey) -> Result<russh::keys::Certificate> {
+    let err = |reason: String| Error::KeyFile {
+        what: "certificate",
+        path: path.to_path_buf(),
+        flag: "--certificate",
+        reason,
+    };
+    let text = fs::read_to_string(path).map_err(|e| err(io_reason(&e)))?;
+    let cert = russh::keys::Certificate::from_openssh(text.trim())
+        .map_err(|e| err(format!("not an OpenSSH certificate ({e})")))?;
+    if cert.public_key() != identity.public_key().key_data() {
+        return Err(err(
+            "the certificate is for another key than --identity".into()
+        ));
+    }
+    Ok(cert)
+}
+
 /// Generate a new Ed25519 key pair.
 pub fn generate_ed25519(comment: &str) -> Result<PrivateKey> {
     let mut rng = russh::keys::key::safe_rng();

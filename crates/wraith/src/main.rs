@@ -100,9 +100,33 @@ struct ServeArgs {
         value_name = "ADDR:PORT"
     )]
     listen: String,
+    /// Trust user certificates signed by the CA keys in this file (repeatable).
+    #[arg(
+        long,
+        env = "WRAITH_CERT_AUTHORITY",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    cert_authority: Vec<PathBuf>,
     /// Failed authentication attempts before a connection is dropped.
     #[arg(long, env = "WRAITH_MAX_AUTH_ATTEMPTS", default_value_t = 10)]
     max_auth_attempts: usize,
+    /// Concurrent connections allowed from one IP address (0 = unlimited).
+    #[arg(
+        long,
+        env = "WRAITH_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    max_connections_per_ip: usize,
+    /// Open channels allowed in one session (0 = unlimited).
+    #[arg(
+        long,
+        env = "WRAITH_MAX_CHANNELS_PER_SESSION",
+        default_value_t = 16384,
+        value_name = "N"
+    )]
+    max_channels_per_session: usize,
     /// Seconds a connection may take to authenticate.
     #[arg(
         long,
@@ -142,6 +166,9 @@ struct ConnectArgs {
     /// Private key to log in with (OpenSSH format) [default: ~/.ssh/id_ed25519].
     #[arg(short, long, env = "WRAITH_IDENTITY", value_name = "FILE")]
     identity: Option<PathBuf>,
+    /// OpenSSH user certificate to present [default: <identity>-cert.pub if it exists].
+    #[arg(long, env = "WRAITH_CERTIFICATE", value_name = "FILE")]
+    certificate: Option<PathBuf>,
     /// Login name [default: the local user name].
     #[arg(short = 'l', long, env = "WRAITH_USER")]
     user: Option<String>,
@@ -311,7 +338,7 @@ fn passphrase() -> Option<String> {
 
 async fn serve(a: ServeArgs) -> Result<()> {
     let host_key = keys::load_private_key(&a.key, passphrase().as_deref(), "host key", "--key")?;
-    let (authorized, warnings) = AuthorizedKeys::load(&a.authorized_keys)?;
+    let (mut authorized, warnings) = AuthorizedKeys::load(&a.authorized_keys)?;
     for w in &warnings {
         tracing::warn!(
             "{}:{}: {} (--authorized-keys)",
@@ -319,6 +346,24 @@ async fn serve(a: ServeArgs) -> Result<()> {
             w.line,
             w.reason
         );
+    }
+    for path in &a.cert_authority {
+        let (cas, warnings) = AuthorizedKeys::load_cert_authorities(path)?;
+        for w in &warnings {
+            tracing::warn!(
+                "{}:{}: {} (--cert-authority)",
+                path.display(),
+                w.line,
+                w.reason
+            );
+        }
+        if cas.is_empty() {
+            return Err(anyhow!(
+                "{} holds no usable CA key (--cert-authority)",
+                path.display()
+            ));
+        }
+        authorized.extend(cas);
     }
     if authorized.is_empty() {
         tracing::warn!(
@@ -328,6 +373,8 @@ async fn serve(a: ServeArgs) -> Result<()> {
     }
     let mut opts = ServeOptions::new(host_key, authorized);
     opts.max_auth_attempts = a.max_auth_attempts;
+    opts.max_connections_per_ip = a.max_connections_per_ip;
+    opts.max_channels_per_session = a.max_channels_per_session;
     opts.login_grace_time = Duration::from_secs(a.login_grace_time);
     opts.gateway_ports = a.gateway_ports;
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
@@ -446,6 +493,17 @@ async fn connect(a: ConnectArgs) -> Result<()> {
         "identity",
         "--identity",
     )?;
+    let certificate = match &a.certificate {
+        Some(p) => Some(keys::load_certificate(p, &identity)?),
+        None => {
+            let default = PathBuf::from(format!("{}-cert.pub", identity_path.display()));
+            if default.exists() {
+                Some(keys::load_certificate(&default, &identity)?)
+            } else {
+                None
+            }
+        }
+    };
     let host_key = if let Some(spec) = &a.host_key {
         HostKeyPolicy::Pin(HostKeyPin::parse(spec)?)
     } else if let Some(kh) = &a.known_hosts {
@@ -465,6 +523,7 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     let user = a.user.clone().unwrap_or_else(local_user);
     let mut opts = ConnectOptions::new(transport, host, port, user, identity);
     opts.host_key = host_key;
+    opts.certificate = certificate;
     opts.socks5 = (!a.no_socks5).then(|| a.socks5.clone());
     opts.forwards = a.forwards;
     opts.remote_forwards = a.remote_forwards;

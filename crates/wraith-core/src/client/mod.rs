@@ -54,6 +54,8 @@ pub struct ConnectOptions {
     pub user: String,
     /// The private key to authenticate with (`--identity`).
     pub identity: PrivateKey,
+    /// An OpenSSH user certificate for `identity`, presented first when set.
+    pub certificate: Option<russh::keys::Certificate>,
     /// How to trust the server's host key.
     pub host_key: HostKeyPolicy,
     /// Where to run the SOCKS5 proxy; `None` disables it.
@@ -88,6 +90,7 @@ impl ConnectOptions {
             server_port,
             user: user.into(),
             identity,
+            certificate: None,
             host_key: HostKeyPolicy::default_tofu(),
             socks5: Some("127.0.0.1:1080".into()),
             forwards: Vec::new(),
@@ -189,6 +192,7 @@ impl Client {
             port: opts.server_port,
             user: opts.user.clone(),
             identity: Arc::new(opts.identity),
+            certificate: opts.certificate,
             host_key: opts.host_key,
             config,
             connect_timeout: opts.connect_timeout,

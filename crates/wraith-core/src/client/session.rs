@@ -26,6 +26,7 @@ pub(crate) struct SessionParams {
     pub(crate) port: u16,
     pub(crate) user: String,
     pub(crate) identity: Arc<PrivateKey>,
+    pub(crate) certificate: Option<russh::keys::Certificate>,
     pub(crate) host_key: HostKeyPolicy,
     pub(crate) config: Arc<russh::client::Config>,
     pub(crate) connect_timeout: Duration,
@@ -185,18 +186,32 @@ pub(crate) async fn establish(p: &SessionParams) -> Result<(SessionHandle, Sessi
         Ok(Ok(h)) => h,
     };
 
-    let key = PrivateKeyWithHashAlg::new(p.identity.clone(), None);
-    let auth = tokio::time::timeout(timeout, handle.authenticate_publickey(p.user.clone(), key))
+    let auth_timeout = |e: &str| Error::Ssh {
+        server: server.clone(),
+        reason: format!("authentication {e}"),
+    };
+    let mut accepted = false;
+    if let Some(cert) = &p.certificate {
+        // Present the certificate first, like OpenSSH; fall back to the
+        // plain key if the server does not take it.
+        let r = tokio::time::timeout(
+            timeout,
+            handle.authenticate_openssh_cert(p.user.clone(), p.identity.clone(), cert.clone()),
+        )
         .await
-        .map_err(|_| Error::Ssh {
-            server: server.clone(),
-            reason: "authentication timed out".into(),
-        })?
-        .map_err(|e| Error::Ssh {
-            server: server.clone(),
-            reason: describe_ssh_error(&e),
-        })?;
-    if !auth.success() {
+        .map_err(|_| auth_timeout("timed out"))?
+        .map_err(|e| auth_timeout(&describe_ssh_error(&e)))?;
+        accepted = r.success();
+    }
+    if !accepted {
+        let key = PrivateKeyWithHashAlg::new(p.identity.clone(), None);
+        let r = tokio::time::timeout(timeout, handle.authenticate_publickey(p.user.clone(), key))
+            .await
+            .map_err(|_| auth_timeout("timed out"))?
+            .map_err(|e| auth_timeout(&describe_ssh_error(&e)))?;
+        accepted = r.success();
+    }
+    if !accepted {
         return Err(Error::AuthRejected {
             user: p.user.clone(),
             server,

@@ -1,9 +1,10 @@
 //! Who may log in: the OpenSSH `authorized_keys` format, parsed without I/O,
 //! and the constant-time lookup of an offered key.
 //!
-//! A line we cannot parse, or whose options we cannot enforce yet, is
-//! reported with its line number and skipped — never silently accepted with
-//! fewer restrictions than it asks for.
+//! A line we cannot parse, or whose options we do not know, is reported with
+//! its line number and skipped — never silently accepted with fewer
+//! restrictions than it asks for. The options themselves are interpreted in
+//! [`super::policy`].
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use russh::keys::PublicKey;
 use russh::keys::ssh_encoding::Encode;
 use subtle::ConstantTimeEq;
 
+use super::policy::KeyOptions;
 use crate::error::{Error, Result};
 use crate::keys::io_reason;
 
@@ -21,6 +23,8 @@ pub struct AuthorizedKey {
     pub key: PublicKey,
     /// Its line number in the source (1-based).
     pub line: usize,
+    /// The line's options.
+    pub options: KeyOptions,
     /// Its wire encoding, compared in constant time.
     blob: Vec<u8>,
 }
@@ -40,22 +44,6 @@ pub struct AuthorizedKeys {
     entries: Vec<AuthorizedKey>,
 }
 
-/// Options that do not widen or narrow what a tunnel key may do (they concern
-/// shells, agents and X11, which wraith never offers).
-const HARMLESS_OPTIONS: &[&str] = &[
-    "no-pty",
-    "no-agent-forwarding",
-    "no-x11-forwarding",
-    "no-user-rc",
-    "pty",
-    "agent-forwarding",
-    "x11-forwarding",
-    "user-rc",
-    "port-forwarding",
-    "no-touch-required",
-    "verify-required",
-];
-
 impl AuthorizedKeys {
     /// Build a set directly from keys (for embedders and tests).
     pub fn from_keys(keys: impl IntoIterator<Item = PublicKey>) -> Self {
@@ -67,6 +55,7 @@ impl AuthorizedKeys {
                 Some(AuthorizedKey {
                     key,
                     line: i + 1,
+                    options: KeyOptions::default(),
                     blob,
                 })
             })
@@ -96,8 +85,13 @@ impl AuthorizedKeys {
                 continue;
             }
             match parse_line(trimmed) {
-                Ok(key) => match encode(&key) {
-                    Some(blob) => entries.push(AuthorizedKey { key, line, blob }),
+                Ok((options, key)) => match encode(&key) {
+                    Some(blob) => entries.push(AuthorizedKey {
+                        key,
+                        line,
+                        options,
+                        blob,
+                    }),
                     None => warnings.push(LineWarning {
                         line,
                         reason: "the key cannot be encoded".into(),
@@ -109,7 +103,40 @@ impl AuthorizedKeys {
         (AuthorizedKeys { entries }, warnings)
     }
 
-    /// Number of usable keys.
+    /// Read a `--cert-authority` file: CA public keys, one per line
+    /// (authorized_keys syntax; `cert-authority` is implied).
+    pub fn load_cert_authorities(path: &Path) -> Result<(Self, Vec<LineWarning>)> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::KeyFile {
+            what: "certificate authorities",
+            path: path.to_path_buf(),
+            flag: "--cert-authority",
+            reason: io_reason(&e),
+        })?;
+        let (mut cas, warnings) = Self::parse(&text);
+        for e in &mut cas.entries {
+            e.options.cert_authority = true;
+        }
+        Ok((cas, warnings))
+    }
+
+    /// Add the entries of `other` (e.g. CAs from `--cert-authority`).
+    pub fn extend(&mut self, other: AuthorizedKeys) {
+        self.entries.extend(other.entries);
+    }
+
+    /// True if any line trusts a certificate authority.
+    pub fn has_cert_authorities(&self) -> bool {
+        self.entries.iter().any(|e| e.options.cert_authority)
+    }
+
+    /// Find the CA line whose key signed a certificate.
+    pub fn find_ca(&self, ca: &russh::keys::ssh_key::public::KeyData) -> Option<&AuthorizedKey> {
+        let mut blob = Vec::new();
+        ca.encode(&mut blob).ok()?;
+        self.lookup(&blob, true)
+    }
+
+    /// Number of usable lines.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -123,11 +150,19 @@ impl AuthorizedKeys {
     /// answer's timing says nothing about which entries exist.
     pub fn find(&self, key: &PublicKey) -> Option<&AuthorizedKey> {
         let blob = encode(key)?;
+        self.lookup(&blob, false)
+    }
+
+    fn lookup(&self, blob: &[u8], ca: bool) -> Option<&AuthorizedKey> {
         let mut found = None;
-        for entry in &self.entries {
+        for entry in self
+            .entries
+            .iter()
+            .filter(|e| e.options.cert_authority == ca)
+        {
             let same_len = entry.blob.len() == blob.len();
             let eq: bool = if same_len {
-                entry.blob.ct_eq(&blob).into()
+                entry.blob.ct_eq(blob).into()
             } else {
                 false
             };
@@ -150,20 +185,14 @@ fn is_key_type(word: &str) -> bool {
 }
 
 /// Parse one non-empty, non-comment line: `[options] keytype base64 [comment]`.
-fn parse_line(line: &str) -> Result<PublicKey, String> {
+fn parse_line(line: &str) -> Result<(KeyOptions, PublicKey), String> {
     let (options, rest) = if is_key_type(first_word(line)) {
         ("", line)
     } else {
         split_options(line)?
     };
-    for opt in split_option_list(options)? {
-        let name = opt.split('=').next().unwrap_or("").to_ascii_lowercase();
-        if !HARMLESS_OPTIONS.contains(&name.as_str()) {
-            return Err(format!(
-                "option {name:?} is not supported by this server yet; line skipped"
-            ));
-        }
-    }
+    let options = KeyOptions::parse(&split_option_list(options)?)
+        .map_err(|e| format!("{e}; line skipped"))?;
     let mut words = rest.split_whitespace();
     let kind = words.next().ok_or("missing key type")?;
     let b64 = words.next().ok_or("missing key data")?;
@@ -178,7 +207,7 @@ fn parse_line(line: &str) -> Result<PublicKey, String> {
             key.algorithm()
         ));
     }
-    Ok(key)
+    Ok((options, key))
 }
 
 fn first_word(s: &str) -> &str {
@@ -277,15 +306,33 @@ mod tests {
     }
 
     #[test]
-    fn unenforced_restrictions_skip_the_line() {
+    fn unknown_options_skip_the_line_and_known_ones_are_kept() {
         let (a, la) = key_line("alice");
-        let text = format!("from=\"10.0.0.1\",no-pty {la}\n");
+        let text = format!("tunnel=\"0\",no-pty {la}\n");
         let (keys, warnings) = AuthorizedKeys::parse(&text);
         assert!(keys.find(&a).is_none());
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].reason.contains("from"), "{:?}", warnings[0]);
-        let text = format!("restrict {la}\n");
-        assert!(AuthorizedKeys::parse(&text).0.is_empty());
+        assert!(warnings[0].reason.contains("tunnel"), "{:?}", warnings[0]);
+        let text = format!("restrict,from=\"10.0.0.1\" {la}\n");
+        let (keys, warnings) = AuthorizedKeys::parse(&text);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let e = keys.find(&a).unwrap();
+        assert!(!e.options.port_forwarding);
+        assert_eq!(e.options.from, Some(vec!["10.0.0.1".to_string()]));
+    }
+
+    #[test]
+    fn cert_authority_lines_are_not_login_keys() {
+        let (a, la) = key_line("ca");
+        let text = format!("cert-authority,principals=\"alice\" {la}\n");
+        let (keys, warnings) = AuthorizedKeys::parse(&text);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(
+            keys.find(&a).is_none(),
+            "a CA key must not log in by itself"
+        );
+        assert!(keys.has_cert_authorities());
+        assert!(keys.find_ca(a.key_data()).is_some());
     }
 
     #[test]
@@ -296,8 +343,12 @@ mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
         assert!(keys.find(&a).is_some());
         let text = format!("from=\"a b,c\" {la}\n");
-        let (_, warnings) = AuthorizedKeys::parse(&text);
-        assert!(warnings[0].reason.contains("\"from\""), "{warnings:?}");
+        let (keys, warnings) = AuthorizedKeys::parse(&text);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            keys.find(&a).unwrap().options.from.as_ref().unwrap().len(),
+            2
+        );
         let text = format!("from=\"unterminated {la}\n");
         let (_, warnings) = AuthorizedKeys::parse(&text);
         assert!(warnings[0].reason.contains("unterminated"), "{warnings:?}");

@@ -13,6 +13,7 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::Shared;
 use super::outbound;
+use super::policy::{SessionPolicy, check_certificate};
 use super::remote_forward::RemoteForwards;
 use crate::keys::fingerprint;
 use crate::transport::PeerInfo;
@@ -24,7 +25,27 @@ pub(crate) struct SessionHandler {
     shared: Arc<Shared>,
     peer: PeerInfo,
     authed: Arc<AtomicBool>,
+    /// Set once authentication succeeds: what this session may do.
+    policy: Option<SessionPolicy>,
     forwards: RemoteForwards,
+    /// Open channels, for the per-session cap.
+    channels: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Decrements the channel count when a channel's task ends.
+struct ChannelSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ChannelSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl SessionHandler {
@@ -33,7 +54,9 @@ impl SessionHandler {
             shared,
             peer,
             authed,
+            policy: None,
             forwards: RemoteForwards::default(),
+            channels: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -47,13 +70,57 @@ impl SessionHandler {
         );
     }
 
-    fn is_authed(&self) -> bool {
-        self.authed.load(Ordering::Acquire)
+    fn log_reject(&self, user: &str, key_fingerprint: &str, reason: &str) {
+        tracing::info!(
+            remote_addr = %self.peer.log_addr(),
+            user = %log_safe(user),
+            key_fingerprint = %key_fingerprint,
+            result = %"reject",
+            reason = %reason,
+            "auth attempt"
+        );
+    }
+
+    fn accept(&mut self, user: &str, fp: &str, policy: SessionPolicy) -> Auth {
+        self.log_auth(user, fp, "accept");
+        self.policy = Some(policy);
+        self.authed.store(true, Ordering::Release);
+        Auth::Accept
+    }
+
+    /// The policy of an authenticated session; `None` before auth.
+    fn policy(&self) -> Option<&SessionPolicy> {
+        if self.authed.load(Ordering::Acquire) {
+            self.policy.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Log a refused channel: who, and why in general terms — never where to.
+    fn refuse(&self, what: &'static str, reason: &'static str) {
+        tracing::info!(
+            remote_addr = %self.peer.log_addr(),
+            channel = %what,
+            reason = %reason,
+            "channel refused"
+        );
+    }
+
+    /// Take a channel slot, or `None` when the session is at its cap.
+    fn channel_slot(&self) -> Option<ChannelSlot> {
+        let max = self.shared.options.max_channels_per_session;
+        let n = self.channels.fetch_add(1, Ordering::AcqRel);
+        let slot = ChannelSlot(self.channels.clone());
+        if max != 0 && n >= max {
+            drop(slot);
+            return None;
+        }
+        Some(slot)
     }
 
     /// Where a remote forward may bind: loopback unless gateway ports are on.
     fn remote_bind_ip(&self, requested: &str) -> String {
-        let wants_any = matches!(requested, "" | "*" | "0.0.0.0" | "::");
         if self.shared.options.gateway_ports {
             match requested {
                 "" | "*" => "0.0.0.0".into(),
@@ -63,7 +130,6 @@ impl SessionHandler {
         } else if requested == "::1" {
             "::1".into()
         } else {
-            let _ = wants_any;
             "127.0.0.1".into()
         }
     }
@@ -109,18 +175,25 @@ impl russh::server::Handler for SessionHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self
-            .shared
-            .options
-            .authorized_keys
-            .find(offer.public_key)
-            .is_some()
-        {
-            Ok(Auth::Accept)
-        } else {
-            self.log_auth(user, &fingerprint(offer.public_key), "reject");
-            Ok(Auth::reject())
+        let keys = &self.shared.options.authorized_keys;
+        if let Some(entry) = keys.find(offer.public_key) {
+            if let Err(reason) = entry
+                .options
+                .admits(self.peer.remote_addr.map(|a| a.ip()), now_unix())
+            {
+                self.log_reject(user, &fingerprint(offer.public_key), &reason);
+                return Ok(Auth::reject());
+            }
+            return Ok(Auth::Accept);
         }
+        // russh shows us a certificate's inner key here, not the
+        // certificate; with a CA configured, let the signature be checked
+        // and decide in `auth_openssh_certificate`.
+        if keys.has_cert_authorities() {
+            return Ok(Auth::Accept);
+        }
+        self.log_auth(user, &fingerprint(offer.public_key), "reject");
+        Ok(Auth::reject())
     }
 
     async fn auth_publickey(
@@ -129,19 +202,53 @@ impl russh::server::Handler for SessionHandler {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let fp = fingerprint(key.public_key);
-        if self
+        let entry = self
             .shared
             .options
             .authorized_keys
             .find(key.public_key)
-            .is_some()
-        {
-            self.log_auth(user, &fp, "accept");
-            self.authed.store(true, Ordering::Release);
-            Ok(Auth::Accept)
-        } else {
+            .cloned();
+        let Some(entry) = entry else {
             self.log_auth(user, &fp, "reject");
-            Ok(Auth::reject())
+            return Ok(Auth::reject());
+        };
+        match entry
+            .options
+            .admits(self.peer.remote_addr.map(|a| a.ip()), now_unix())
+        {
+            Ok(()) => Ok(self.accept(user, &fp, entry.options.policy())),
+            Err(reason) => {
+                self.log_reject(user, &fp, &reason);
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &russh::keys::Certificate,
+    ) -> Result<Auth, Self::Error> {
+        let fp = fingerprint(&russh::keys::PublicKey::from(
+            certificate.public_key().clone(),
+        ));
+        let ca = self
+            .shared
+            .options
+            .authorized_keys
+            .find_ca(certificate.signature_key())
+            .cloned();
+        let Some(ca) = ca else {
+            self.log_reject(user, &fp, "certificate signed by an untrusted CA");
+            return Ok(Auth::reject());
+        };
+        let peer = self.peer.remote_addr.map(|a| a.ip());
+        match check_certificate(certificate, &ca.options, user, peer, now_unix()) {
+            Ok(policy) => Ok(self.accept(user, &fp, policy)),
+            Err(reason) => {
+                self.log_reject(user, &fp, &reason);
+                Ok(Auth::reject())
+            }
         }
     }
 
@@ -183,28 +290,41 @@ impl russh::server::Handler for SessionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if !self.is_authed() {
+        let Some(policy) = self.policy() else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
-        }
+        };
+        let Ok(port) = u16::try_from(port_to_connect) else {
+            reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            return Ok(());
+        };
         if host_to_connect.starts_with(RESERVED_PREFIX) {
             // The control channel arrives with the event hub; until then
             // every reserved name is refused, and never dialed.
-            tracing::debug!(remote_addr = %self.peer.log_addr(), "reserved channel refused");
+            self.refuse("direct-tcpip", "reserved name");
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
         }
-        let Ok(port) = u16::try_from(port_to_connect) else {
-            reply.reject(ChannelOpenFailure::ConnectFailed).await;
+        if !policy.may_open(host_to_connect, port) {
+            self.refuse("direct-tcpip", "destination not permitted for this key");
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let Some(slot) = self.channel_slot() else {
+            self.refuse("direct-tcpip", "too many channels in this session");
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         };
         let host = host_to_connect.to_string();
         let timeout = self.shared.options.connect_timeout;
         tokio::spawn(async move {
+            let _slot = slot;
             match outbound::connect_direct(&host, port, timeout).await {
                 Ok(mut target) => {
                     reply.accept().await;
@@ -224,15 +344,28 @@ impl russh::server::Handler for SessionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if !self.is_authed() {
+        let Some(policy) = self.policy() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        if !policy.may_open_unix() {
+            self.refuse("direct-streamlocal", "not permitted for this key");
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
         }
+        let Some(slot) = self.channel_slot() else {
+            self.refuse("direct-streamlocal", "too many channels in this session");
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        };
         let path = socket_path.to_string();
         let timeout = self.shared.options.connect_timeout;
         tokio::spawn(async move {
+            let _slot = slot;
             match outbound::connect_unix(&path, timeout).await {
                 Ok(mut target) => {
                     reply.accept().await;
@@ -251,7 +384,14 @@ impl russh::server::Handler for SessionHandler {
         port: &mut u32,
         session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        if !self.is_authed() {
+        let Some(policy) = self.policy() else {
+            return Ok(false);
+        };
+        let Ok(port16) = u16::try_from(*port) else {
+            return Ok(false);
+        };
+        if !policy.may_listen(address, port16) {
+            self.refuse("tcpip-forward", "listen address not permitted for this key");
             return Ok(false);
         }
         let bind_ip = self.remote_bind_ip(address);

@@ -6,7 +6,9 @@
 //! remote-forward listener. Logs say who connected and how it went; they
 //! never say where a tunnel goes.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ pub mod auth;
 mod handler;
 mod killable;
 mod outbound;
+pub mod policy;
 mod remote_forward;
 
 pub use auth::{AuthorizedKeys, LineWarning};
@@ -49,6 +52,10 @@ pub struct ServeOptions {
     pub keepalive_interval: Duration,
     /// Unanswered keepalives before the client is considered dead.
     pub keepalive_count_max: usize,
+    /// Concurrent connections allowed from one IP address; 0 = unlimited.
+    pub max_connections_per_ip: usize,
+    /// Open channels allowed in one session; 0 = unlimited.
+    pub max_channels_per_session: usize,
 }
 
 impl ServeOptions {
@@ -63,6 +70,8 @@ impl ServeOptions {
             connect_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(15),
             keepalive_count_max: 3,
+            max_connections_per_ip: 0,
+            max_channels_per_session: 16_384,
         }
     }
 }
@@ -71,6 +80,44 @@ impl ServeOptions {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) options: ServeOptions,
+    /// Open connections per source address, for `max_connections_per_ip`.
+    per_ip: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Shared {
+    /// Count a new connection from `ip`; `None` if it is over the limit.
+    /// Counting happens at accept time, before any handshake, so opening
+    /// many connections at once cannot slip past the limit.
+    fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Option<IpSlot> {
+        let Some(ip) = ip else {
+            return Some(IpSlot(None));
+        };
+        let max = self.options.max_connections_per_ip;
+        let mut map = self.per_ip.lock().ok()?;
+        let n = map.entry(ip).or_insert(0);
+        if max != 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot(Some((self.clone(), ip))))
+    }
+}
+
+/// One counted connection; uncounted on drop.
+struct IpSlot(Option<(Arc<Shared>, IpAddr)>);
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Some((shared, ip)) = self.0.take()
+            && let Ok(mut map) = shared.per_ip.lock()
+            && let Some(n) = map.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
 }
 
 /// A configured server, ready to run on an acceptor.
@@ -102,7 +149,10 @@ impl Server {
         };
         Server {
             config: Arc::new(config),
-            shared: Arc::new(Shared { options }),
+            shared: Arc::new(Shared {
+                options,
+                per_ip: std::sync::Mutex::new(HashMap::new()),
+            }),
         }
     }
 
@@ -123,10 +173,23 @@ impl Server {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    let Some(slot) = self.shared.admit(peer.remote_addr.map(|a| a.ip())) else {
+                        tracing::info!(
+                            remote_addr = %peer.log_addr(),
+                            transport = %peer.transport,
+                            reason = %"too many connections from this address",
+                            "connection refused"
+                        );
+                        drop(stream);
+                        continue;
+                    };
                     let config = self.config.clone();
                     let shared = self.shared.clone();
                     let stop = stop.child_token();
-                    tokio::spawn(serve_connection(config, shared, stream, peer, stop));
+                    tokio::spawn(async move {
+                        serve_connection(config, shared, stream, peer, stop).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
