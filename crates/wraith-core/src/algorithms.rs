@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use russh::keys::Algorithm;
-use russh::{Preferred, cipher, kex, mac};
+use russh::{Preferred, cipher, compression, kex, mac};
 
 const KEX: &[kex::Name] = &[
     kex::MLKEM768X25519_SHA256,
@@ -36,6 +36,11 @@ const MACS: &[mac::Name] = &[mac::HMAC_SHA256_ETM, mac::HMAC_SHA512_ETM];
 
 const KEYS: &[Algorithm] = &[Algorithm::Ed25519];
 
+/// No compression: tunnelled traffic is mostly compressed or encrypted
+/// already, zlib costs CPU per byte, and compressing before encrypting
+/// invites CRIME-style length oracles.
+const COMPRESSION: &[compression::Name] = &[compression::NONE];
+
 fn has_aes_hardware() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -63,6 +68,7 @@ pub(crate) fn preferred() -> Preferred {
             CIPHERS_CHACHA_FIRST
         }),
         mac: Cow::Borrowed(MACS),
+        compression: Cow::Borrowed(COMPRESSION),
         ..Preferred::DEFAULT
     }
 }

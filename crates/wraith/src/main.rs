@@ -14,7 +14,7 @@ use wraith_core::client::{
 };
 use wraith_core::keys::{self, HostKeyPin};
 use wraith_core::server::{AuthorizedKeys, ServeOptions, Server};
-use wraith_core::transport::{TcpAcceptor, TcpTransport};
+use wraith_core::transport::{Acceptor, TcpAcceptor, TcpTransport, Transport};
 
 /// Print a line to stdout. Unlike `println!` it never panics: a closed
 /// stdout (`wraith connect | head -1`) must not kill a running tunnel.
@@ -139,6 +139,8 @@ struct ServeArgs {
     #[arg(long, env = "WRAITH_GATEWAY_PORTS")]
     gateway_ports: bool,
     #[command(flatten)]
+    transport: ServeTransportArgs,
+    #[command(flatten)]
     keepalive: KeepaliveArgs,
 }
 
@@ -152,15 +154,203 @@ struct KeepaliveArgs {
     keepalive_count_max: u64,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum TransportArg {
     /// Plain TCP.
     Tcp,
+    /// SSH inside TLS (e.g. on port 443).
+    Tls,
+}
+
+/// `wraith serve` flags that choose and configure the transport.
+#[derive(Args, Debug)]
+struct ServeTransportArgs {
+    /// Transport to accept connections over.
+    #[arg(
+        long = "transport",
+        env = "WRAITH_TRANSPORT",
+        value_enum,
+        default_value = "tcp"
+    )]
+    kind: TransportArg,
+    /// TLS certificate chain, PEM, leaf first (with --transport tls).
+    #[arg(
+        long,
+        env = "WRAITH_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (with --transport tls).
+    #[arg(
+        long,
+        env = "WRAITH_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Look like a web server: only clients that start with an SSH banner reach SSH;
+    /// anything else gets nginx's 404 (needs --transport tls).
+    #[arg(long, env = "WRAITH_STEALTH")]
+    stealth: bool,
+    /// With --stealth: relay non-SSH connections to this web server instead of the 404.
+    #[arg(
+        long,
+        env = "WRAITH_STEALTH_FALLBACK",
+        value_name = "HOST:PORT",
+        requires = "stealth"
+    )]
+    stealth_fallback: Option<String>,
+    /// With --stealth: seconds a client may take for the TLS handshake and its request
+    /// (nginx's client_header_timeout).
+    #[arg(long, env = "WRAITH_STEALTH_TIMEOUT", default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    stealth_timeout: u64,
+}
+
+/// `wraith connect` flags that configure the transport.
+#[derive(Args, Debug)]
+struct ConnectTransportArgs {
+    /// TLS server name (SNI) and the name the certificate must match [default: the server host].
+    #[arg(long, env = "WRAITH_TLS_SERVER_NAME", value_name = "NAME")]
+    tls_server_name: Option<String>,
+    /// Trust only the CA certificates in this PEM file (instead of the webpki roots).
+    #[arg(long, env = "WRAITH_TLS_CA", value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// Accept only a certificate with this public key: sha256/<base64 of SHA-256 of its SPKI>.
+    #[arg(long, env = "WRAITH_TLS_PIN", value_name = "PIN")]
+    tls_pin: Option<String>,
+    /// Do not check the TLS certificate at all (the SSH host key is still checked).
+    #[arg(long, env = "WRAITH_INSECURE", conflicts_with_all = ["tls_ca", "tls_pin"])]
+    insecure: bool,
+    /// Reach the server through this proxy: socks5://[user:pass@]host:port or
+    /// http://[user:pass@]host:port (HTTP CONNECT). Carries the transport connection.
+    #[arg(long, env = "WRAITH_PROXY", value_name = "URL")]
+    proxy: Option<String>,
+}
+
+/// A usage error: one line on stderr, exit code 2, like clap's own.
+fn usage_error(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(2);
+}
+
+/// Bind the server's acceptor for `--transport`.
+async fn bind_acceptor(listen: &str, t: &ServeTransportArgs) -> Result<Box<dyn Acceptor>> {
+    match t.kind {
+        TransportArg::Tcp => Ok(Box::new(TcpAcceptor::bind(listen).await?)),
+        TransportArg::Tls => bind_tls_acceptor(listen, t).await,
+    }
+}
+
+/// Usage checks that clap cannot express (flags valid for one transport only).
+fn check_serve_transport(t: &ServeTransportArgs) {
+    if t.kind != TransportArg::Tls {
+        if t.stealth {
+            usage_error("--stealth needs --transport tls");
+        }
+        if t.tls_cert.is_some() {
+            usage_error("--tls-cert and --tls-key need --transport tls");
+        }
+    } else if t.tls_cert.is_none() {
+        usage_error("--transport tls needs --tls-cert and --tls-key");
+    }
+}
+
+#[cfg(feature = "tls")]
+async fn bind_tls_acceptor(listen: &str, t: &ServeTransportArgs) -> Result<Box<dyn Acceptor>> {
+    use wraith_core::transport::{CertSource, StealthOptions, TlsAcceptor, TlsServerOptions};
+    let (Some(cert), Some(key)) = (t.tls_cert.clone(), t.tls_key.clone()) else {
+        usage_error("--transport tls needs --tls-cert and --tls-key");
+    };
+    let mut opts = TlsServerOptions::new(CertSource::Files { cert, key });
+    if t.stealth {
+        let mut s = StealthOptions::default();
+        s.fallback = t.stealth_fallback.clone();
+        s.header_timeout = Duration::from_secs(t.stealth_timeout);
+        opts.stealth = Some(s);
+    }
+    Ok(Box::new(TlsAcceptor::bind(listen, opts).await?))
+}
+
+#[cfg(not(feature = "tls"))]
+async fn bind_tls_acceptor(_: &str, _: &ServeTransportArgs) -> Result<Box<dyn Acceptor>> {
+    usage_error("--transport tls: this wraith was built without the `tls` feature")
+}
+
+/// Check `wraith connect`'s transport flags; returns the default server port.
+fn check_connect_transport(kind: TransportArg, t: &ConnectTransportArgs) -> u16 {
+    if kind != TransportArg::Tls {
+        for (set, flag) in [
+            (t.tls_server_name.is_some(), "--tls-server-name"),
+            (t.tls_ca.is_some(), "--tls-ca"),
+            (t.tls_pin.is_some(), "--tls-pin"),
+            (t.insecure, "--insecure"),
+        ] {
+            if set {
+                usage_error(&format!("{flag} needs --transport tls"));
+            }
+        }
+        return 22;
+    }
+    443
+}
+
+/// The client transport for `--transport`, dialing through `--proxy` if set.
+fn make_transport(
+    kind: TransportArg,
+    t: &ConnectTransportArgs,
+    host: &str,
+    port: u16,
+) -> Result<Arc<dyn Transport>> {
+    let proxy = match &t.proxy {
+        Some(url) => Some(url.parse::<wraith_core::transport::ProxyUrl>()?),
+        None => None,
+    };
+    match kind {
+        TransportArg::Tcp => Ok(Arc::new(TcpTransport::new(host, port).with_proxy(proxy))),
+        TransportArg::Tls => make_tls_transport(t, host, port, proxy),
+    }
+}
+
+#[cfg(feature = "tls")]
+fn make_tls_transport(
+    t: &ConnectTransportArgs,
+    host: &str,
+    port: u16,
+    proxy: Option<wraith_core::transport::ProxyUrl>,
+) -> Result<Arc<dyn Transport>> {
+    use wraith_core::transport::{TlsClientOptions, TlsPin, TlsTransport};
+    let mut opts = TlsClientOptions {
+        server_name: t.tls_server_name.clone(),
+        ca_file: t.tls_ca.clone(),
+        insecure: t.insecure,
+        proxy,
+        ..Default::default()
+    };
+    if let Some(pin) = &t.tls_pin {
+        opts.pin = Some(pin.parse::<TlsPin>()?);
+    }
+    if t.insecure {
+        tracing::warn!(
+            "--insecure: the server's TLS certificate is NOT checked; only the SSH host key protects this connection"
+        );
+    }
+    Ok(Arc::new(TlsTransport::new(host, port, opts)?))
+}
+
+#[cfg(not(feature = "tls"))]
+fn make_tls_transport(
+    _: &ConnectTransportArgs,
+    _: &str,
+    _: u16,
+    _: Option<wraith_core::transport::ProxyUrl>,
+) -> Result<Arc<dyn Transport>> {
+    usage_error("--transport tls: this wraith was built without the `tls` feature")
 }
 
 #[derive(Args, Debug)]
 struct ConnectArgs {
-    /// The server, as host[:port] (port 22 if omitted).
+    /// The server, as host[:port] (port 22 if omitted; 443 with --transport tls).
     #[arg(short, long, env = "WRAITH_SERVER", value_name = "HOST[:PORT]")]
     server: String,
     /// Private key to log in with (OpenSSH format) [default: ~/.ssh/id_ed25519].
@@ -175,6 +365,8 @@ struct ConnectArgs {
     /// Transport to reach the server over.
     #[arg(long, env = "WRAITH_TRANSPORT", value_enum, default_value = "tcp")]
     transport: TransportArg,
+    #[command(flatten)]
+    transport_opts: ConnectTransportArgs,
     /// Pin the server's host key: SHA256:<fingerprint>, a public key line, or a .pub file.
     #[arg(
         long,
@@ -337,6 +529,7 @@ fn passphrase() -> Option<String> {
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
+    check_serve_transport(&a.transport);
     let host_key = keys::load_private_key(&a.key, passphrase().as_deref(), "host key", "--key")?;
     let (mut authorized, warnings) = AuthorizedKeys::load(&a.authorized_keys)?;
     for w in &warnings {
@@ -380,12 +573,21 @@ async fn serve(a: ServeArgs) -> Result<()> {
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
     let fp = keys::fingerprint(opts.host_key.public_key());
-    let acceptor = TcpAcceptor::bind(&a.listen).await?;
+    let acceptor = bind_acceptor(&a.listen, &a.transport).await?;
     let server = Server::new(opts);
-    out!("listening on tcp://{}", acceptor.local_addr());
+    out!("listening on {}", acceptor.describe());
     tracing::info!(host_key = %fp, "server ready");
-    server.run(acceptor, shutdown_signal()).await?;
-    tracing::info!("shutting down");
+    let shutdown = async {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining sessions (signal again to exit at once)");
+        tokio::spawn(async {
+            shutdown_signal().await;
+            eprintln!("error: second signal: exiting without draining");
+            std::process::exit(1);
+        });
+    };
+    server.run(acceptor, shutdown).await?;
+    tracing::info!("shut down");
     Ok(())
 }
 
@@ -482,7 +684,8 @@ fn passwd_name() -> Option<String> {
 }
 
 async fn connect(a: ConnectArgs) -> Result<()> {
-    let (host, port) = split_server(&a.server, 22)?;
+    let default_port = check_connect_transport(a.transport, &a.transport_opts);
+    let (host, port) = split_server(&a.server, default_port)?;
     let identity_path = match &a.identity {
         Some(p) => p.clone(),
         None => default_identity()?,
@@ -517,9 +720,7 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     } else {
         HostKeyPolicy::default_tofu()
     };
-    let transport = match a.transport {
-        TransportArg::Tcp => Arc::new(TcpTransport::new(host.clone(), port)),
-    };
+    let transport = make_transport(a.transport, &a.transport_opts, &host, port)?;
     let user = a.user.clone().unwrap_or_else(local_user);
     let mut opts = ConnectOptions::new(transport, host, port, user, identity);
     opts.host_key = host_key;

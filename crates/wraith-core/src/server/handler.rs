@@ -30,6 +30,8 @@ pub(crate) struct SessionHandler {
     forwards: RemoteForwards,
     /// Open channels, for the per-session cap.
     channels: Arc<std::sync::atomic::AtomicUsize>,
+    /// Failed authentication attempts so far on this connection.
+    failures: usize,
 }
 
 /// Decrements the channel count when a channel's task ends.
@@ -49,15 +51,43 @@ fn now_unix() -> u64 {
 }
 
 impl SessionHandler {
-    pub(crate) fn new(shared: Arc<Shared>, peer: PeerInfo, authed: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        peer: PeerInfo,
+        authed: Arc<AtomicBool>,
+        channels: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Self {
         SessionHandler {
             shared,
             peer,
             authed,
             policy: None,
             forwards: RemoteForwards::default(),
-            channels: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            channels,
+            failures: 0,
         }
+    }
+
+    /// Count a failed attempt (key probes included, as OpenSSH does) and
+    /// drop the connection once the limit is reached, so one connection
+    /// cannot try keys without end.
+    fn rejected(&mut self) -> Result<Auth, russh::Error> {
+        self.failures += 1;
+        let max = self.shared.options.max_auth_attempts;
+        if max != 0 && self.failures == max {
+            tracing::info!(
+                remote_addr = %self.peer.log_addr(),
+                attempts = self.failures,
+                "too many authentication failures"
+            );
+            // russh (configured for max + 1, counting the client's opening
+            // "none" request) answers the next request with a disconnect.
+        }
+        if max != 0 && self.failures > max {
+            // A client that skipped "none": cut it off ourselves.
+            return Err(russh::Error::Disconnect);
+        }
+        Ok(Auth::reject())
     }
 
     fn log_auth(&self, user: &str, key_fingerprint: &str, result: &'static str) {
@@ -167,7 +197,7 @@ impl russh::server::Handler for SessionHandler {
 
     async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
         self.log_auth(user, "none", "reject");
-        Ok(Auth::reject())
+        self.rejected()
     }
 
     async fn auth_publickey_offered(
@@ -182,7 +212,7 @@ impl russh::server::Handler for SessionHandler {
                 .admits(self.peer.remote_addr.map(|a| a.ip()), now_unix())
             {
                 self.log_reject(user, &fingerprint(offer.public_key), &reason);
-                return Ok(Auth::reject());
+                return self.rejected();
             }
             return Ok(Auth::Accept);
         }
@@ -193,7 +223,7 @@ impl russh::server::Handler for SessionHandler {
             return Ok(Auth::Accept);
         }
         self.log_auth(user, &fingerprint(offer.public_key), "reject");
-        Ok(Auth::reject())
+        self.rejected()
     }
 
     async fn auth_publickey(
@@ -210,7 +240,7 @@ impl russh::server::Handler for SessionHandler {
             .cloned();
         let Some(entry) = entry else {
             self.log_auth(user, &fp, "reject");
-            return Ok(Auth::reject());
+            return self.rejected();
         };
         match entry
             .options
@@ -219,7 +249,7 @@ impl russh::server::Handler for SessionHandler {
             Ok(()) => Ok(self.accept(user, &fp, entry.options.policy())),
             Err(reason) => {
                 self.log_reject(user, &fp, &reason);
-                Ok(Auth::reject())
+                self.rejected()
             }
         }
     }
@@ -240,14 +270,14 @@ impl russh::server::Handler for SessionHandler {
             .cloned();
         let Some(ca) = ca else {
             self.log_reject(user, &fp, "certificate signed by an untrusted CA");
-            return Ok(Auth::reject());
+            return self.rejected();
         };
         let peer = self.peer.remote_addr.map(|a| a.ip());
         match check_certificate(certificate, &ca.options, user, peer, now_unix()) {
             Ok(policy) => Ok(self.accept(user, &fp, policy)),
             Err(reason) => {
                 self.log_reject(user, &fp, &reason);
-                Ok(Auth::reject())
+                self.rejected()
             }
         }
     }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use russh::keys::PrivateKey;
@@ -56,6 +56,9 @@ pub struct ServeOptions {
     pub max_connections_per_ip: usize,
     /// Open channels allowed in one session; 0 = unlimited.
     pub max_channels_per_session: usize,
+    /// On shutdown, how long sessions with open channels may drain before
+    /// they are disconnected.
+    pub drain_timeout: Duration,
 }
 
 impl ServeOptions {
@@ -72,6 +75,7 @@ impl ServeOptions {
             keepalive_count_max: 3,
             max_connections_per_ip: 0,
             max_channels_per_session: 16_384,
+            drain_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -82,6 +86,25 @@ pub(crate) struct Shared {
     pub(crate) options: ServeOptions,
     /// Open connections per source address, for `max_connections_per_ip`.
     per_ip: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    /// Live sessions, for graceful shutdown.
+    sessions: std::sync::Mutex<HashMap<u64, LiveSession>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// What shutdown needs to know about a running session.
+struct LiveSession {
+    handle: russh::server::Handle,
+    channels: Arc<AtomicUsize>,
+    kill: CancellationToken,
+    disconnect_sent: bool,
+}
+
+impl std::fmt::Debug for LiveSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSession")
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -137,7 +160,11 @@ impl Server {
             auth_rejection_time: Duration::from_millis(200),
             auth_rejection_time_initial: Some(Duration::from_millis(0)),
             keys: vec![options.host_key.clone()],
-            max_auth_attempts: options.max_auth_attempts,
+            // +1: russh also counts the client's opening "none" request.
+            max_auth_attempts: match options.max_auth_attempts {
+                0 => 0,
+                n => n.saturating_add(1),
+            },
             inactivity_timeout: None,
             keepalive_interval: Some(options.keepalive_interval),
             keepalive_max: options.keepalive_count_max,
@@ -152,12 +179,16 @@ impl Server {
             shared: Arc::new(Shared {
                 options,
                 per_ip: std::sync::Mutex::new(HashMap::new()),
+                sessions: std::sync::Mutex::new(HashMap::new()),
+                next_id: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
 
-    /// Accept connections until `shutdown` completes. A failed connection
-    /// never stops the loop.
+    /// Accept connections until `shutdown` completes, then shut down
+    /// gracefully: stop accepting, let sessions with open channels drain
+    /// for up to [`ServeOptions::drain_timeout`], send every session an SSH
+    /// disconnect, and return. A failed connection never stops the loop.
     pub async fn run<A: Acceptor>(
         &self,
         mut acceptor: A,
@@ -198,7 +229,49 @@ impl Server {
                 }
             }
         }
+        drop(acceptor);
+        self.drain().await;
         Ok(())
+    }
+
+    /// Disconnect every session: idle ones at once, busy ones when their
+    /// channels close or the drain time is up.
+    async fn drain(&self) {
+        let deadline = tokio::time::Instant::now() + self.shared.options.drain_timeout;
+        loop {
+            let expired = tokio::time::Instant::now() >= deadline;
+            let mut to_notify = Vec::new();
+            let remaining = match self.shared.sessions.lock() {
+                Ok(mut map) => {
+                    for s in map.values_mut() {
+                        let idle = s.channels.load(Ordering::Acquire) == 0;
+                        if !s.disconnect_sent && (idle || expired) {
+                            s.disconnect_sent = true;
+                            to_notify.push((s.handle.clone(), s.kill.clone()));
+                        }
+                    }
+                    map.len()
+                }
+                Err(_) => 0,
+            };
+            for (handle, kill) in to_notify {
+                tokio::spawn(async move {
+                    let bye = handle.disconnect(
+                        russh::Disconnect::ByApplication,
+                        "server shutting down".into(),
+                        String::new(),
+                    );
+                    let _ = tokio::time::timeout(Duration::from_millis(500), bye).await;
+                    // Give the message a moment to leave, then cut the stream.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    kill.cancel();
+                });
+            }
+            if remaining == 0 || tokio::time::Instant::now() >= deadline + Duration::from_secs(1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 }
 
@@ -216,7 +289,9 @@ async fn serve_connection(
     let authed = Arc::new(AtomicBool::new(false));
     let kill = stop.child_token();
     let stream = Killable::new(stream, kill.clone());
-    let handler = SessionHandler::new(shared.clone(), peer, authed.clone());
+    let channels = Arc::new(AtomicUsize::new(0));
+    let handler = SessionHandler::new(shared.clone(), peer, authed.clone(), channels.clone());
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let grace = tokio::time::sleep(shared.options.login_grace_time);
     tokio::pin!(grace);
 
@@ -225,6 +300,17 @@ async fn serve_connection(
             s = russh::server::run_stream(config, stream, handler) => s.map_err(|e| e.to_string())?,
             _ = &mut grace => return Err("login grace time exceeded".into()),
         };
+        if let Ok(mut map) = shared.sessions.lock() {
+            map.insert(
+                id,
+                LiveSession {
+                    handle: session.handle(),
+                    channels: channels.clone(),
+                    kill: kill.clone(),
+                    disconnect_sent: false,
+                },
+            );
+        }
         tokio::pin!(session);
         let mut grace_checked = false;
         loop {
@@ -242,6 +328,9 @@ async fn serve_connection(
     }
     .await;
 
+    if let Ok(mut map) = shared.sessions.lock() {
+        map.remove(&id);
+    }
     let duration = started.elapsed().as_secs_f64();
     match outcome {
         Ok(()) => {
