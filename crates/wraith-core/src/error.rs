@@ -50,6 +50,15 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The server's TLS certificate was not accepted (untrusted, wrong name,
+    /// expired, not matching the pin). Retrying cannot help.
+    #[error("TLS certificate check failed for {server}: {reason}")]
+    TlsCertificate {
+        /// The server, as described by the transport.
+        server: String,
+        /// What is wrong and which flag fixes it.
+        reason: String,
+    },
     /// The server's host key is not the one we expected.
     #[error("host key verification failed for {server}: {reason}")]
     HostKey {
@@ -108,6 +117,7 @@ impl Error {
                 | Error::Config { .. }
                 | Error::Bind { .. }
                 | Error::HostKey { .. }
+                | Error::TlsCertificate { .. }
                 | Error::AuthRejected { .. }
                 | Error::RemoteForwardRefused { .. }
         )

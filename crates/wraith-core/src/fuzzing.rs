@@ -106,3 +106,62 @@ fn check_error(error: &Socks5Error) {
         }
     }
 }
+
+/// Runs the control-channel frame decoder over `data`, pushed whole and in
+/// pieces (piece sizes taken from the data itself), with a small limit so
+/// oversize paths are reached.
+///
+/// Panics if the two ways of feeding disagree, if the decoder holds more
+/// than one frame plus the last chunk, if a decoded frame does not survive
+/// an encode/decode round trip, or if its wire bytes are not what was fed.
+pub fn frame(data: &[u8]) {
+    use crate::codec::{FrameDecoder, LEN_PREFIX};
+
+    const MAX: usize = 4096;
+    let run = |chunks: &mut dyn Iterator<Item = &[u8]>| {
+        let mut d = FrameDecoder::with_max_len(MAX);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            d.push(chunk);
+            assert!(
+                d.buffered() <= LEN_PREFIX + MAX + chunk.len(),
+                "decoder holds {} bytes",
+                d.buffered()
+            );
+            loop {
+                match d.next_frame() {
+                    Ok(Some(f)) => out.push(Ok(f)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        assert!(!e.to_string().is_empty());
+                        out.push(Err(e));
+                        break;
+                    }
+                }
+            }
+            if matches!(out.last(), Some(Err(_))) {
+                break;
+            }
+        }
+        let end = d.finish();
+        (out, end.is_ok())
+    };
+    let (whole, whole_end) = run(&mut std::iter::once(data));
+    let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    let (pieces, pieces_end) = run(&mut data.chunks(step));
+    // Errors carry serde_json's text, which may differ in position only if
+    // inputs differ; they must not.
+    assert_eq!(whole, pieces, "whole vs pieces of {step}");
+    assert_eq!(whole_end, pieces_end);
+
+    let mut fed = 0usize;
+    for f in whole.iter().flatten() {
+        assert_eq!(data.get(fed..fed + f.wire.len()), Some(f.wire.as_slice()));
+        fed += f.wire.len();
+        let again = f.frame.encode_with_max(usize::MAX).expect("re-encode");
+        let mut d = FrameDecoder::with_max_len(usize::MAX);
+        d.push(&again);
+        let back = d.next_frame().expect("re-decode").expect("complete");
+        assert_eq!(back.frame, f.frame);
+    }
+}

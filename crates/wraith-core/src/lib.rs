@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod client;
+pub mod codec;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

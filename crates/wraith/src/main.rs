@@ -205,6 +205,38 @@ struct ServeTransportArgs {
     /// (nginx's client_header_timeout).
     #[arg(long, env = "WRAITH_STEALTH_TIMEOUT", default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     stealth_timeout: u64,
+    /// Get the TLS certificate for this domain from an ACME CA (TLS-ALPN-01 on the
+    /// listening port, which must be reachable as <name>:443); repeatable.
+    #[arg(
+        long,
+        env = "WRAITH_ACME_DOMAIN",
+        value_name = "NAME",
+        value_delimiter = ',',
+        conflicts_with = "tls_cert"
+    )]
+    acme_domain: Vec<String>,
+    /// Get a certificate for this IP address (short-lived, renewed continuously); repeatable.
+    #[arg(
+        long,
+        env = "WRAITH_ACME_IP",
+        value_name = "ADDR",
+        value_delimiter = ',',
+        conflicts_with = "tls_cert"
+    )]
+    acme_ip: Vec<std::net::IpAddr>,
+    /// Contact e-mail for the ACME account.
+    #[arg(long, env = "WRAITH_ACME_EMAIL", value_name = "EMAIL")]
+    acme_email: Option<String>,
+    /// Where the ACME account and certificates are kept across restarts
+    /// [default: <data dir>/wraith/acme].
+    #[arg(long, env = "WRAITH_ACME_CACHE", value_name = "DIR")]
+    acme_cache: Option<PathBuf>,
+    /// ACME directory URL [default: Let's Encrypt production].
+    #[arg(long, env = "WRAITH_ACME_DIRECTORY", value_name = "URL")]
+    acme_directory: Option<String>,
+    /// Trust this CA (PEM) for the ACME server's HTTPS, e.g. a test CA such as pebble.
+    #[arg(long, env = "WRAITH_ACME_CA_ROOT", value_name = "PEM")]
+    acme_ca_root: Option<PathBuf>,
 }
 
 /// `wraith connect` flags that configure the transport.
@@ -251,18 +283,22 @@ fn check_serve_transport(t: &ServeTransportArgs) {
         if t.tls_cert.is_some() {
             usage_error("--tls-cert and --tls-key need --transport tls");
         }
-    } else if t.tls_cert.is_none() {
-        usage_error("--transport tls needs --tls-cert and --tls-key");
+    } else if t.tls_cert.is_none() && t.acme_domain.is_empty() && t.acme_ip.is_empty() {
+        usage_error("--transport tls needs --tls-cert and --tls-key, or --acme-domain / --acme-ip");
+    }
+    if t.kind != TransportArg::Tls && (!t.acme_domain.is_empty() || !t.acme_ip.is_empty()) {
+        usage_error("--acme-domain and --acme-ip need --transport tls");
     }
 }
 
 #[cfg(feature = "tls")]
 async fn bind_tls_acceptor(listen: &str, t: &ServeTransportArgs) -> Result<Box<dyn Acceptor>> {
     use wraith_core::transport::{CertSource, StealthOptions, TlsAcceptor, TlsServerOptions};
-    let (Some(cert), Some(key)) = (t.tls_cert.clone(), t.tls_key.clone()) else {
-        usage_error("--transport tls needs --tls-cert and --tls-key");
+    let source = match (t.tls_cert.clone(), t.tls_key.clone()) {
+        (Some(cert), Some(key)) => CertSource::Files { cert, key },
+        _ => acme_source(t)?,
     };
-    let mut opts = TlsServerOptions::new(CertSource::Files { cert, key });
+    let mut opts = TlsServerOptions::new(source);
     if t.stealth {
         let mut s = StealthOptions::default();
         s.fallback = t.stealth_fallback.clone();
@@ -270,6 +306,32 @@ async fn bind_tls_acceptor(listen: &str, t: &ServeTransportArgs) -> Result<Box<d
         opts.stealth = Some(s);
     }
     Ok(Box::new(TlsAcceptor::bind(listen, opts).await?))
+}
+
+#[cfg(feature = "acme")]
+fn acme_source(t: &ServeTransportArgs) -> Result<wraith_core::transport::CertSource> {
+    use wraith_core::transport::{AcmeOptions, CertSource, LETS_ENCRYPT_PRODUCTION};
+    let cache = match &t.acme_cache {
+        Some(c) => c.clone(),
+        None => dirs::data_dir()
+            .map(|d| d.join("wraith").join("acme"))
+            .ok_or_else(|| {
+                anyhow!("no data directory for the ACME cache: pass --acme-cache <dir>")
+            })?,
+    };
+    let mut opts = AcmeOptions::new(t.acme_domain.clone(), t.acme_ip.clone(), cache);
+    opts.email = t.acme_email.clone();
+    opts.directory = t
+        .acme_directory
+        .clone()
+        .unwrap_or_else(|| LETS_ENCRYPT_PRODUCTION.to_string());
+    opts.ca_root = t.acme_ca_root.clone();
+    Ok(CertSource::Acme(opts))
+}
+
+#[cfg(all(feature = "tls", not(feature = "acme")))]
+fn acme_source(_: &ServeTransportArgs) -> Result<wraith_core::transport::CertSource> {
+    usage_error("--acme-domain: this wraith was built without the `acme` feature")
 }
 
 #[cfg(not(feature = "tls"))]

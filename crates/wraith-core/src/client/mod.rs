@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::transport::Transport;
 
 mod backoff;
+mod channel;
 mod forward;
 pub mod forward_spec;
 mod host_key;
@@ -25,6 +26,7 @@ mod session;
 mod socks5;
 pub(crate) mod socks5_proto;
 
+pub use channel::{ChannelConnection, open_channel};
 pub use forward::BoundAddr;
 pub use forward_spec::{ForwardSpecError, ForwardTarget, LocalForwardSpec, RemoteForwardSpec};
 pub use host_key::{HostKeyPolicy, default_store};

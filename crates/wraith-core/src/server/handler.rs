@@ -12,6 +12,7 @@ use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, Verif
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::Shared;
+use super::hub;
 use super::outbound;
 use super::policy::{SessionPolicy, check_certificate};
 use super::remote_forward::RemoteForwards;
@@ -32,6 +33,8 @@ pub(crate) struct SessionHandler {
     channels: Arc<std::sync::atomic::AtomicUsize>,
     /// Failed authentication attempts so far on this connection.
     failures: usize,
+    /// The fingerprint of the key that authenticated (for embedders).
+    key_fingerprint: String,
 }
 
 /// Decrements the channel count when a channel's task ends.
@@ -65,6 +68,7 @@ impl SessionHandler {
             forwards: RemoteForwards::default(),
             channels,
             failures: 0,
+            key_fingerprint: String::new(),
         }
     }
 
@@ -113,6 +117,7 @@ impl SessionHandler {
 
     fn accept(&mut self, user: &str, fp: &str, policy: SessionPolicy) -> Auth {
         self.log_auth(user, fp, "accept");
+        self.key_fingerprint = fp.to_string();
         self.policy = Some(policy);
         self.authed.store(true, Ordering::Release);
         Auth::Accept
@@ -331,12 +336,43 @@ impl russh::server::Handler for SessionHandler {
             return Ok(());
         };
         if host_to_connect.starts_with(RESERVED_PREFIX) {
-            // The control channel arrives with the event hub; until then
-            // every reserved name is refused, and never dialed.
-            self.refuse("direct-tcpip", "reserved name");
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
+            // Served inside the server, never dialed: the control channel
+            // joins the event hub; every other reserved name is refused.
+            if !hub::is_control_target(host_to_connect, port) {
+                self.refuse("direct-tcpip", "unknown reserved name");
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await;
+                return Ok(());
+            }
+            // `permitopen="wraith-control:0"` also covers the OpenSSH alias.
+            if !policy.may_use_reserved(host_to_connect, port)
+                && !policy.may_use_reserved(hub::CONTROL_HOST, hub::CONTROL_PORT)
+            {
+                self.refuse("direct-tcpip", "control channel not permitted for this key");
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await;
+                return Ok(());
+            }
+            let Some(slot) = self.channel_slot() else {
+                self.refuse("direct-tcpip", "too many channels in this session");
+                reply.reject(ChannelOpenFailure::ResourceShortage).await;
+                return Ok(());
+            };
+            let hub = self.shared.hub.clone();
+            let info = hub::ControlInfo {
+                remote_addr: self.peer.remote_addr,
+                transport: self.peer.transport.to_string(),
+                key_fingerprint: self.key_fingerprint.clone(),
+            };
+            tokio::spawn(async move {
+                let _slot = slot;
+                reply.accept().await;
+                // Whoever ends up holding the stream drops it on the runtime.
+                hub.accept_channel(Box::new(channel.into_stream()), info)
+                    .await;
+            });
             return Ok(());
         }
         if !policy.may_open(host_to_connect, port) {
@@ -353,9 +389,10 @@ impl russh::server::Handler for SessionHandler {
         };
         let host = host_to_connect.to_string();
         let timeout = self.shared.options.connect_timeout;
+        let proxy = self.shared.options.proxy.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            match outbound::connect_direct(&host, port, timeout).await {
+            match outbound::connect_tcp(proxy.as_ref(), &host, port, timeout).await {
                 Ok(mut target) => {
                     reply.accept().await;
                     let mut channel = channel.into_stream();

@@ -21,12 +21,14 @@ use crate::transport::{Acceptor, PeerInfo};
 
 pub mod auth;
 mod handler;
+pub mod hub;
 mod killable;
 mod outbound;
 pub mod policy;
 mod remote_forward;
 
 pub use auth::{AuthorizedKeys, LineWarning};
+pub use hub::{ControlInfo, ControlStream, EventHub, HubLimits, HubMember};
 
 use handler::SessionHandler;
 use killable::Killable;
@@ -59,6 +61,8 @@ pub struct ServeOptions {
     /// On shutdown, how long sessions with open channels may drain before
     /// they are disconnected.
     pub drain_timeout: Duration,
+    /// Reach every `direct-tcpip` target through this proxy (`--proxy`).
+    pub proxy: Option<crate::transport::ProxyUrl>,
 }
 
 impl ServeOptions {
@@ -76,6 +80,7 @@ impl ServeOptions {
             max_connections_per_ip: 0,
             max_channels_per_session: 16_384,
             drain_timeout: Duration::from_secs(2),
+            proxy: None,
         }
     }
 }
@@ -89,6 +94,8 @@ pub(crate) struct Shared {
     /// Live sessions, for graceful shutdown.
     sessions: std::sync::Mutex<HashMap<u64, LiveSession>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// The event hub that `wraith-control:0` channels join.
+    pub(crate) hub: EventHub,
 }
 
 /// What shutdown needs to know about a running session.
@@ -181,8 +188,15 @@ impl Server {
                 per_ip: std::sync::Mutex::new(HashMap::new()),
                 sessions: std::sync::Mutex::new(HashMap::new()),
                 next_id: std::sync::atomic::AtomicU64::new(0),
+                hub: EventHub::default(),
             }),
         }
+    }
+
+    /// The event hub behind `wraith-control:0` channels: publish to it or
+    /// join it to take part from the server side.
+    pub fn hub(&self) -> &EventHub {
+        &self.shared.hub
     }
 
     /// Accept connections until `shutdown` completes, then shut down

@@ -1,5 +1,6 @@
-//! Connectors: how the server reaches a channel's target. Only the direct
-//! connector exists so far; an outbound proxy will be another connector.
+//! Connectors: how the server reaches a channel's target — directly, or
+//! through the outbound `--proxy` (SOCKS5 with the name unresolved, or HTTP
+//! CONNECT).
 //!
 //! Errors from here go back to the client as a channel-open failure. They
 //! must never be logged with the target in them.
@@ -9,18 +10,30 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::transport::{BoxStream, SocketOpts};
+use crate::transport::{BoxStream, ProxyUrl, SocketOpts};
 
-/// Dial `host:port` directly, with a timeout.
-pub(crate) async fn connect_direct(
+/// Dial `host:port` directly or through `proxy`, with a timeout.
+pub(crate) async fn connect_tcp(
+    proxy: Option<&ProxyUrl>,
     host: &str,
     port: u16,
     timeout: Duration,
 ) -> io::Result<BoxStream> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+    let dial = async {
+        match proxy {
+            None => {
+                let s = TcpStream::connect((host, port)).await?;
+                SocketOpts::default().apply(&s);
+                Ok(s)
+            }
+            Some(p) => crate::transport::proxy::dial(Some(p), host, port)
+                .await
+                .map_err(io::Error::other),
+        }
+    };
+    let stream = tokio::time::timeout(timeout, dial)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    SocketOpts::default().apply(&stream);
     Ok(Box::new(stream))
 }
 

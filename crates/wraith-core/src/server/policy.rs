@@ -347,7 +347,6 @@ impl SessionPolicy {
 
     /// May the session reach a reserved in-server name? Only when
     /// forwarding is allowed and any `permitopen` list names it.
-    #[allow(dead_code)] // the control channel uses it
     pub(crate) fn may_use_reserved(&self, name: &str, port: u16) -> bool {
         self.may_open(name, port)
     }

@@ -12,11 +12,27 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::Result;
 
+#[cfg(feature = "acme")]
+mod acme;
+#[cfg(feature = "tls")]
+mod nginx;
+pub mod proxy;
 mod socket_opts;
+#[cfg(feature = "tls")]
+mod stealth;
 mod tcp;
+#[cfg(feature = "tls")]
+mod tls;
 
+#[cfg(feature = "acme")]
+pub use acme::{AcmeOptions, LETS_ENCRYPT_PRODUCTION};
+pub use proxy::{ProxyKind, ProxyUrl};
 pub(crate) use socket_opts::SocketOpts;
+#[cfg(feature = "tls")]
+pub use stealth::StealthOptions;
 pub use tcp::{TcpAcceptor, TcpTransport};
+#[cfg(feature = "tls")]
+pub use tls::{CertSource, TlsAcceptor, TlsClientOptions, TlsPin, TlsServerOptions, TlsTransport};
 
 /// A byte stream a transport produced.
 pub trait TransportStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -34,12 +50,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum TransportKind {
     /// Plain TCP.
     Tcp,
+    /// TLS over TCP.
+    Tls,
 }
 
 impl fmt::Display for TransportKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             TransportKind::Tcp => "tcp",
+            TransportKind::Tls => "tls",
         })
     }
 }
@@ -51,6 +70,8 @@ pub struct PeerInfo {
     pub remote_addr: Option<SocketAddr>,
     /// The transport the connection arrived over.
     pub transport: TransportKind,
+    /// The TLS server name (SNI) the client asked for, if any.
+    pub sni: Option<String>,
 }
 
 impl PeerInfo {
@@ -78,4 +99,14 @@ pub trait Acceptor: Send + 'static {
     fn accept(&mut self) -> BoxFuture<'_, std::io::Result<(BoxStream, PeerInfo)>>;
     /// The address the acceptor listens on, for the "listening on" line.
     fn describe(&self) -> String;
+}
+
+impl Acceptor for Box<dyn Acceptor> {
+    fn accept(&mut self) -> BoxFuture<'_, std::io::Result<(BoxStream, PeerInfo)>> {
+        (**self).accept()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
 }

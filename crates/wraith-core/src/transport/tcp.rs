@@ -2,8 +2,9 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
+use super::proxy::{self, ProxyUrl};
 use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, SocketOpts, Transport, TransportKind};
 use crate::error::{Error, Result};
 
@@ -12,6 +13,7 @@ use crate::error::{Error, Result};
 pub struct TcpTransport {
     host: String,
     port: u16,
+    proxy: Option<ProxyUrl>,
 }
 
 impl TcpTransport {
@@ -20,20 +22,26 @@ impl TcpTransport {
         TcpTransport {
             host: host.into(),
             port,
+            proxy: None,
         }
+    }
+
+    /// Dial through an upstream proxy (`--proxy`).
+    pub fn with_proxy(mut self, proxy: Option<ProxyUrl>) -> Self {
+        self.proxy = proxy;
+        self
     }
 }
 
 impl Transport for TcpTransport {
     fn connect(&self) -> BoxFuture<'_, Result<BoxStream>> {
         Box::pin(async move {
-            let stream = TcpStream::connect((self.host.as_str(), self.port))
+            let stream = proxy::dial(self.proxy.as_ref(), &self.host, self.port)
                 .await
-                .map_err(|e| Error::Transport {
+                .map_err(|reason| Error::Transport {
                     server: self.describe(),
-                    reason: e.to_string(),
+                    reason,
                 })?;
-            SocketOpts::default().apply(&stream);
             Ok(Box::new(stream) as BoxStream)
         })
     }
@@ -84,6 +92,7 @@ impl Acceptor for TcpAcceptor {
             let info = PeerInfo {
                 remote_addr: Some(peer),
                 transport: TransportKind::Tcp,
+                sni: None,
             };
             Ok((Box::new(stream) as BoxStream, info))
         })

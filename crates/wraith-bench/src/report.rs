@@ -1,0 +1,252 @@
+//! Results: one [`Row`] per tunnel per figure, the wraith/OpenSSH ratio
+//! (same figure, same mode, same cipher), the printed table and the JSON
+//! document. Pure data in, text out: nothing here measures anything.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::tunnel::{Implementation, Kind, Mode, TunnelSpec, short_cipher};
+
+/// Which way a figure is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Better {
+    Higher,
+    Lower,
+}
+
+/// One measured figure of one tunnel, or why it could not be measured.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Row {
+    /// Machine name of the figure, e.g. `bulk_upload`, `idle_1000_client`.
+    pub(crate) figure: String,
+    /// How the table names it, e.g. "bulk upload, 1 GiB, median of 3".
+    pub(crate) title: String,
+    pub(crate) unit: &'static str,
+    pub(crate) better: Better,
+    pub(crate) tunnel: &'static str,
+    pub(crate) implementation: Implementation,
+    pub(crate) mode: Mode,
+    pub(crate) cipher: Option<String>,
+    /// The figure (a median for repeated runs); `None` with `error`.
+    pub(crate) value: Option<f64>,
+    /// Every run behind `value` (throughput runs, latency samples).
+    pub(crate) samples: Vec<f64>,
+    /// wraith's value divided by OpenSSH's (same figure, mode and cipher).
+    pub(crate) ratio_vs_openssh: Option<f64>,
+    /// Extra facts (connections reached, raw RSS, CPU seconds, ...).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub(crate) detail: serde_json::Map<String, serde_json::Value>,
+    pub(crate) error: Option<String>,
+}
+
+impl Row {
+    pub(crate) fn new(
+        spec: &TunnelSpec,
+        cipher: Option<String>,
+        figure: impl Into<String>,
+        title: impl Into<String>,
+        unit: &'static str,
+        better: Better,
+    ) -> Self {
+        Self {
+            figure: figure.into(),
+            title: title.into(),
+            unit,
+            better,
+            tunnel: spec.kind.name(),
+            implementation: spec.kind.implementation(),
+            mode: spec.kind.mode(),
+            cipher,
+            value: None,
+            samples: Vec::new(),
+            ratio_vs_openssh: None,
+            detail: serde_json::Map::new(),
+            error: None,
+        }
+    }
+
+    pub(crate) fn value(mut self, v: Option<f64>, samples: Vec<f64>) -> Self {
+        self.value = v;
+        self.samples = samples;
+        self
+    }
+
+    pub(crate) fn error(mut self, e: &anyhow::Error) -> Self {
+        self.error = Some(format!("{e:#}"));
+        self
+    }
+
+    pub(crate) fn detail(mut self, key: &str, v: impl Into<serde_json::Value>) -> Self {
+        self.detail.insert(key.to_string(), v.into());
+        self
+    }
+
+    fn label(&self) -> String {
+        let kind = Kind::ALL
+            .iter()
+            .find(|k| k.name() == self.tunnel)
+            .map_or(self.tunnel, |k| k.label());
+        match &self.cipher {
+            Some(c) => format!("{kind} {}", short_cipher(c)),
+            None => kind.to_string(),
+        }
+    }
+}
+
+/// Fills `ratio_vs_openssh` on every wraith row that has an OpenSSH row
+/// with the same figure, mode and cipher.
+pub(crate) fn add_ratios(rows: &mut [Row]) {
+    let baseline: Vec<(String, Mode, Option<String>, f64)> = rows
+        .iter()
+        .filter(|r| r.implementation == Implementation::Openssh)
+        .filter_map(|r| Some((r.figure.clone(), r.mode, r.cipher.clone(), r.value?)))
+        .collect();
+    for r in rows
+        .iter_mut()
+        .filter(|r| r.implementation == Implementation::Wraith)
+    {
+        let Some(v) = r.value else { continue };
+        r.ratio_vs_openssh = baseline
+            .iter()
+            .find(|(f, m, c, _)| *f == r.figure && *m == r.mode && *c == r.cipher)
+            .filter(|(.., o)| o.abs() > f64::EPSILON)
+            .map(|(.., o)| v / o);
+    }
+}
+
+fn format_value(v: f64, unit: &str) -> String {
+    match unit {
+        "MB/s" | "KiB/conn" => format!("{v:.1}"),
+        "ms" => format!("{v:.3}"),
+        _ => format!("{v:.2}"),
+    }
+}
+
+fn format_ratio(r: &Row) -> String {
+    let Some(ratio) = r.ratio_vs_openssh else {
+        return String::new();
+    };
+    let verdict = if (ratio - 1.0).abs() <= 0.05 {
+        "on par"
+    } else if (ratio > 1.0) == (r.better == Better::Higher) {
+        "better"
+    } else {
+        "worse"
+    };
+    format!("{ratio:.2}x ({verdict})")
+}
+
+/// The human-readable table: rows grouped by figure, in measuring order.
+pub(crate) fn table(rows: &[Row]) -> String {
+    let mut figures: Vec<&str> = Vec::new();
+    for r in rows {
+        if !figures.contains(&r.figure.as_str()) {
+            figures.push(&r.figure);
+        }
+    }
+    let label_width = rows.iter().map(|r| r.label().len()).max().unwrap_or(10) + 2;
+    let mut out = String::new();
+    for fig in figures {
+        let group: Vec<&Row> = rows.iter().filter(|r| r.figure == fig).collect();
+        let Some(first) = group.first() else { continue };
+        let better = match first.better {
+            Better::Higher => "higher is better",
+            Better::Lower => "lower is better",
+        };
+        let _ = writeln!(out, "\n{} [{}; {better}]", first.title, first.unit);
+        let _ = writeln!(
+            out,
+            "  {:<label_width$}{:>12}   wraith/OpenSSH (same mode, same cipher)",
+            "tunnel", "value"
+        );
+        for r in group {
+            let value = match (&r.value, &r.error) {
+                (Some(v), _) => format_value(*v, r.unit),
+                (None, Some(e)) => format!("error: {}", truncate(e, 90)),
+                (None, None) => "-".to_string(),
+            };
+            let mut note = format_ratio(r);
+            if let Some(serde_json::Value::String(n)) = r.detail.get("note") {
+                if !note.is_empty() {
+                    note.push_str("  ");
+                }
+                note.push_str(n);
+            }
+            let _ = writeln!(out, "  {:<label_width$}{:>12}   {}", r.label(), value, note);
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or_default();
+    if line.chars().count() <= max {
+        line.to_string()
+    } else {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: Kind, cipher: &str) -> TunnelSpec {
+        TunnelSpec {
+            kind,
+            cipher: Some(cipher.to_string()),
+        }
+    }
+
+    fn row(kind: Kind, cipher: &str, value: f64) -> Row {
+        let s = spec(kind, cipher);
+        Row::new(
+            &s,
+            s.cipher.clone(),
+            "bulk_upload",
+            "bulk upload",
+            "MB/s",
+            Better::Higher,
+        )
+        .value(Some(value), vec![value])
+    }
+
+    #[test]
+    fn ratio_compares_same_mode_and_cipher_only() {
+        let aes = "aes128-gcm@openssh.com";
+        let chacha = "chacha20-poly1305@openssh.com";
+        let mut rows = vec![
+            row(Kind::OpensshSocks5, aes, 800.0),
+            row(Kind::OpensshSocks5, chacha, 400.0),
+            row(Kind::OpensshForward, aes, 1000.0),
+            row(Kind::WraithSocks5, aes, 400.0),
+            row(Kind::WraithForward, chacha, 400.0),
+        ];
+        add_ratios(&mut rows);
+        assert_eq!(rows[3].ratio_vs_openssh, Some(0.5));
+        assert_eq!(rows[4].ratio_vs_openssh, None, "no ssh -L chacha row");
+        assert!(rows[..3].iter().all(|r| r.ratio_vs_openssh.is_none()));
+        assert_eq!(format_ratio(&rows[3]), "0.50x (worse)");
+    }
+
+    #[test]
+    fn lower_is_better_figures_flip_the_verdict() {
+        let mut r = row(Kind::WraithSocks5, "aes128-gcm@openssh.com", 1.0);
+        r.better = Better::Lower;
+        r.ratio_vs_openssh = Some(0.5);
+        assert_eq!(format_ratio(&r), "0.50x (better)");
+        r.ratio_vs_openssh = Some(1.02);
+        assert_eq!(format_ratio(&r), "1.02x (on par)");
+    }
+
+    #[test]
+    fn table_shows_errors_instead_of_values() {
+        let s = spec(Kind::WraithSocks5, "aes128-gcm@openssh.com");
+        let r = Row::new(&s, None, "latency_p50", "latency p50", "ms", Better::Lower)
+            .error(&anyhow::anyhow!("cannot start wraith serve"));
+        let t = table(&[r]);
+        assert!(t.contains("error: cannot start wraith serve"), "{t}");
+    }
+}

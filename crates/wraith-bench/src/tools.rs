@@ -1,0 +1,254 @@
+//! The programs the bench drives and the throwaway keys they use. Nothing
+//! here may touch the user's own SSH setup: every key, config and known-hosts
+//! file lives in a temporary directory, and variables that would change how
+//! wraith or ssh behave are removed from their environment.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::process::Command;
+
+/// Bound for one-shot commands (key generation, `--version`).
+const ONE_SHOT: Duration = Duration::from_secs(20);
+
+/// Paths of the programs under test. The OpenSSH ones are `None` when not
+/// installed; their tunnels then produce error rows.
+pub(crate) struct Tools {
+    pub(crate) wraith: PathBuf,
+    pub(crate) ssh: Option<PathBuf>,
+    pub(crate) sshd: Option<PathBuf>,
+    pub(crate) ssh_keygen: Option<PathBuf>,
+}
+
+impl Tools {
+    pub(crate) fn find(wraith: PathBuf) -> Result<Self> {
+        if !wraith.is_file() {
+            bail!(
+                "no wraith binary at {} (--wraith): build it with `cargo build --release -p wraith`, \
+                 or pass --wraith <path>",
+                wraith.display()
+            );
+        }
+        Ok(Self {
+            wraith,
+            ssh: find_in_path("ssh"),
+            // sshd re-executes itself and insists on an absolute path.
+            sshd: Some(PathBuf::from("/usr/sbin/sshd"))
+                .filter(|p| p.is_file())
+                .or_else(|| find_in_path("sshd")),
+            ssh_keygen: find_in_path("ssh-keygen"),
+        })
+    }
+
+    pub(crate) fn openssh_missing(&self) -> Option<String> {
+        let missing: Vec<&str> = [
+            ("ssh", &self.ssh),
+            ("sshd", &self.sshd),
+            ("ssh-keygen", &self.ssh_keygen),
+        ]
+        .iter()
+        .filter(|(_, p)| p.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+        (!missing.is_empty()).then(|| {
+            format!(
+                "OpenSSH not installed ({} missing; e.g. apt-get install openssh-server openssh-client)",
+                missing.join(", ")
+            )
+        })
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A command with the variables removed that would change what the bench
+/// spelled out. `WRAITH_CIPHERS` is kept: it is how a user asks wraith for
+/// another cipher, and the bench reads back what was negotiated anyway.
+pub(crate) fn command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let lower = key.to_ascii_lowercase();
+        if (key.starts_with("WRAITH_") && key != "WRAITH_CIPHERS")
+            || key == "RUST_LOG"
+            || key == "SSH_AUTH_SOCK"
+            || lower.ends_with("_proxy")
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs a short command to completion and returns stdout + stderr.
+pub(crate) async fn run_once(mut cmd: Command, what: &str) -> Result<String> {
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let out = tokio::time::timeout(ONE_SHOT, cmd.output())
+        .await
+        .map_err(|_| anyhow!("{what} did not finish within {ONE_SHOT:?}"))?
+        .with_context(|| format!("cannot run {what}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!("{what} failed ({}): {}", out.status, text.trim());
+    }
+    Ok(text)
+}
+
+/// Keys for one bench run, in a temporary directory removed on drop.
+pub(crate) struct Keys {
+    pub(crate) dir: tempfile::TempDir,
+    /// wraith server host key (from `wraith keygen`; `.pub` beside it).
+    pub(crate) wraith_host: PathBuf,
+    /// wraith client identity.
+    pub(crate) wraith_client: PathBuf,
+    /// authorized_keys holding the wraith client's key.
+    pub(crate) wraith_authorized: PathBuf,
+    /// OpenSSH keys (from `ssh-keygen`), or why they could not be made.
+    pub(crate) openssh: Result<OpensshKeys, String>,
+}
+
+pub(crate) struct OpensshKeys {
+    pub(crate) host: PathBuf,
+    pub(crate) client: PathBuf,
+    pub(crate) authorized: PathBuf,
+}
+
+impl Keys {
+    pub(crate) async fn generate(tools: &Tools) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("wraith-bench-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        let wraith_host = dir.path().join("wraith_host_key");
+        let wraith_client = dir.path().join("wraith_client_key");
+        for key in [&wraith_host, &wraith_client] {
+            let mut cmd = command(&tools.wraith);
+            cmd.arg("-q").arg("keygen").arg("-f").arg(key);
+            run_once(cmd, "wraith keygen").await?;
+        }
+        let wraith_authorized = dir.path().join("wraith_authorized_keys");
+        copy_pub(&wraith_client, &wraith_authorized)?;
+        let openssh = match (tools.openssh_missing(), &tools.ssh_keygen) {
+            (None, Some(keygen)) => openssh_keys(keygen, dir.path())
+                .await
+                .map_err(|e| format!("{e:#}")),
+            (missing, _) => Err(missing.unwrap_or_else(|| "ssh-keygen not found".into())),
+        };
+        Ok(Self {
+            dir,
+            wraith_host,
+            wraith_client,
+            wraith_authorized,
+            openssh,
+        })
+    }
+}
+
+async fn openssh_keys(keygen: &Path, dir: &Path) -> Result<OpensshKeys> {
+    let host = dir.join("ssh_host_ed25519_key");
+    let client = dir.join("ssh_client_ed25519_key");
+    for key in [&host, &client] {
+        let mut cmd = command(keygen);
+        cmd.args(["-q", "-t", "ed25519", "-N", "", "-C", "wraith-bench", "-f"])
+            .arg(key);
+        run_once(cmd, "ssh-keygen").await?;
+    }
+    let authorized = dir.join("ssh_authorized_keys");
+    copy_pub(&client, &authorized)?;
+    Ok(OpensshKeys {
+        host,
+        client,
+        authorized,
+    })
+}
+
+/// `<key>.pub`.
+pub(crate) fn pub_path(key: &Path) -> PathBuf {
+    let mut p = key.as_os_str().to_owned();
+    p.push(".pub");
+    PathBuf::from(p)
+}
+
+fn copy_pub(key: &Path, authorized: &Path) -> Result<()> {
+    let public = pub_path(key);
+    std::fs::copy(&public, authorized).with_context(|| {
+        format!(
+            "cannot copy {} to {}",
+            public.display(),
+            authorized.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// A port on 127.0.0.1 that was free a moment ago, for programs that cannot
+/// be told to pick one and report it (sshd, `ssh -D`, `ssh -L`).
+pub(crate) fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("cannot find a free port on 127.0.0.1")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Parses the `IP:PORT` that ends a readiness line.
+pub(crate) fn addr_at_end(line: &str) -> Result<SocketAddr> {
+    let last = line.split_whitespace().last().unwrap_or_default();
+    let last = last.strip_prefix("tcp://").unwrap_or(last);
+    last.parse()
+        .with_context(|| format!("no address at the end of {line:?}"))
+}
+
+/// The login name of the user running the bench.
+pub(crate) fn current_user() -> String {
+    if let Ok(u) = std::env::var("USER")
+        && !u.is_empty()
+    {
+        return u;
+    }
+    passwd_name().unwrap_or_else(|| "root".into())
+}
+
+fn passwd_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid).then(|| name.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_lines_yield_their_address() {
+        assert_eq!(
+            addr_at_end("listening on tcp://127.0.0.1:4022").unwrap(),
+            "127.0.0.1:4022".parse().unwrap()
+        );
+        assert_eq!(
+            addr_at_end("socks5 listening on 127.0.0.1:1080").unwrap(),
+            "127.0.0.1:1080".parse().unwrap()
+        );
+        assert!(addr_at_end("connected to example").is_err());
+    }
+
+    #[test]
+    fn pub_path_appends_suffix() {
+        assert_eq!(pub_path(Path::new("/t/k")), PathBuf::from("/t/k.pub"));
+    }
+}

@@ -1,0 +1,342 @@
+//! The tunnels under test: what each one is ([`TunnelSpec`]), how the bench
+//! reaches a target through it ([`Route`]), and a running instance with its
+//! client and server processes ([`Tunnel`]). Starting and stopping is all
+//! this module does; measuring lives in `measure`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use clap::ValueEnum;
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use crate::process::{Proc, Side, descendants, kill_pid};
+use crate::targets::{Target, Targets};
+use crate::tools::{Keys, Tools};
+use crate::{openssh, socks5, wraith};
+
+/// Bound for connecting to a tunnel's local port (or a target directly).
+pub(crate) const CONNECT: Duration = Duration::from_secs(15);
+
+/// Bound for starting a whole tunnel (server, client, readiness).
+const START: Duration = Duration::from_secs(45);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Kind {
+    /// No tunnel: straight to the target (the loopback ceiling).
+    Direct,
+    /// OpenSSH `ssh -D` (SOCKS5) against a throwaway sshd.
+    OpensshSocks5,
+    /// OpenSSH `ssh -L` against a throwaway sshd.
+    OpensshForward,
+    /// `wraith connect --socks5` against `wraith serve`.
+    WraithSocks5,
+    /// `wraith connect --forward` against `wraith serve`.
+    WraithForward,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 5] = [
+        Kind::Direct,
+        Kind::OpensshSocks5,
+        Kind::OpensshForward,
+        Kind::WraithSocks5,
+        Kind::WraithForward,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::OpensshSocks5 => "openssh-socks5",
+            Kind::OpensshForward => "openssh-forward",
+            Kind::WraithSocks5 => "wraith-socks5",
+            Kind::WraithForward => "wraith-forward",
+        }
+    }
+
+    /// How a user would name it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Kind::Direct => "no tunnel",
+            Kind::OpensshSocks5 => "ssh -D",
+            Kind::OpensshForward => "ssh -L",
+            Kind::WraithSocks5 => "wraith socks5",
+            Kind::WraithForward => "wraith --forward",
+        }
+    }
+
+    pub(crate) fn implementation(self) -> Implementation {
+        match self {
+            Kind::Direct => Implementation::None,
+            Kind::OpensshSocks5 | Kind::OpensshForward => Implementation::Openssh,
+            Kind::WraithSocks5 | Kind::WraithForward => Implementation::Wraith,
+        }
+    }
+
+    pub(crate) fn mode(self) -> Mode {
+        match self {
+            Kind::Direct => Mode::Direct,
+            Kind::OpensshSocks5 | Kind::WraithSocks5 => Mode::Socks5,
+            Kind::OpensshForward | Kind::WraithForward => Mode::Forward,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Implementation {
+    None,
+    Openssh,
+    Wraith,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    Direct,
+    Socks5,
+    Forward,
+}
+
+/// One tunnel to measure. `cipher` is forced for OpenSSH and expected (as
+/// negotiated) for wraith; `None` for no tunnel.
+#[derive(Clone, Debug)]
+pub(crate) struct TunnelSpec {
+    pub(crate) kind: Kind,
+    pub(crate) cipher: Option<String>,
+}
+
+impl TunnelSpec {
+    pub(crate) fn label(&self) -> String {
+        match &self.cipher {
+            Some(c) => format!("{} {}", self.kind.label(), short_cipher(c)),
+            None => self.kind.label().to_string(),
+        }
+    }
+}
+
+/// `aes128-gcm@openssh.com` → `aes128-gcm`.
+pub(crate) fn short_cipher(c: &str) -> &str {
+    c.split('@').next().unwrap_or(c)
+}
+
+/// How the bench reaches each target.
+#[derive(Clone, Debug)]
+pub(crate) enum Route {
+    /// Straight to the target.
+    Direct {
+        source: SocketAddr,
+        sink: SocketAddr,
+        echo: SocketAddr,
+    },
+    /// Through a SOCKS5 proxy, CONNECT to the target.
+    Socks5 {
+        proxy: SocketAddr,
+        source: SocketAddr,
+        sink: SocketAddr,
+        echo: SocketAddr,
+    },
+    /// To a local forward listener per target.
+    Forward {
+        source: SocketAddr,
+        sink: SocketAddr,
+        echo: SocketAddr,
+    },
+}
+
+impl Route {
+    /// Opens one connection to `target` through the tunnel (including the
+    /// SOCKS5 handshake, as a real client would pay it).
+    pub(crate) async fn connect(&self, target: Target) -> Result<TcpStream> {
+        let pick = |source, sink, echo| match target {
+            Target::Source => source,
+            Target::Sink => sink,
+            Target::Echo => echo,
+        };
+        let attempt = async {
+            match *self {
+                Route::Direct { source, sink, echo } | Route::Forward { source, sink, echo } => {
+                    let addr = pick(source, sink, echo);
+                    let s = TcpStream::connect(addr)
+                        .await
+                        .with_context(|| format!("cannot connect to {addr}"))?;
+                    s.set_nodelay(true)?;
+                    Ok(s)
+                }
+                Route::Socks5 {
+                    proxy,
+                    source,
+                    sink,
+                    echo,
+                } => socks5::connect(proxy, pick(source, sink, echo)).await,
+            }
+        };
+        tokio::time::timeout(CONNECT, attempt)
+            .await
+            .map_err(|_| anyhow!("opening a tunnelled connection took over {CONNECT:?}"))?
+    }
+}
+
+/// A running tunnel. Stop it with [`Tunnel::stop`]; dropping it kills the
+/// processes the bench started directly.
+pub(crate) struct Tunnel {
+    pub(crate) spec: TunnelSpec,
+    pub(crate) route: Route,
+    /// The client-side processes (none for no tunnel).
+    pub(crate) client: Option<Side>,
+    /// The server-side processes (none for no tunnel).
+    pub(crate) server: Option<Side>,
+    /// The cipher in use, if known (read back from wraith's log).
+    pub(crate) cipher: Option<String>,
+    /// Client first, then server.
+    procs: Vec<Proc>,
+}
+
+impl Tunnel {
+    pub(crate) async fn start(
+        spec: &TunnelSpec,
+        tools: &Tools,
+        keys: &Keys,
+        targets: &Targets,
+    ) -> Result<Self> {
+        tokio::time::timeout(START, Self::start_inner(spec, tools, keys, targets))
+            .await
+            .map_err(|_| anyhow!("{} did not start within {START:?}", spec.label()))?
+            .with_context(|| format!("cannot start {}", spec.label()))
+    }
+
+    async fn start_inner(
+        spec: &TunnelSpec,
+        tools: &Tools,
+        keys: &Keys,
+        targets: &Targets,
+    ) -> Result<Self> {
+        let (source, sink, echo) = (
+            targets.addr(Target::Source),
+            targets.addr(Target::Sink),
+            targets.addr(Target::Echo),
+        );
+        let all = [source, sink, echo];
+        let tunnel = |route, client, server, cipher, procs| Self {
+            spec: spec.clone(),
+            route,
+            client,
+            server,
+            cipher,
+            procs,
+        };
+        match spec.kind {
+            Kind::Direct => Ok(tunnel(
+                Route::Direct { source, sink, echo },
+                None,
+                None,
+                None,
+                Vec::new(),
+            )),
+            Kind::OpensshSocks5 | Kind::OpensshForward => {
+                let cipher = spec
+                    .cipher
+                    .clone()
+                    .ok_or_else(|| anyhow!("no cipher chosen for OpenSSH"))?;
+                let (sshd, addr) = openssh::start_sshd(tools, keys).await?;
+                let listen = if spec.kind == Kind::OpensshSocks5 {
+                    openssh::Listen::Socks
+                } else {
+                    openssh::Listen::Forwards(all.to_vec())
+                };
+                let (ssh, local) =
+                    openssh::start_client(tools, keys, addr, &cipher, &listen).await?;
+                let route = match listen {
+                    openssh::Listen::Socks => Route::Socks5 {
+                        proxy: local[0],
+                        source,
+                        sink,
+                        echo,
+                    },
+                    openssh::Listen::Forwards(_) => Route::Forward {
+                        source: local[0],
+                        sink: local[1],
+                        echo: local[2],
+                    },
+                };
+                let client = Side::Process(ssh.pid());
+                let server = Side::ChildrenOf(sshd.pid());
+                Ok(tunnel(
+                    route,
+                    Some(client),
+                    Some(server),
+                    Some(cipher),
+                    vec![ssh, sshd],
+                ))
+            }
+            Kind::WraithSocks5 | Kind::WraithForward => {
+                let (server, addr) = wraith::start_server(tools, keys).await?;
+                let forward_to: &[SocketAddr] = if spec.kind == Kind::WraithForward {
+                    &all
+                } else {
+                    &[]
+                };
+                let (client, l) = wraith::start_client(tools, keys, addr, forward_to).await?;
+                let route = match l.socks5 {
+                    Some(proxy) => Route::Socks5 {
+                        proxy,
+                        source,
+                        sink,
+                        echo,
+                    },
+                    None => {
+                        let local_for = |t: SocketAddr| {
+                            l.forwards
+                                .iter()
+                                .find(|(_, target)| *target == t)
+                                .map(|(local, _)| *local)
+                                .ok_or_else(|| anyhow!("wraith printed no forward for {t}"))
+                        };
+                        Route::Forward {
+                            source: local_for(source)?,
+                            sink: local_for(sink)?,
+                            echo: local_for(echo)?,
+                        }
+                    }
+                };
+                let cipher = l.cipher.clone().or_else(|| spec.cipher.clone());
+                Ok(tunnel(
+                    route,
+                    Some(Side::Process(client.pid())),
+                    Some(Side::Process(server.pid())),
+                    cipher,
+                    vec![client, server],
+                ))
+            }
+        }
+    }
+
+    /// Stops the client, then the server. sshd's per-connection processes
+    /// end by themselves once the client is gone; any still there after a
+    /// grace period are killed while they are still the listener's
+    /// descendants, so no unrelated process can be hit.
+    pub(crate) async fn stop(self) {
+        let listener = match &self.server {
+            Some(Side::ChildrenOf(root)) => Some(*root),
+            _ => None,
+        };
+        let mut procs = self.procs.into_iter();
+        if let Some(client) = procs.next() {
+            client.stop().await;
+        }
+        if let Some(root) = listener {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !descendants(root).is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            for pid in descendants(root) {
+                kill_pid(pid);
+            }
+        }
+        for p in procs {
+            p.stop().await;
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Starts `wraith serve` and `wraith connect` exactly as a user would, and
+//! reads back the cipher the client negotiated. wraith has no flag to force
+//! a cipher; russh logs the negotiated algorithms at debug level under the
+//! `russh::client::kex` target, which is enabled for that one target only
+//! (the server caps russh logging at info, so the client is where to look).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::Proc;
+use crate::tools::{Keys, Tools, addr_at_end, command, pub_path};
+
+/// Bound for a wraith process to print that it is ready.
+const READY: Duration = Duration::from_secs(20);
+
+/// Logs nothing but errors and the key exchange result (printed once per
+/// key exchange, so it costs nothing during a transfer).
+const CLIENT_LOG: &str = "error,russh::client::kex=debug";
+
+pub(crate) async fn start_server(tools: &Tools, keys: &Keys) -> Result<(Proc, SocketAddr)> {
+    let mut cmd = command(&tools.wraith);
+    cmd.arg("-q")
+        .arg("serve")
+        .arg("--key")
+        .arg(&keys.wraith_host)
+        .arg("--authorized-keys")
+        .arg(&keys.wraith_authorized)
+        .args(["--listen", "127.0.0.1:0"]);
+    let mut server = Proc::spawn("wraith serve", cmd)?;
+    let line = server.stdout_lines("listening on ", 1, READY).await?;
+    let addr = addr_at_end(&line[0])?;
+    Ok((server, addr))
+}
+
+/// What a started client listens on.
+pub(crate) struct ClientListeners {
+    pub(crate) socks5: Option<SocketAddr>,
+    /// (local listener, target) per `--forward`.
+    pub(crate) forwards: Vec<(SocketAddr, SocketAddr)>,
+    /// The negotiated cipher, if the client logged it.
+    pub(crate) cipher: Option<String>,
+}
+
+/// Starts `wraith connect` with SOCKS5 on a free port, or with one
+/// `--forward 0:<target>` per target and SOCKS5 off.
+pub(crate) async fn start_client(
+    tools: &Tools,
+    keys: &Keys,
+    server: SocketAddr,
+    forward_to: &[SocketAddr],
+) -> Result<(Proc, ClientListeners)> {
+    let mut cmd = command(&tools.wraith);
+    cmd.env("RUST_LOG", CLIENT_LOG)
+        .arg("-q")
+        .arg("connect")
+        .arg("--server")
+        .arg(server.to_string())
+        .arg("--identity")
+        .arg(&keys.wraith_client)
+        .arg("--host-key")
+        .arg(pub_path(&keys.wraith_host));
+    if forward_to.is_empty() {
+        cmd.args(["--socks5", "127.0.0.1:0"]);
+    } else {
+        cmd.arg("--no-socks5");
+        for t in forward_to {
+            cmd.arg("--forward")
+                .arg(format!("0:{}:{}", t.ip(), t.port()));
+        }
+    }
+    let mut client = Proc::spawn("wraith connect", cmd)?;
+    client.stdout_lines("connected to ", 1, READY).await?;
+    let mut listeners = ClientListeners {
+        socks5: None,
+        forwards: Vec::new(),
+        cipher: None,
+    };
+    if forward_to.is_empty() {
+        let line = client
+            .stdout_lines("socks5 listening on ", 1, READY)
+            .await?;
+        listeners.socks5 = Some(addr_at_end(&line[0])?);
+    } else {
+        let lines = client
+            .stdout_lines("forward listening on ", forward_to.len(), READY)
+            .await?;
+        for line in lines {
+            listeners.forwards.push(parse_forward(&line)?);
+        }
+    }
+    // The key exchange has finished before "connected to" is printed, so
+    // the line is there already if it is logged at all.
+    if let Ok(line) = client
+        .stderr_line("negotiated algorithms", Duration::from_secs(2))
+        .await
+    {
+        listeners.cipher = cipher_from_log(&line);
+    }
+    Ok((client, listeners))
+}
+
+/// `127.0.0.1:41000 -> 127.0.0.1:9` (the rest of a "forward listening on"
+/// line) into (listener, target).
+fn parse_forward(rest: &str) -> Result<(SocketAddr, SocketAddr)> {
+    let Some((local, target)) = rest.split_once(" -> ") else {
+        bail!("unexpected forward line from wraith: {rest:?}");
+    };
+    let local = local.trim().parse().context("forward listener address")?;
+    let target = target.trim().parse().context("forward target address")?;
+    Ok((local, target))
+}
+
+/// The cipher in russh's `negotiated algorithms: Names { .., cipher:
+/// Name("aes128-gcm@openssh.com"), .. }` line.
+pub(crate) fn cipher_from_log(line: &str) -> Option<String> {
+    let after = &line[line.find("cipher: Name(\"")? + "cipher: Name(\"".len()..];
+    Some(after[..after.find('"')?].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiated_cipher_is_read_from_the_russh_debug_line() {
+        let line = r#"2026-11-24T02:30:38Z DEBUG negotiated algorithms: Names { kex: Name("mlkem768x25519-sha256"), key: Ed25519, cipher: Name("aes128-gcm@openssh.com"), client_mac: Name("hmac-sha2-256-etm@openssh.com") }"#;
+        assert_eq!(
+            cipher_from_log(line).as_deref(),
+            Some("aes128-gcm@openssh.com")
+        );
+        assert_eq!(cipher_from_log("DEBUG something else"), None);
+    }
+
+    #[test]
+    fn forward_line_gives_listener_and_target() {
+        let (l, t) = parse_forward("127.0.0.1:44627 -> 127.0.0.1:9").unwrap();
+        assert_eq!(l, "127.0.0.1:44627".parse().unwrap());
+        assert_eq!(t, "127.0.0.1:9".parse().unwrap());
+        assert!(parse_forward("127.0.0.1:1").is_err());
+    }
+}

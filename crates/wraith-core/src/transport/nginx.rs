@@ -1,0 +1,914 @@
+//! The stealth decoy: answers non-SSH connections the way a stock Debian
+//! nginx (1.22, `server_tokens on`, a default server that returns 404)
+//! does, byte for byte apart from the Date header: the same status lines,
+//! header order, error pages, keep-alive rules, HTTP/0.9 replies and
+//! request-parsing quirks (which malformed requests get 400, 414, 501 or
+//! 505). The shapes were captured from the real nginx; the e2e test
+//! `stealth_answers_like_nginx` compares the two side by side.
+//!
+//! Sans-IO: [`Decoy`] takes bytes and says what to send and whether to
+//! close; `stealth.rs` moves the bytes. It never answers anything but error
+//! pages and never echoes request data back.
+
+/// The version string nginx puts in `Server:` and error pages.
+pub(crate) const SERVER: &str = "nginx/1.22.1";
+
+/// nginx's `large_client_header_buffers 4 8k`: longest request or header line.
+const MAX_LINE: usize = 8 * 1024;
+/// All header lines together.
+const MAX_HEAD: usize = 4 * MAX_LINE;
+
+/// What the decoy wants done next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Wait for more bytes (a request is incomplete, or none started).
+    NeedMore,
+    /// Send `bytes`; then close if `close`, else look for the next request.
+    Send { bytes: Vec<u8>, close: bool },
+}
+
+/// How a parsed request ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// One connection's HTTP/1.x state.
+#[derive(Debug, Default)]
+pub(crate) struct Decoy {
+    buf: Vec<u8>,
+    /// The body of the last request, still to be skipped.
+    discard: Discard,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+enum Discard {
+    #[default]
+    Nothing,
+    Bytes(u64),
+    Chunked(ChunkState),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailer,
+}
+
+impl Decoy {
+    /// Add received bytes.
+    pub(crate) fn feed(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// True when no request is partly received (the next wait is a
+    /// keep-alive wait rather than a header wait).
+    pub(crate) fn idle(&self) -> bool {
+        self.buf.is_empty() && self.discard == Discard::Nothing
+    }
+
+    /// Process what has been fed; `date` is the HTTP date for headers.
+    pub(crate) fn step(&mut self, date: &str) -> Step {
+        if !self.skip_body() {
+            return Step::NeedMore;
+        }
+        match parse(&self.buf) {
+            Parsed::Incomplete => Step::NeedMore,
+            Parsed::Reject { status, http09 } => Step::Send {
+                bytes: response(status, http09, false, false, false, date),
+                close: true,
+            },
+            Parsed::Request {
+                consumed,
+                head,
+                keep_alive,
+                body,
+                padding,
+                gzip,
+            } => {
+                self.buf.drain(..consumed);
+                self.discard = match body {
+                    Body::None => Discard::Nothing,
+                    Body::Length(n) => Discard::Bytes(n),
+                    Body::Chunked => Discard::Chunked(ChunkState::Size),
+                };
+                let bytes = if gzip {
+                    gzip_response(head, keep_alive, padding, date)
+                } else {
+                    response(404, false, head, keep_alive, padding, date)
+                };
+                Step::Send {
+                    bytes,
+                    close: !keep_alive,
+                }
+            }
+        }
+    }
+
+    /// Drop body bytes of the previous request; false if more are needed.
+    fn skip_body(&mut self) -> bool {
+        loop {
+            match &mut self.discard {
+                Discard::Nothing => return true,
+                Discard::Bytes(n) => {
+                    let take = usize::try_from(*n)
+                        .unwrap_or(usize::MAX)
+                        .min(self.buf.len());
+                    self.buf.drain(..take);
+                    *n -= take as u64;
+                    if *n > 0 {
+                        return false;
+                    }
+                    self.discard = Discard::Nothing;
+                }
+                Discard::Chunked(state) => {
+                    let Some(done) = skip_chunked(state, &mut self.buf) else {
+                        // A broken chunked body: nginx gives up on the
+                        // connection. Make the next parse fail.
+                        self.discard = Discard::Nothing;
+                        self.buf.clear();
+                        self.buf.extend_from_slice(b"\x00");
+                        return true;
+                    };
+                    if !done {
+                        return false;
+                    }
+                    self.discard = Discard::Nothing;
+                }
+            }
+        }
+    }
+}
+
+/// Advance through a chunked body; `Some(true)` at its end, `Some(false)`
+/// when more bytes are needed, `None` when it is malformed.
+fn skip_chunked(state: &mut ChunkState, buf: &mut Vec<u8>) -> Option<bool> {
+    loop {
+        match state {
+            ChunkState::Size => {
+                let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
+                    return (buf.len() < 1024).then_some(false);
+                };
+                let line = String::from_utf8_lossy(&buf[..lf]).into_owned();
+                buf.drain(..=lf);
+                let hex = line.trim_end_matches('\r');
+                let hex = hex.split(';').next().unwrap_or("").trim();
+                let size = u64::from_str_radix(hex, 16).ok()?;
+                *state = if size == 0 {
+                    ChunkState::Trailer
+                } else {
+                    ChunkState::Data(size)
+                };
+            }
+            ChunkState::Data(n) => {
+                let take = usize::try_from(*n).unwrap_or(usize::MAX).min(buf.len());
+                buf.drain(..take);
+                *n -= take as u64;
+                if *n > 0 {
+                    return Some(false);
+                }
+                *state = ChunkState::DataEnd;
+            }
+            ChunkState::DataEnd => {
+                let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
+                    return (buf.len() < 2).then_some(false);
+                };
+                if !buf[..lf].iter().all(|&b| b == b'\r') || lf > 1 {
+                    return None;
+                }
+                buf.drain(..=lf);
+                *state = ChunkState::Size;
+            }
+            ChunkState::Trailer => {
+                let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
+                    return (buf.len() < MAX_LINE).then_some(false);
+                };
+                let empty = buf[..lf].iter().all(|&b| b == b'\r');
+                buf.drain(..=lf);
+                if empty {
+                    return Some(true);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    Incomplete,
+    Reject {
+        status: u16,
+        http09: bool,
+    },
+    Request {
+        consumed: usize,
+        head: bool,
+        keep_alive: bool,
+        body: Body,
+        padding: bool,
+        gzip: bool,
+    },
+}
+
+fn reject(status: u16) -> Parsed {
+    Parsed::Reject {
+        status,
+        http09: false,
+    }
+}
+
+/// Parse one request from the start of `buf`, as nginx's
+/// `ngx_http_parse_request_line` / `ngx_http_parse_header_line` would judge it.
+fn parse(buf: &[u8]) -> Parsed {
+    // Empty lines before a request are skipped.
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = &buf[start..];
+    if rest.is_empty() {
+        return Parsed::Incomplete;
+    }
+    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+        return match check_line_prefix(rest) {
+            Some(status) => reject(status),
+            None if rest.len() >= MAX_LINE => reject(414),
+            None => Parsed::Incomplete,
+        };
+    };
+    if lf + 1 > MAX_LINE {
+        return check_line_prefix(rest).map_or_else(|| reject(414), reject);
+    }
+    let line = rest[..lf].strip_suffix(b"\r").unwrap_or(&rest[..lf]);
+    let req = match request_line(line) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let mut pos = start + lf + 1;
+    let mut host: Option<Vec<u8>> = None;
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding: Option<Vec<u8>> = None;
+    let mut connection = Vec::new();
+    let mut user_agent = Vec::new();
+    let mut accept_encoding = Vec::new();
+    let mut via = false;
+    loop {
+        let rest = &buf[pos..];
+        let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+            if rest.len() > MAX_LINE || pos + rest.len() > MAX_HEAD + start {
+                return reject(494);
+            }
+            return Parsed::Incomplete;
+        };
+        if lf > MAX_LINE {
+            return reject(494);
+        }
+        let line = rest[..lf].strip_suffix(b"\r").unwrap_or(&rest[..lf]);
+        pos += lf + 1;
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return reject(400);
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.is_empty() || name.iter().any(|&b| b <= b' ' || b == 0x7f) {
+            return reject(400);
+        }
+        if value.contains(&0) {
+            return reject(400);
+        }
+        // ignore_invalid_headers: names with other characters are dropped.
+        if !name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') {
+            continue;
+        }
+        let value = trim(value);
+        match name.to_ascii_lowercase().as_slice() {
+            b"host" => {
+                if host.is_some() {
+                    return reject(400);
+                }
+                match valid_host(value) {
+                    Some(h) => host = Some(h),
+                    None => return reject(400),
+                }
+            }
+            b"content-length" => {
+                if content_length.is_some() {
+                    return reject(400);
+                }
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse::<u64>().ok());
+                match n {
+                    Some(n) => content_length = Some(n),
+                    None => return reject(400),
+                }
+            }
+            b"transfer-encoding" => {
+                if transfer_encoding.is_some() {
+                    return reject(400);
+                }
+                transfer_encoding = Some(value.to_ascii_lowercase());
+            }
+            b"connection" => connection = value.to_ascii_lowercase(),
+            b"user-agent" => user_agent = value.to_vec(),
+            b"accept-encoding" => accept_encoding = value.to_ascii_lowercase(),
+            b"via" => via = true,
+            _ => {}
+        }
+    }
+    if pos - start > MAX_HEAD {
+        return reject(494);
+    }
+    if req.minor_11 && host.is_none() {
+        return reject(400);
+    }
+    let mut body = match content_length {
+        Some(0) | None => Body::None,
+        Some(n) => Body::Length(n),
+    };
+    if let Some(te) = transfer_encoding {
+        if !req.minor_11 {
+            return reject(400);
+        }
+        if te != b"chunked" {
+            return reject(501);
+        }
+        if content_length.is_some() {
+            return reject(400);
+        }
+        body = Body::Chunked;
+    }
+    let keep_alive = if contains(&connection, b"close") {
+        false
+    } else if contains(&connection, b"keep-alive") {
+        true
+    } else {
+        req.minor_11
+    };
+    Parsed::Request {
+        consumed: pos,
+        head: req.head,
+        keep_alive,
+        body,
+        padding: wants_padding(&user_agent),
+        // Debian's nginx.conf has `gzip on` (gzip_http_version 1.1,
+        // gzip_proxied off: nothing for requests with Via).
+        gzip: req.minor_11 && !via && accepts_gzip(&accept_encoding),
+    }
+}
+
+/// nginx's `ngx_http_gzip_accept_encoding`: a `gzip` token whose q is not 0
+/// (`x-gzip` does not count). `ae` is lowercased.
+fn accepts_gzip(ae: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(i) = ae[from..].windows(4).position(|w| w == b"gzip") {
+        let start = from + i;
+        let end = start + 4;
+        from = end;
+        let before_ok = start == 0 || matches!(ae[start - 1], b',' | b' ');
+        let rest = &ae[end..];
+        let after_ok = rest.is_empty() || matches!(rest[0], b',' | b';' | b' ');
+        if !before_ok || !after_ok {
+            continue;
+        }
+        let mut r = rest.iter().skip_while(|b| **b == b' ');
+        if r.next() != Some(&b';') {
+            return true;
+        }
+        let params: Vec<u8> = r.take_while(|b| **b != b',').copied().collect();
+        let params = String::from_utf8_lossy(&params);
+        let q = params.trim().strip_prefix("q=").map(str::trim);
+        return match q {
+            Some(q) => q.parse::<f32>().map(|v| v > 0.0).unwrap_or(false),
+            None => true,
+        };
+    }
+    false
+}
+
+/// The chunked, gzipped bodies nginx 1.22 (zlib 1.2.13, gzip_comp_level 1)
+/// sends for its 404 page, without and with the MSIE/Chrome padding:
+/// captured from the real server, since deflate output is only
+/// reproducible with the same zlib and parameters.
+const GZIP_404: &str = "37320d0a1f8b0800000000000403b3c928c9cdb1e3e5b2c9484d4cb1b329c92cc949b533313051f0cb2f5170cb2fcd4bb1d18708dae88395009526e5a75482b424a7e695a416d9d96418a2eb008ad8e843a541660315417979e9997915fa867a46467a86c84af46186ea431d0400978d7fbd990000000d0a300d0a0d0a";
+const GZIP_404_PADDED: &str = "62300d0a1f8b0800000000000403ed90c10ac2301044ef82ffb07e401a5b7a5c7211050f7af10b52776d0269223182fd7b136d413c7bf4b8b36f8661d0a4c1a9e5020d6b52986c72acda750bc7906017ee9e50be45942f24a35da0b158ceec134785a6fe766405e5f42ed9199a2edf5bff9075d53455fd89c83954ce8556428086ab26b2be871480ec4d778ee170da6f417b828d896160b844cb9edc081c6388d9d13308510afe237eb9c513e27526802b0200000d0a300d0a0d0a";
+
+fn unhex(s: &str) -> Vec<u8> {
+    s.as_bytes()
+        .chunks(2)
+        .filter_map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
+}
+
+/// nginx's gzipped 404: chunked, no Content-Length, Content-Encoding last.
+fn gzip_response(head: bool, keep_alive: bool, padding: bool, date: &str) -> Vec<u8> {
+    let mut r = format!(
+        "HTTP/1.1 404 Not Found\r\nServer: {SERVER}\r\nDate: {date}\r\nContent-Type: text/html\r\n{}Connection: {}\r\nContent-Encoding: gzip\r\n\r\n",
+        if head { "" } else { "Transfer-Encoding: chunked\r\n" },
+        if keep_alive { "keep-alive" } else { "close" }
+    )
+    .into_bytes();
+    if !head {
+        r.extend(unhex(if padding { GZIP_404_PADDED } else { GZIP_404 }));
+    }
+    r
+}
+
+/// nginx pads error pages for MSIE and Chrome (`msie_padding on`), which
+/// would otherwise show their own "friendly" error page.
+fn wants_padding(ua: &[u8]) -> bool {
+    if contains(ua, b"MSIE ") && !contains(ua, b"Opera") {
+        return true;
+    }
+    !contains(ua, b"Gecko/") && contains(ua, b"Chrome/")
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let s = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let e = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(s, |i| i + 1);
+    &v[s..e]
+}
+
+/// nginx's `ngx_http_validate_host`, simplified: no empty host, no `..`, no
+/// path separators or NULs; a trailing dot is dropped.
+fn valid_host(h: &[u8]) -> Option<Vec<u8>> {
+    let h = h.strip_suffix(b".").unwrap_or(h);
+    if h.is_empty()
+        || h.starts_with(b".")
+        || contains(h, b"..")
+        || h.iter().any(|&b| b == b'/' || b == b'\\' || b == 0)
+    {
+        return None;
+    }
+    Some(h.to_ascii_lowercase())
+}
+
+struct RequestLine {
+    head: bool,
+    /// HTTP/1.1 or later (keep-alive by default, Host required).
+    minor_11: bool,
+}
+
+/// Early rejection of a request line not yet complete: a bad method byte
+/// is enough for nginx to answer 400 without waiting for the line end.
+fn check_line_prefix(line: &[u8]) -> Option<u16> {
+    for &b in line {
+        if b == b' ' {
+            return None;
+        }
+        if !(b.is_ascii_uppercase() || b == b'_' || b == b'-') {
+            return Some(400);
+        }
+    }
+    None
+}
+
+fn request_line(line: &[u8]) -> Result<RequestLine, Parsed> {
+    let bad = || reject(400);
+    let sp = line.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+    let method = &line[..sp];
+    if method.is_empty()
+        || !method
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || *b == b'_' || *b == b'-')
+    {
+        return Err(bad());
+    }
+    let mut i = sp;
+    while line.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let uri_start = i;
+    while i < line.len() && line[i] != b' ' {
+        i += 1;
+    }
+    let uri = &line[uri_start..i];
+    let http09 = i == line.len() || line[i..].iter().all(|&b| b == b' ');
+    let uri_ok = match uri.first() {
+        Some(b'/') => path_ok(uri),
+        Some(c) if c.is_ascii_alphabetic() => absolute_ok(uri),
+        _ => false,
+    };
+    if !uri_ok {
+        return Err(bad());
+    }
+    if http09 {
+        // HTTP/0.9: a bare "GET /path" gets the page with no headers.
+        if method != b"GET" {
+            return Err(Parsed::Reject {
+                status: 400,
+                http09: true,
+            });
+        }
+        return Err(Parsed::Reject {
+            status: 404,
+            http09: true,
+        });
+    }
+    while line.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let version = trim_spaces_end(&line[i..]);
+    let v = version.strip_prefix(b"HTTP/").ok_or_else(bad)?;
+    let dot = v.iter().position(|&b| b == b'.').ok_or_else(bad)?;
+    let (major, minor) = (&v[..dot], &v[dot + 1..]);
+    let num = |d: &[u8]| -> Option<u32> {
+        if d.is_empty() || d.len() > 3 || !d.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(d).ok()?.parse().ok()
+    };
+    let (Some(major_n), Some(minor_n)) = (num(major), num(minor)) else {
+        return Err(bad());
+    };
+    if major.first() == Some(&b'0') {
+        return Err(bad());
+    }
+    if major_n > 1 {
+        return Err(reject(505));
+    }
+    Ok(RequestLine {
+        head: method == b"HEAD",
+        minor_11: minor_n >= 1,
+    })
+}
+
+fn trim_spaces_end(v: &[u8]) -> &[u8] {
+    let e = v.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    &v[..e]
+}
+
+/// A path nginx accepts: no control bytes, valid %-escapes, and `..` never
+/// climbing above the root (checked on the decoded path, before any `?`).
+fn path_ok(uri: &[u8]) -> bool {
+    if uri.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return false;
+    }
+    let path = match uri.iter().position(|&b| b == b'?') {
+        Some(q) => &uri[..q],
+        None => uri,
+    };
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'%' {
+            let hex = path.get(i + 1..i + 3);
+            let Some(v) = hex
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            else {
+                return false;
+            };
+            if v == 0 {
+                return false;
+            }
+            decoded.push(v);
+            i += 3;
+        } else {
+            decoded.push(path[i]);
+            i += 1;
+        }
+    }
+    let mut depth: i64 = 0;
+    for seg in decoded.split(|&b| b == b'/').skip(1) {
+        match seg {
+            b".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            b"." | b"" => {}
+            _ => depth += 1,
+        }
+    }
+    true
+}
+
+/// `scheme://host[/path]`.
+fn absolute_ok(uri: &[u8]) -> bool {
+    let Some(p) = uri.windows(3).position(|w| w == b"://") else {
+        return false;
+    };
+    let scheme = &uri[..p];
+    if !scheme
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return false;
+    }
+    let rest = &uri[p + 3..];
+    let (host, path) = match rest.iter().position(|&b| b == b'/') {
+        Some(s) => (&rest[..s], &rest[s..]),
+        None => (rest, &b"/"[..]),
+    };
+    !host.is_empty()
+        && host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'))
+        && path_ok(path)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 | 494 => "Bad Request",
+        404 => "Not Found",
+        414 => "Request-URI Too Large",
+        501 => "Not Implemented",
+        505 => "HTTP Version Not Supported",
+        _ => "Internal Server Error",
+    }
+}
+
+const PADDING: &str = "<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n";
+
+/// nginx's built-in error page for `status`.
+fn page(status: u16, padding: bool) -> String {
+    let mut body = if status == 494 {
+        format!(
+            "<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n<hr><center>{SERVER}</center>\r\n</body>\r\n</html>\r\n"
+        )
+    } else {
+        let title = format!("{status} {}", reason(status));
+        format!(
+            "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{SERVER}</center>\r\n</body>\r\n</html>\r\n"
+        )
+    };
+    if padding {
+        for _ in 0..6 {
+            body.push_str(PADDING);
+        }
+    }
+    body
+}
+
+fn response(
+    status: u16,
+    http09: bool,
+    head: bool,
+    keep_alive: bool,
+    padding: bool,
+    date: &str,
+) -> Vec<u8> {
+    let body = page(status, padding);
+    if http09 {
+        return body.into_bytes();
+    }
+    let code = if status == 494 { 400 } else { status };
+    let mut r = format!(
+        "HTTP/1.1 {code} {}\r\nServer: {SERVER}\r\nDate: {date}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        reason(status),
+        body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
+    );
+    if !head {
+        r.push_str(&body);
+    }
+    r.into_bytes()
+}
+
+/// An RFC 9110 IMF-fixdate ("Tue, 24 Nov 2026 02:37:15 GMT").
+pub(crate) fn http_date(unix_secs: u64) -> String {
+    let days = unix_secs / 86_400;
+    let secs = unix_secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        WD[(days % 7) as usize],
+        day,
+        MON[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "Tue, 24 Nov 2026 02:37:15 GMT";
+
+    fn answer(req: &[u8]) -> (String, bool) {
+        let mut d = Decoy::default();
+        d.feed(req);
+        match d.step(D) {
+            Step::Send { bytes, close } => (String::from_utf8_lossy(&bytes).into_owned(), close),
+            Step::NeedMore => (String::new(), false),
+        }
+    }
+
+    fn status(req: &[u8]) -> String {
+        answer(req).0.lines().next().unwrap_or("").to_string()
+    }
+
+    #[test]
+    fn date_format() {
+        assert_eq!(http_date(1_795_487_835), D);
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn get_is_404_with_nginx_headers() {
+        let (r, close) = answer(b"GET /nope HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(
+            r,
+            format!(
+                "HTTP/1.1 404 Not Found\r\nServer: nginx/1.22.1\r\nDate: {D}\r\nContent-Type: text/html\r\nContent-Length: 153\r\nConnection: keep-alive\r\n\r\n<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n"
+            )
+        );
+        assert!(!close);
+    }
+
+    #[test]
+    fn probe_statuses_match_nginx() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 404 Not Found"),
+            (b"GET / HTTP/1.0\r\n\r\n", "HTTP/1.1 404 Not Found"),
+            (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"HELLO\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"HELLO WORLD\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"get / HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "HTTP/1.1 505 HTTP Version Not Supported"),
+            (b"GET / HTTP/1.5\r\nHost: a\r\n\r\n", "HTTP/1.1 404 Not Found"),
+            (b"GET / HTTP/01.1\r\nHost: a\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET /../x HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET /%2e%2e/x HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET /?a=../.. HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 404 Not Found"),
+            (b"GET http://x/y HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 404 Not Found"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET / HTTP/1.1\r\nHost: \r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX_Y: 1\r\n\r\n", "HTTP/1.1 404 Not Found"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", "HTTP/1.1 501 Not Implemented"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (b"\x16\x03\x01\x00\x05hello", "HTTP/1.1 400 Bad Request"),
+            (b"SSH-1.99-x\r\n", "HTTP/1.1 400 Bad Request"),
+        ];
+        for (req, want) in cases {
+            assert_eq!(status(req), *want, "{:?}", String::from_utf8_lossy(req));
+            // Every error closes the connection, and says so.
+            let (text, close) = answer(req);
+            if !want.contains(" 404 ") {
+                assert!(
+                    close && text.contains("\r\nConnection: close\r\n"),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn http09_gets_a_bare_page() {
+        let (r, close) = answer(b"GET /\r\n");
+        assert!(r.starts_with("<html>\r\n<head><title>404 Not Found"), "{r}");
+        assert!(close);
+        assert!(
+            answer(b"HEAD /\r\n")
+                .0
+                .starts_with("<html>\r\n<head><title>400")
+        );
+    }
+
+    #[test]
+    fn long_lines_get_414_and_494() {
+        let mut req = b"GET /".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 9000));
+        assert_eq!(status(&req), "HTTP/1.1 414 Request-URI Too Large");
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(status(&req), "HTTP/1.1 414 Request-URI Too Large");
+        let mut req = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 9000));
+        let (r, close) = answer(&req);
+        assert!(r.contains("Content-Length: 233\r\n"), "{r}");
+        assert!(r.contains("<center>Request Header Or Cookie Too Large</center>"));
+        assert!(close);
+    }
+
+    #[test]
+    fn keep_alive_and_bodies_are_followed() {
+        let mut d = Decoy::default();
+        d.feed(b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhel");
+        assert!(matches!(d.step(D), Step::Send { close: false, .. }));
+        assert_eq!(d.step(D), Step::NeedMore);
+        d.feed(b"loGET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        assert!(matches!(d.step(D), Step::Send { close: true, .. }));
+
+        let mut d = Decoy::default();
+        d.feed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHEAD / HTTP/1.0\r\n\r\n");
+        assert!(matches!(d.step(D), Step::Send { close: false, .. }));
+        match d.step(D) {
+            Step::Send { bytes, close } => {
+                assert!(close);
+                assert!(bytes.ends_with(b"Connection: close\r\n\r\n"));
+            }
+            s => panic!("{s:?}"),
+        }
+        assert!(matches!(
+            answer(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+            (_, false)
+        ));
+    }
+
+    #[test]
+    fn chrome_and_msie_get_padding() {
+        let chrome = b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: Mozilla/5.0 (X11) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n\r\n";
+        assert!(answer(chrome).0.contains("Content-Length: 555\r\n"));
+        let firefox = b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: Mozilla/5.0 (X11; rv:120.0) Gecko/20100101 Firefox/120.0\r\n\r\n";
+        assert!(answer(firefox).0.contains("Content-Length: 153\r\n"));
+    }
+
+    #[test]
+    fn gzip_is_used_like_nginx() {
+        let gz = |ae: &str| -> bool {
+            let req = format!("GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: {ae}\r\n\r\n");
+            answer(req.as_bytes()).0.contains("Content-Encoding: gzip")
+        };
+        assert!(gz("gzip"));
+        assert!(gz("GZIP"));
+        assert!(gz("gzip, deflate, br"));
+        assert!(gz("deflate,gzip;q=0.5"));
+        assert!(!gz("gzip;q=0"));
+        assert!(!gz("x-gzip"));
+        assert!(!gz("deflate"));
+        let via = b"GET / HTTP/1.1\r\nHost: a\r\nVia: 1.1 p\r\nAccept-Encoding: gzip\r\n\r\n";
+        assert!(!answer(via).0.contains("gzip"));
+        let old = b"GET / HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n";
+        assert!(!answer(old).0.contains("gzip"));
+        // The captured body is a valid gzip member of the 404 page's length.
+        let body = unhex(GZIP_404);
+        assert!(body.starts_with(b"72\r\n\x1f\x8b\x08"));
+        let isize = &body[4 + 0x72 - 4..4 + 0x72];
+        assert_eq!(isize, 153u32.to_le_bytes());
+        let padded = unhex(GZIP_404_PADDED);
+        let isize = &padded[4 + 0xb0 - 4..4 + 0xb0];
+        assert_eq!(isize, 555u32.to_le_bytes());
+    }
+
+    #[test]
+    fn incomplete_requests_wait() {
+        for req in [&b""[..], b"GET", b"GET / HTTP/1.1\r\nHost: a\r\n", b"\r\n"] {
+            assert_eq!(answer(req).0, "", "{:?}", String::from_utf8_lossy(req));
+        }
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let mut seed = 0x1234_5678_u64;
+        for _ in 0..2000 {
+            let mut d = Decoy::default();
+            let len = (seed % 300) as usize;
+            let mut data = Vec::with_capacity(len);
+            for _ in 0..len {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                data.push(b"GET / HTTP/1.1\r\n:%.aZ \x00\x16"[(seed % 22) as usize]);
+            }
+            d.feed(&data);
+            for _ in 0..4 {
+                if let Step::Send { close: true, .. } | Step::NeedMore = d.step(D) {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Stealth mode (`--stealth`): after the TLS handshake, look at the client's
+//! first bytes without consuming them. `SSH-2.0-` goes to SSH with those
+//! bytes replayed; anything else is answered like a stock nginx (see
+//! `nginx.rs`) or relayed to a real web server (`--stealth-fallback`).
+//!
+//! The server never speaks first here: the acceptor hands a stream to SSH
+//! only after the client's banner started, so russh's banner always follows
+//! the client's. Nothing a prober sends is logged beyond its address.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use super::nginx::{Decoy, Step, http_date};
+use super::{BoxStream, TransportStream};
+
+const SSH_PREFIX: &[u8] = b"SSH-2.0-";
+
+/// Stealth settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StealthOptions {
+    /// Relay non-SSH connections to this web server (`host:port`) instead of
+    /// answering 404 ourselves.
+    pub fallback: Option<String>,
+    /// nginx's `client_header_timeout`: how long a client may take to
+    /// complete the TLS handshake and a request (60 s).
+    pub header_timeout: Duration,
+    /// nginx's `keepalive_timeout`: idle time allowed between requests (65 s).
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for StealthOptions {
+    fn default() -> Self {
+        StealthOptions {
+            fallback: None,
+            header_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(65),
+        }
+    }
+}
+
+/// Read the first bytes of `stream`. SSH: return the stream with those bytes
+/// replayed. Otherwise serve the decoy (or the fallback relay) to the end
+/// and return `None`. `permit` bounds how many connections are in here.
+pub(crate) async fn sniff<S: TransportStream>(
+    mut stream: S,
+    opts: &StealthOptions,
+    permit: OwnedSemaphorePermit,
+) -> Option<BoxStream> {
+    let deadline = Instant::now() + opts.header_timeout;
+    let mut head = Vec::with_capacity(SSH_PREFIX.len());
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            // Silence until the timeout: nginx closes without a word (and
+            // without close_notify), so do we.
+            Err(_) => return None,
+            Ok(Err(_)) | Ok(Ok(0)) => return None,
+            Ok(Ok(n)) => n,
+        };
+        head.extend_from_slice(&buf[..n]);
+        let k = head.len().min(SSH_PREFIX.len());
+        if head[..k] != SSH_PREFIX[..k] {
+            break;
+        }
+        if head.len() >= SSH_PREFIX.len() {
+            drop(permit);
+            return Some(Box::new(Prefixed::new(head, stream)));
+        }
+    }
+    match &opts.fallback {
+        Some(target) => relay(stream, head, target).await,
+        None => decoy(stream, head, opts, deadline).await,
+    }
+    drop(permit);
+    None
+}
+
+/// Serve nginx's answers until the client or a timeout ends it.
+async fn decoy<S: TransportStream>(
+    mut stream: S,
+    first: Vec<u8>,
+    opts: &StealthOptions,
+    mut deadline: Instant,
+) {
+    let mut d = Decoy::default();
+    d.feed(&first);
+    let mut buf = [0u8; 4096];
+    loop {
+        match d.step(&now_date()) {
+            Step::Send { bytes, close } => {
+                if stream.write_all(&bytes).await.is_err() || stream.flush().await.is_err() {
+                    return;
+                }
+                if close {
+                    // close_notify, then FIN, bounded.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
+                    return;
+                }
+                deadline = Instant::now()
+                    + if d.idle() {
+                        opts.keepalive_timeout
+                    } else {
+                        opts.header_timeout
+                    };
+            }
+            Step::NeedMore => {
+                let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => n,
+                    _ => return,
+                };
+                let was_idle = d.idle();
+                d.feed(&buf[..n]);
+                if was_idle {
+                    // A new request started: nginx switches from the
+                    // keep-alive timer to the header timer.
+                    deadline = Instant::now() + opts.header_timeout;
+                }
+            }
+        }
+    }
+}
+
+/// Relay to the fallback web server, the peeked bytes first.
+async fn relay<S: TransportStream>(mut stream: S, first: Vec<u8>, target: &str) {
+    let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(target));
+    let mut upstream = match connect.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot reach the web server (--stealth-fallback)");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("the web server did not answer within 10s (--stealth-fallback)");
+            return;
+        }
+    };
+    super::SocketOpts::default().apply(&upstream);
+    if upstream.write_all(&first).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+}
+
+fn now_date() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    http_date(secs)
+}
+
+/// A stream that yields `prefix` before reading from `inner`.
+pub(crate) struct Prefixed<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub(crate) fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Prefixed {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let rest = &self.prefix[self.pos..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            self.pos += n;
+            if self.pos == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+
+    fn permit() -> OwnedSemaphorePermit {
+        Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
+    }
+
+    #[tokio::test]
+    async fn ssh_banner_is_replayed_and_server_stays_silent() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        client.write_all(b"SSH-2.").await.unwrap();
+        let opts = StealthOptions::default();
+        let task = tokio::spawn(async move { sniff(server, &opts, permit()).await });
+        client.write_all(b"0-wraith\r\nmore").await.unwrap();
+        let mut s = task.await.unwrap().expect("SSH is recognised");
+        let mut got = vec![0u8; 20];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"SSH-2.0-wraith\r\nmore");
+    }
+
+    #[tokio::test]
+    async fn http_gets_the_decoy() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let opts = StealthOptions::default();
+        let task = tokio::spawn(async move { sniff(server, &opts, permit()).await });
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        assert!(task.await.unwrap().is_none());
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 404 Not Found\r\nServer: nginx/"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_clients_are_closed_after_the_header_timeout() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let opts = StealthOptions::default();
+        let start = Instant::now();
+        let r = sniff(server, &opts, permit()).await;
+        assert!(r.is_none());
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,454 @@
+//! The control channel and event hub against real OpenSSH clients:
+//! `ssh -W wraith-control:1` (and `ssh -L` to it) talking to `wraith serve`.
+//! OpenSSH refuses port 0 in `-W` and `-L` ("Bad stdio forwarding
+//! specification"), so it reaches `wraith-control:0` through the server's
+//! alias port 1; the Node package and wraith-core use port 0.
+//! Frames are built and checked here by hand, independently of the codec in
+//! wraith-core.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{OpenSsh, TIMEOUT, WraithServer, keygen, public_key_line, require_tool, temp_dir};
+
+/// `len` as 4 bytes big-endian, then the body.
+fn frame(body: &str) -> Vec<u8> {
+    let mut v = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    v.extend_from_slice(body.as_bytes());
+    v
+}
+
+fn envelope(kind: &str, id: &str, payload_json: &str) -> Vec<u8> {
+    frame(&format!(
+        r#"{{"type":"{kind}","id":"{id}","payload":{payload_json}}}"#
+    ))
+}
+
+/// The fields of a frame body, checked without a JSON library: serde_json
+/// writes the hub's own frames compactly, keys in sorted order.
+fn hub_frame(kind: &str, id: &str, payload_json: &str) -> String {
+    format!(r#"{{"id":"{id}","payload":{payload_json},"type":"{kind}"}}"#)
+}
+
+/// One `ssh` process whose stdin/stdout carry a control channel.
+struct Peer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// Chunks of stdout; `None` once stdout closed.
+    out: mpsc::Receiver<Option<Vec<u8>>>,
+    buf: Vec<u8>,
+    closed: bool,
+    label: &'static str,
+}
+
+impl Peer {
+    /// `ssh -W <target>`; stdout is read in the background.
+    fn start(ssh: &OpenSsh, target: &str, label: &'static str) -> Self {
+        let mut p = Self::start_unread(ssh, target, label);
+        p.read_in_background();
+        p
+    }
+
+    /// `ssh -W <target>` whose stdout nobody reads until
+    /// [`Peer::read_in_background`].
+    fn start_unread(ssh: &OpenSsh, target: &str, label: &'static str) -> Self {
+        let mut cmd = ssh.command(&["-W", target], &[]);
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ssh");
+        let stdin = child.stdin.take();
+        let (_tx, out) = mpsc::channel();
+        Peer {
+            child,
+            stdin,
+            out,
+            buf: Vec::new(),
+            closed: false,
+            label,
+        }
+    }
+
+    fn read_in_background(&mut self) {
+        let Some(mut stdout) = self.child.stdout.take() else {
+            return;
+        };
+        let (tx, rx) = mpsc::channel();
+        self.out = rx;
+        thread::spawn(move || {
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                match stdout.read(&mut chunk) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                    Ok(n) => {
+                        if tx.send(Some(chunk[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stdin
+            .as_mut()
+            .expect("stdin open")
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("{}: write failed: {e}", self.label));
+    }
+
+    /// Waits for more stdout; false once it has closed.
+    fn fill(&mut self, deadline: Instant) -> bool {
+        if self.closed {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.out.recv_timeout(left) {
+            Ok(Some(chunk)) => {
+                self.buf.extend(chunk);
+                true
+            }
+            Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.closed = true;
+                false
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{}: nothing received within {TIMEOUT:?}", self.label)
+            }
+        }
+    }
+
+    /// The next whole frame's body; `None` if stdout closed first.
+    fn next_frame(&mut self) -> Option<String> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
+                if self.buf.len() >= 4 + len {
+                    let body: Vec<u8> = self.buf.drain(..4 + len).skip(4).collect();
+                    return Some(String::from_utf8(body).expect("utf-8 frame"));
+                }
+            }
+            if !self.fill(deadline) {
+                return None;
+            }
+        }
+    }
+
+    fn expect_frame(&mut self, expected: &str) {
+        let got = self.next_frame();
+        assert_eq!(
+            got.as_deref(),
+            Some(expected),
+            "{}: wrong frame",
+            self.label
+        );
+    }
+
+    /// Subscribe and wait until the hub confirms.
+    fn subscribe(&mut self, kind: &str, id: &str) {
+        self.send(&envelope("__subscribe", id, &format!("\"{kind}\"")));
+        self.expect_frame(&hub_frame("__subscribed", id, &format!("\"{kind}\"")));
+    }
+
+    fn unsubscribe(&mut self, kind: &str, id: &str) {
+        self.send(&envelope("__unsubscribe", id, &format!("\"{kind}\"")));
+        self.expect_frame(&hub_frame("__unsubscribed", id, &format!("\"{kind}\"")));
+    }
+
+    /// Reads to EOF; the bytes left over after the frames seen so far.
+    fn read_to_close(&mut self) -> usize {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.fill(deadline) {}
+        self.buf.len()
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        common::wait_child(&mut self.child, TIMEOUT)
+            .unwrap_or_else(|| panic!("{}: ssh did not exit within {TIMEOUT:?}", self.label))
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    server: WraithServer,
+    ssh: OpenSsh,
+}
+
+fn setup() -> Option<Setup> {
+    if !require_tool("ssh") {
+        return None;
+    }
+    let dir = temp_dir();
+    let key = keygen(dir.path(), "client");
+    let server = WraithServer::start(dir.path(), &[&key]);
+    let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, &key);
+    Some(Setup { dir, server, ssh })
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+#[test]
+fn subscriber_receives_the_exact_frame_and_the_publisher_does_not() {
+    let Some(s) = setup() else { return };
+    let mut sub = Peer::start(&s.ssh, "wraith-control:1", "subscriber");
+    let mut publ = Peer::start(&s.ssh, "wraith-control:1", "publisher");
+    sub.subscribe("chat", "s1");
+    publ.subscribe("*", "p1");
+
+    // Odd spacing and key order: the hub must pass the frame on untouched.
+    let event = frame(r#"{ "payload": {"n": 1, "text": "héllo ✓"}, "type": "chat", "id": "e1" }"#);
+    publ.send(&event);
+    let got = sub.next_frame().expect("subscriber got the event");
+    assert_eq!(frame(&got), event, "the subscriber got a different frame");
+
+    // The hub handles one channel's frames in order, so anything echoed to
+    // the publisher would arrive before this acknowledgement.
+    publ.subscribe("other", "p2");
+
+    // Unsubscribe: a later chat event does not arrive, a marker does.
+    sub.unsubscribe("chat", "s2");
+    sub.subscribe("marker", "s3");
+    publ.send(&envelope("chat", "e2", "2"));
+    publ.send(&envelope("marker", "m1", "null"));
+    sub.expect_frame(r#"{"type":"marker","id":"m1","payload":null}"#);
+
+    // EOF from a peer closes its channel in order; ssh then exits cleanly.
+    drop(sub.stdin.take());
+    assert_eq!(sub.next_frame(), None);
+    assert!(sub.wait_exit().success());
+    let log = s.server.process.stderr_text();
+    for secret in ["chat", "héllo", "marker", "e1"] {
+        assert!(
+            !log.contains(secret),
+            "server log mentions {secret:?}:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn oversize_frame_closes_only_that_channel() {
+    let Some(s) = setup() else { return };
+    // One ssh session, several control channels through a local forward.
+    let port = common::free_port();
+    let spec = format!("127.0.0.1:{port}:wraith-control:1");
+    let forward = common::WraithProcess::spawn_command(s.ssh.command(&["-N", "-L", &spec], &[]));
+    forward.wait_for_port(("127.0.0.1", port), TIMEOUT);
+
+    let open = || common::connect(("127.0.0.1", port));
+    let mut good = open();
+    let mut bad = open();
+    let mut third = open();
+
+    good.write_all(&envelope("__subscribe", "g", "\"t\""))
+        .unwrap();
+    let ack = hub_frame("__subscribed", "g", "\"t\"");
+    let mut buf = vec![0u8; 4 + ack.len()];
+    good.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, frame(&ack));
+
+    // 2 MiB announced: refused from the prefix, before the body is sent.
+    bad.write_all(&(2u32 * 1024 * 1024).to_be_bytes()).unwrap();
+    let mut reply = Vec::new();
+    bad.read_to_end(&mut reply).expect("bad channel closes");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.contains("__error") && text.contains("exceeds the limit"),
+        "bad channel got {text:?}"
+    );
+
+    // The session and its other channels live on.
+    third.write_all(&envelope("t", "x", "[1,2]")).unwrap();
+    let expected = frame(r#"{"type":"t","id":"x","payload":[1,2]}"#);
+    let mut got = vec![0u8; expected.len()];
+    good.read_exact(&mut got).unwrap();
+    assert_eq!(got, expected);
+    assert!(forward.try_status().is_none(), "ssh -L exited");
+
+    // Malformed JSON closes that channel too, with a reason.
+    third.write_all(&frame("{not json")).unwrap();
+    let mut reply = Vec::new();
+    third.read_to_end(&mut reply).expect("third channel closes");
+    assert!(String::from_utf8_lossy(&reply).contains("not valid JSON"));
+    s.server.process.wait_for_stderr(
+        &["control channel closed", "remote_addr=127.0.0.1"],
+        TIMEOUT,
+    );
+    drop(s.dir);
+}
+
+#[test]
+fn flooded_subscriber_that_never_reads_is_disconnected_with_bounded_memory() {
+    let Some(s) = setup() else { return };
+    let pid = s.server.process.pid();
+    let mut slow = Peer::start_unread(&s.ssh, "wraith-control:1", "slow subscriber");
+    // Read only the acknowledgement, by hand; then never read again.
+    slow.send(&envelope("__subscribe", "s", "\"*\""));
+    let ack = frame(&hub_frame("__subscribed", "s", "\"*\""));
+    let mut stdout = slow.child.stdout.take().unwrap();
+    let mut got = vec![0u8; ack.len()];
+    stdout.read_exact(&mut got).unwrap();
+    assert_eq!(got, ack);
+
+    let mut watcher = Peer::start(&s.ssh, "wraith-control:1", "watcher");
+    watcher.subscribe("other", "w");
+    let baseline = rss_kib(pid);
+
+    // 120 MB of events, far beyond any queue, window and pipe buffer.
+    let mut publ = Peer::start(&s.ssh, "wraith-control:1", "publisher");
+    let body = format!(
+        r#"{{"type":"flood","id":"f","payload":"{}"}}"#,
+        "y".repeat(100_000)
+    );
+    let one = frame(&body);
+    let mut stdin = publ.stdin.take().unwrap();
+    let writer = thread::spawn(move || {
+        for _ in 0..1200 {
+            stdin.write_all(&one)?;
+        }
+        Ok::<_, std::io::Error>(stdin)
+    });
+    s.server.process.wait_for_stderr(
+        &[
+            "control channel subscriber disconnected",
+            "remote_addr=127.0.0.1",
+            "queue overflow",
+        ],
+        Duration::from_secs(60),
+    );
+    let stdin = writer
+        .join()
+        .unwrap()
+        .expect("the publisher is never stopped");
+    publ.stdin = Some(stdin);
+    let peak = rss_kib(pid);
+    assert!(
+        peak < baseline + 64 * 1024,
+        "server RSS grew from {baseline} KiB to {peak} KiB"
+    );
+
+    // The slow subscriber's channel was closed: what it still gets is
+    // bounded by windows and buffers, then EOF.
+    slow.child.stdout = Some(stdout);
+    slow.read_in_background();
+    let leftover = slow.read_to_close();
+    assert!(
+        leftover < 16 * 1024 * 1024,
+        "{leftover} bytes after overflow"
+    );
+    slow.wait_exit();
+
+    // Everyone else is fine: the publisher and the watcher still work.
+    publ.subscribe("more", "p");
+    publ.send(&envelope("other", "o", "true"));
+    watcher.expect_frame(r#"{"type":"other","id":"o","payload":true}"#);
+    let log = s.server.process.stderr_text();
+    assert!(!log.contains("flood"), "server log mentions the event type");
+}
+
+fn run_ssh(ssh: &OpenSsh, target: &str, input: &[u8]) -> std::process::Output {
+    common::run_with_input(ssh.command(&["-W", target], &[]), input, TIMEOUT)
+}
+
+#[test]
+fn other_reserved_names_are_refused() {
+    let Some(s) = setup() else { return };
+    for target in ["wraith-control:2", "wraith-other:1", "wraith-:80"] {
+        let out = run_ssh(&s.ssh, target, b"");
+        assert!(!out.status.success(), "{target} was opened");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("administratively prohibited"),
+            "{target}: {err}"
+        );
+    }
+    s.server
+        .process
+        .wait_for_stderr(&["channel refused", "unknown reserved name"], TIMEOUT);
+}
+
+fn restricted_key(dir: &Path, name: &str, options: &str) -> (PathBuf, String) {
+    let key = keygen(dir, name);
+    let line = format!("{options} {}\n", public_key_line(&key));
+    (key, line)
+}
+
+#[test]
+fn permitopen_keys_get_the_hub_only_when_it_is_listed() {
+    if !require_tool("ssh") {
+        return;
+    }
+    let dir = temp_dir();
+    let (denied, l1) = restricted_key(dir.path(), "denied", r#"permitopen="127.0.0.1:9""#);
+    let (allowed, l2) = restricted_key(dir.path(), "allowed", r#"permitopen="wraith-control:0""#);
+    let server = start_with_lines(dir.path(), &format!("{l1}{l2}"));
+
+    let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, &denied);
+    let out = run_ssh(&ssh, "wraith-control:1", b"");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("administratively prohibited"));
+
+    let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, &allowed);
+    let out = run_ssh(
+        &ssh,
+        "wraith-control:1",
+        &envelope("__subscribe", "a", "\"x\""),
+    );
+    assert!(out.status.success(), "{}", common::show(&out));
+    assert_eq!(out.stdout, frame(&hub_frame("__subscribed", "a", "\"x\"")));
+    server
+        .process
+        .wait_for_stderr(&["control channel not permitted for this key"], TIMEOUT);
+}
+
+/// A server whose authorized_keys file holds exactly `lines`.
+fn start_with_lines(dir: &Path, lines: &str) -> WraithServer {
+    let host_key = keygen(dir, "host");
+    let authorized_keys = dir.join("authorized_keys");
+    std::fs::write(&authorized_keys, lines).unwrap();
+    let process = common::WraithProcess::spawn(&[
+        "serve",
+        "--key",
+        host_key.to_str().unwrap(),
+        "--authorized-keys",
+        authorized_keys.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let line = process.wait_for_line("listening on ", TIMEOUT);
+    let addr = common::addr_after(&line, "listening on ");
+    WraithServer {
+        process,
+        addr,
+        host_key,
+        authorized_keys,
+    }
+}
