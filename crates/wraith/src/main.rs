@@ -100,6 +100,10 @@ struct ServeArgs {
         value_name = "ADDR:PORT"
     )]
     listen: String,
+    /// Reach every tunnel target through this proxy (outbound, server side):
+    /// socks5://[user:pass@]host:port (names resolved by the proxy) or http://[user:pass@]host:port.
+    #[arg(long, env = "WRAITH_PROXY", value_name = "URL")]
+    proxy: Option<String>,
     /// Trust user certificates signed by the CA keys in this file (repeatable).
     #[arg(
         long,
@@ -628,6 +632,10 @@ async fn serve(a: ServeArgs) -> Result<()> {
     }
     let mut opts = ServeOptions::new(host_key, authorized);
     opts.max_auth_attempts = a.max_auth_attempts;
+    opts.proxy = match &a.proxy {
+        Some(url) => Some(url.parse::<wraith_core::transport::ProxyUrl>()?),
+        None => None,
+    };
     opts.max_connections_per_ip = a.max_connections_per_ip;
     opts.max_channels_per_session = a.max_channels_per_session;
     opts.login_grace_time = Duration::from_secs(a.login_grace_time);
