@@ -647,41 +647,75 @@ async fn serve(a: ServeArgs) -> Result<()> {
     let server = Server::new(opts);
     out!("listening on {}", acceptor.describe());
     tracing::info!(host_key = %fp, "server ready");
-    let shutdown = async {
-        shutdown_signal().await;
-        tracing::info!("shutting down: draining sessions (signal again to exit at once)");
-        tokio::spawn(async {
-            shutdown_signal().await;
+    let mut signals = Signals::new();
+    let shutdown = async move {
+        signals.recv().await;
+        // The same registrations keep listening, so a second signal that
+        // arrives at any time from here on is seen.
+        tokio::spawn(async move {
+            signals.recv().await;
             eprintln!("error: second signal: exiting without draining");
             std::process::exit(1);
         });
+        tracing::info!("shutting down: draining sessions (signal again to exit at once)");
     };
     server.run(acceptor, shutdown).await?;
     tracing::info!("shut down");
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// SIGINT and SIGTERM, registered once so that no signal is missed between
+/// two waits (the second signal must always be seen).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        {
+            Signals {}
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => {}
+                _ = next(&mut self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    Signals::new().recv().await;
 }
 
 /// Split `host[:port]` (IPv6 in brackets) with a default port.
