@@ -1,0 +1,177 @@
+'use strict'
+// connect() as a Duplex: bulk data both ways, errors, and close().
+const test = require('node:test')
+const assert = require('node:assert')
+const net = require('node:net')
+const crypto = require('node:crypto')
+const { once } = require('node:events')
+const { wraith, startServer, deadline } = require('./helpers')
+
+function echoServer () {
+  const srv = net.createServer((s) => {
+    s.on('error', () => {})
+    s.pipe(s)
+  })
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)))
+}
+
+test('100 MB through the Duplex both ways arrive intact with bounded memory', async () => {
+  const { server, connectOptions } = await startServer()
+  const echo = await echoServer()
+  try {
+    const stream = await wraith.connect(connectOptions({ target: `127.0.0.1:${echo.address().port}` }))
+    const total = 100 * 1024 * 1024
+    const chunk = 256 * 1024
+    const sent = crypto.createHash('sha256')
+    const received = crypto.createHash('sha256')
+    let got = 0
+    global.gc?.()
+    const baseline = process.memoryUsage().rss
+    let peak = baseline
+    const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss) }, 20)
+    const done = new Promise((resolve, reject) => {
+      stream.on('data', (b) => { received.update(b); got += b.length })
+      stream.on('end', resolve)
+      stream.on('error', reject)
+    })
+    const writer = (async () => {
+      for (let off = 0; off < total; off += chunk) {
+        const b = crypto.randomBytes(Math.min(chunk, total - off))
+        sent.update(b)
+        if (!stream.write(b)) await once(stream, 'drain')
+      }
+      stream.end()
+    })()
+    await deadline(Promise.all([writer, done]), 120_000, '100 MB echo')
+    clearInterval(sampler)
+    assert.strictEqual(got, total)
+    assert.strictEqual(received.digest('hex'), sent.digest('hex'))
+    const growth = (peak - baseline) / (1024 * 1024)
+    assert.ok(growth < 80, `RSS grew by ${growth.toFixed(1)} MiB while moving 100 MB`)
+  } finally {
+    echo.close()
+    await server.close()
+  }
+})
+
+test('connect() to a port with no server rejects with the CLI message', async () => {
+  const { server, connectOptions } = await startServer()
+  const probe = net.createServer()
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const port = probe.address().port
+  await new Promise((resolve) => probe.close(resolve))
+  try {
+    await assert.rejects(
+      deadline(wraith.connect(connectOptions({ server: `127.0.0.1:${port}` })), 20_000, 'connect'),
+      (err) => {
+        assert.match(err.message, new RegExp(`^cannot connect to 127\\.0\\.0\\.1:${port}: `))
+        return true
+      })
+  } finally {
+    await server.close()
+  }
+})
+
+test('connect() with an unauthorized key rejects with the CLI message', async () => {
+  const { server, keys, connectOptions } = await startServer()
+  try {
+    await assert.rejects(
+      deadline(wraith.connect(connectOptions({ identity: Buffer.from(keys.stranger.privateKey) })), 20_000, 'connect'),
+      /^Error: authentication failed for user "tester" at .*: the server did not accept the key SHA256:/)
+  } finally {
+    await server.close()
+  }
+})
+
+test('connect() to a host key other than the pinned one rejects', async () => {
+  const { server, keys, connectOptions } = await startServer()
+  try {
+    await assert.rejects(
+      wraith.connect(connectOptions({ hostKey: keys.stranger.publicKey })),
+      /^Error: host key verification failed for /)
+  } finally {
+    await server.close()
+  }
+})
+
+test('a refused target rejects with a clear error', async () => {
+  const { server, connectOptions } = await startServer()
+  try {
+    await assert.rejects(
+      wraith.connect(connectOptions({ target: 'wraith-nothing:5' })),
+      /cannot open a channel to wraith-nothing:5: the server refused it/)
+  } finally {
+    await server.close()
+  }
+})
+
+test('server.close() ends open streams', async () => {
+  const { server, connectOptions } = await startServer()
+  const stream = await wraith.connect(connectOptions())
+  stream.resume()
+  const ended = new Promise((resolve) => {
+    stream.on('end', resolve)
+    stream.on('close', resolve)
+    stream.on('error', resolve)
+  })
+  await deadline(server.close(), 10_000, 'server.close()')
+  await deadline(ended, 10_000, 'the stream to end after server.close()')
+  stream.destroy()
+})
+
+test("'connection' events hand control channels to the server's listener", async () => {
+  const { server, keys, connectOptions } = await startServer()
+  try {
+    const accepted = new Promise((resolve) => server.on('connection', (stream, info) => resolve({ stream, info })))
+    const client = await wraith.connect(connectOptions())
+    const { stream, info } = await deadline(accepted, 10_000, "the 'connection' event")
+    assert.match(info.remoteAddress, /^127\.0\.0\.1:\d+$/)
+    assert.strictEqual(info.transport, 'tcp')
+    assert.match(info.keyFingerprint, /^SHA256:[A-Za-z0-9+/]{43}$/)
+    assert.notStrictEqual(keys.client.publicKey, '')
+    stream.pipe(stream) // echo: the listener owns this channel, not the hub
+    client.write('ping over the control channel')
+    const [echoed] = await deadline(once(client, 'data'), 10_000, 'the echo')
+    assert.strictEqual(echoed.toString(), 'ping over the control channel')
+    client.end()
+    await deadline(once(client, 'end'), 10_000, 'the end of the echo')
+  } finally {
+    await server.close()
+  }
+})
+
+test('a reader that stops reading stalls the writer (read backpressure)', async () => {
+  const { server, connectOptions } = await startServer()
+  try {
+    const total = 64 * 1024 * 1024
+    const chunk = Buffer.alloc(256 * 1024, 7)
+    let accepted = 0 // bytes whose write completed on the server side
+    const accepting = new Promise((resolve) => server.on('connection', (stream) => resolve(stream)))
+    const client = await wraith.connect(connectOptions())
+    let got = 0
+    const firstData = new Promise((resolve) => client.once('data', resolve))
+    client.on('data', (b) => { got += b.length })
+    const sender = await deadline(accepting, 10_000, "the 'connection' event")
+    const writing = (async () => {
+      while (accepted < total) {
+        await new Promise((resolve, reject) => sender.write(chunk, (err) => err ? reject(err) : resolve()))
+        accepted += chunk.length
+      }
+      sender.end()
+    })()
+    // Reading has begun; now stop, and give the writer time to run ahead
+    // if nothing held it back.
+    await deadline(firstData, 10_000, 'the first data')
+    client.pause()
+    const pausedAt = accepted
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const ranAhead = accepted - pausedAt
+    assert.ok(ranAhead < 16 * 1024 * 1024, `${ranAhead} bytes were accepted while nobody read`)
+    assert.ok(accepted < total, 'the writer finished although nobody read')
+    client.resume()
+    await deadline(Promise.all([writing, once(client, 'end')]), 60_000, 'the rest of the data')
+    assert.strictEqual(got, total)
+  } finally {
+    await server.close()
+  }
+})
