@@ -384,3 +384,30 @@ async fn many_concurrent_channels_share_one_session() {
         bounded("channel", t).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn channels_over_the_session_cap_are_refused_until_one_closes() {
+    let server = start_server_with(|o| o.max_channels_per_session = 2).await;
+    let client = start_client(&server).await;
+    let echo = echo_server("127.0.0.1:0").await;
+    let proxy = client.socks5_addr.unwrap();
+    let target = || Target::V4([127, 0, 0, 1], echo.port());
+    let (c1, s1) = bounded("socks", socks5_connect(proxy, target())).await;
+    let (c2, s2) = bounded("socks", socks5_connect(proxy, target())).await;
+    assert_eq!((c1, c2), (0, 0));
+    let (c3, _s3) = bounded("socks", socks5_connect(proxy, target())).await;
+    assert_eq!(c3, 1, "the third channel must be refused (general failure)");
+    // Closing one frees its slot.
+    assert_eq!(bounded("echo", round_trip(s1, b"bye")).await, b"bye");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let (code, s) = bounded("socks", socks5_connect(proxy, target())).await;
+        if code == 0 {
+            assert_eq!(bounded("echo", round_trip(s, b"again")).await, b"again");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(s2);
+}

@@ -38,12 +38,19 @@ impl Drop for TestServer {
 }
 
 pub async fn start_server() -> TestServer {
+    start_server_with(|_| {}).await
+}
+
+/// A server whose options `tweak` may change before it starts.
+pub async fn start_server_with(tweak: impl FnOnce(&mut ServeOptions)) -> TestServer {
     let host_key = keys::generate_ed25519("host").unwrap();
     let user_key = keys::generate_ed25519("user").unwrap();
     let authorized = AuthorizedKeys::from_keys([user_key.public_key().clone()]);
     let acceptor = TcpAcceptor::bind("127.0.0.1:0").await.unwrap();
     let addr = acceptor.local_addr();
-    let server = Server::new(ServeOptions::new(host_key.clone(), authorized));
+    let mut options = ServeOptions::new(host_key.clone(), authorized);
+    tweak(&mut options);
+    let server = Server::new(options);
     let task = tokio::spawn(async move {
         let _ = server.run(acceptor, std::future::pending()).await;
     });
