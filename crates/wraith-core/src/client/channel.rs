@@ -12,9 +12,9 @@ use russh::ChannelStream;
 use russh::client::Msg;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::ConnectOptions;
 use super::forward::RemoteForwardTable;
 use super::session::{self, SessionHandle, SessionParams};
-use super::{ConnectOptions, MAX_PACKET_SIZE, WINDOW_SIZE};
 use crate::error::{Error, Result};
 
 /// A `direct-tcpip` channel on its own session. Reading and writing move
@@ -39,19 +39,7 @@ pub async fn open_channel(
     host: &str,
     port: u16,
 ) -> Result<ChannelConnection> {
-    let config = Arc::new(russh::client::Config {
-        client_id: russh::SshId::Standard(
-            format!("SSH-2.0-wraith_{}", env!("CARGO_PKG_VERSION")).into(),
-        ),
-        preferred: crate::algorithms::preferred(),
-        window_size: WINDOW_SIZE,
-        maximum_packet_size: MAX_PACKET_SIZE,
-        keepalive_interval: Some(opts.keepalive_interval),
-        keepalive_max: opts.keepalive_count_max,
-        inactivity_timeout: None,
-        nodelay: true,
-        ..Default::default()
-    });
+    let config = super::ssh_config(&opts);
     let params = SessionParams {
         transport: opts.transport.clone(),
         host: opts.server_host.clone(),

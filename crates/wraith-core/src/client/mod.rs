@@ -168,25 +168,30 @@ impl Drop for Client {
     }
 }
 
+/// The russh client configuration every wraith session uses.
+pub(crate) fn ssh_config(opts: &ConnectOptions) -> Arc<russh::client::Config> {
+    Arc::new(russh::client::Config {
+        client_id: russh::SshId::Standard(
+            format!("SSH-2.0-wraith_{}", env!("CARGO_PKG_VERSION")).into(),
+        ),
+        preferred: crate::algorithms::preferred(),
+        window_size: WINDOW_SIZE,
+        maximum_packet_size: MAX_PACKET_SIZE,
+        keepalive_interval: Some(opts.keepalive_interval),
+        keepalive_max: opts.keepalive_count_max,
+        inactivity_timeout: None,
+        nodelay: true,
+        ..Default::default()
+    })
+}
+
 impl Client {
     /// Bind every listener, connect, authenticate and request every remote
     /// forward. Fails on the first problem, with an error naming it. After
     /// that, a lost session is re-established in the background (see
     /// [`Client::state`]) while the listeners stay bound.
     pub async fn connect(opts: ConnectOptions) -> Result<Client> {
-        let config = Arc::new(russh::client::Config {
-            client_id: russh::SshId::Standard(
-                format!("SSH-2.0-wraith_{}", env!("CARGO_PKG_VERSION")).into(),
-            ),
-            preferred: crate::algorithms::preferred(),
-            window_size: WINDOW_SIZE,
-            maximum_packet_size: MAX_PACKET_SIZE,
-            keepalive_interval: Some(opts.keepalive_interval),
-            keepalive_max: opts.keepalive_count_max,
-            inactivity_timeout: None,
-            nodelay: true,
-            ..Default::default()
-        });
+        let config = ssh_config(&opts);
         let remote_table = RemoteForwardTable::default();
         let params = SessionParams {
             transport: opts.transport.clone(),
