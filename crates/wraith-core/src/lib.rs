@@ -20,5 +20,6 @@ pub mod transport;
 
 pub(crate) mod algorithms;
 pub(crate) mod copy;
+pub(crate) mod time;
 
 pub use error::Error;

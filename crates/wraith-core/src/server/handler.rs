@@ -142,13 +142,15 @@ impl SessionHandler {
         );
     }
 
-    /// Take a channel slot, or `None` when the session is at its cap.
-    fn channel_slot(&self) -> Option<ChannelSlot> {
+    /// Take a channel slot, or log the refusal and return `None` when the
+    /// session is at its cap (the caller answers `ResourceShortage`).
+    fn channel_slot(&self, what: &'static str) -> Option<ChannelSlot> {
         let max = self.shared.options.max_channels_per_session;
         let n = self.channels.fetch_add(1, Ordering::AcqRel);
         let slot = ChannelSlot(self.channels.clone());
         if max != 0 && n >= max {
             drop(slot);
+            self.refuse(what, "too many channels in this session");
             return None;
         }
         Some(slot)
@@ -168,6 +170,30 @@ impl SessionHandler {
             "127.0.0.1".into()
         }
     }
+}
+
+/// On its own task: dial the target, then accept the channel and copy both
+/// ways, or refuse it with `ConnectFailed`. The error is not logged: it
+/// would name the destination.
+fn connect_and_splice(
+    channel: Channel<Msg>,
+    reply: ChannelOpenHandle,
+    slot: ChannelSlot,
+    connect: impl std::future::Future<Output = std::io::Result<crate::transport::BoxStream>>
+    + Send
+    + 'static,
+) {
+    tokio::spawn(async move {
+        let _slot = slot;
+        match connect.await {
+            Ok(mut target) => {
+                reply.accept().await;
+                let mut channel = channel.into_stream();
+                let _ = crate::copy::splice(&mut channel, &mut target).await;
+            }
+            Err(_) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
+        }
+    });
 }
 
 /// Keep user-supplied text from forging log fields or lines.
@@ -355,8 +381,7 @@ impl russh::server::Handler for SessionHandler {
                     .await;
                 return Ok(());
             }
-            let Some(slot) = self.channel_slot() else {
-                self.refuse("direct-tcpip", "too many channels in this session");
+            let Some(slot) = self.channel_slot("direct-tcpip") else {
                 reply.reject(ChannelOpenFailure::ResourceShortage).await;
                 return Ok(());
             };
@@ -382,24 +407,15 @@ impl russh::server::Handler for SessionHandler {
                 .await;
             return Ok(());
         }
-        let Some(slot) = self.channel_slot() else {
-            self.refuse("direct-tcpip", "too many channels in this session");
+        let Some(slot) = self.channel_slot("direct-tcpip") else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         };
         let host = host_to_connect.to_string();
         let timeout = self.shared.options.connect_timeout;
         let proxy = self.shared.options.proxy.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            match outbound::connect_tcp(proxy.as_ref(), &host, port, timeout).await {
-                Ok(mut target) => {
-                    reply.accept().await;
-                    let mut channel = channel.into_stream();
-                    let _ = crate::copy::splice(&mut channel, &mut target).await;
-                }
-                Err(_) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
-            }
+        connect_and_splice(channel, reply, slot, async move {
+            outbound::connect_tcp(proxy.as_ref(), &host, port, timeout).await
         });
         Ok(())
     }
@@ -424,23 +440,14 @@ impl russh::server::Handler for SessionHandler {
                 .await;
             return Ok(());
         }
-        let Some(slot) = self.channel_slot() else {
-            self.refuse("direct-streamlocal", "too many channels in this session");
+        let Some(slot) = self.channel_slot("direct-streamlocal") else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         };
         let path = socket_path.to_string();
         let timeout = self.shared.options.connect_timeout;
-        tokio::spawn(async move {
-            let _slot = slot;
-            match outbound::connect_unix(&path, timeout).await {
-                Ok(mut target) => {
-                    reply.accept().await;
-                    let mut channel = channel.into_stream();
-                    let _ = crate::copy::splice(&mut channel, &mut target).await;
-                }
-                Err(_) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
-            }
+        connect_and_splice(channel, reply, slot, async move {
+            outbound::connect_unix(&path, timeout).await
         });
         Ok(())
     }

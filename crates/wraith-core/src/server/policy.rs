@@ -236,18 +236,14 @@ fn parse_expiry(v: &str) -> Result<u64, String> {
     Ok(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
-/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's
-/// algorithm), or `None` before 1970.
+/// Days since 1970-01-01, or `None` before 1970.
 fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
-    let y = i64::try_from(y).ok()? - i64::from(m <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::try_from(m).ok()?;
-    let d = i64::try_from(d).ok()?;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    u64::try_from(era * 146_097 + doe - 719_468).ok()
+    let (y, m, d) = (
+        i64::try_from(y).ok()?,
+        i64::try_from(m).ok()?,
+        i64::try_from(d).ok()?,
+    );
+    u64::try_from(crate::time::days_from_civil(y, m, d)).ok()
 }
 
 /// OpenSSH pattern-list semantics against an address: `!` negates (a

@@ -218,14 +218,7 @@ fn asn1_time(tag: u8, v: &[u8]) -> Option<SystemTime> {
     }
     let n = |i: usize| -> i64 { rest[i..i + 2].parse().unwrap_or(0) };
     let (month, day, h, m, sec) = (n(0), n(2), n(4), n(6), n(8));
-    // days_from_civil (Howard Hinnant).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::time::days_from_civil(year, month, day);
     let secs = u64::try_from(days * 86_400 + h * 3600 + m * 60 + sec).ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }

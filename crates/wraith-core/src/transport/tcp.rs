@@ -55,6 +55,22 @@ impl Transport for TcpTransport {
     }
 }
 
+/// Bind the server's listening socket (`--listen`), for every transport
+/// that runs over TCP.
+pub(crate) async fn bind_listener(addr: &str) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: addr.to_string(),
+            flag: "--listen",
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the listening address", e))?;
+    Ok((listener, local))
+}
+
 /// Accepts TCP connections on a bound listener.
 #[derive(Debug)]
 pub struct TcpAcceptor {
@@ -65,16 +81,7 @@ pub struct TcpAcceptor {
 impl TcpAcceptor {
     /// Bind `addr` (port 0 picks a free port).
     pub async fn bind(addr: &str) -> Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: addr.to_string(),
-                flag: "--listen",
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::io("cannot read the listening address", e))?;
+        let (listener, local) = bind_listener(addr).await?;
         Ok(TcpAcceptor { listener, local })
     }
 

@@ -612,16 +612,7 @@ impl TlsAcceptor {
             #[cfg(feature = "acme")]
             acme_certs.clone(),
         )?);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: addr.to_string(),
-                flag: "--listen",
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::io("cannot read the listening address", e))?;
+        let (listener, local) = super::tcp::bind_listener(addr).await?;
         // ACME starts only now: the CA validates through this listener.
         #[cfg(feature = "acme")]
         let acme = match (&opts.cert, acme_certs) {
