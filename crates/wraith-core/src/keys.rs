@@ -34,6 +34,12 @@ pub fn load_private_key(
         reason,
     };
     let text = fs::read_to_string(path).map_err(|e| err(io_reason(&e)))?;
+    let t = text.trim_start();
+    if t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-") {
+        return Err(err(
+            "this is a public key; give the private key file (the one without .pub)".into(),
+        ));
+    }
     let key = PrivateKey::from_openssh(text.trim())
         .map_err(|e| err(format!("not an OpenSSH private key ({e})")))?;
     if key.is_encrypted() {
@@ -266,6 +272,18 @@ mod tests {
             e,
             "cannot read host key from /nonexistent/k (--key): no such file"
         );
+    }
+
+    #[test]
+    fn public_key_given_as_private_key_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        let key = generate_ed25519("x").unwrap();
+        let pub_path = write_key_pair(&key, &path, false).unwrap();
+        let e = load_private_key(&pub_path, None, "identity", "--identity")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("public key") && e.contains("--identity"), "{e}");
     }
 
     #[test]
