@@ -28,6 +28,7 @@ macro_rules! out {
 }
 
 mod demo;
+mod iroh_cli;
 mod logging;
 
 const EXAMPLES: &str = "\
@@ -92,14 +93,10 @@ struct ServeArgs {
     /// Keys allowed to log in, in OpenSSH authorized_keys format.
     #[arg(long, env = "WRAITH_AUTHORIZED_KEYS", value_name = "FILE")]
     authorized_keys: PathBuf,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(
-        long,
-        env = "WRAITH_LISTEN",
-        default_value = "0.0.0.0:22",
-        value_name = "ADDR:PORT"
-    )]
-    listen: String,
+    /// Address to listen on (port 0 picks a free port) [default: 0.0.0.0:22;
+    /// with --transport iroh: the UDP socket, any free port].
+    #[arg(long, env = "WRAITH_LISTEN", value_name = "ADDR:PORT")]
+    listen: Option<String>,
     /// Reach every tunnel target through this proxy (outbound, server side):
     /// socks5://[user:pass@]host:port (names resolved by the proxy) or http://[user:pass@]host:port.
     #[arg(long, env = "WRAITH_PROXY", value_name = "URL")]
@@ -164,6 +161,8 @@ enum TransportArg {
     Tcp,
     /// SSH inside TLS (e.g. on port 443).
     Tls,
+    /// SSH over iroh (QUIC, peer to peer): reaches servers with no public IP.
+    Iroh,
 }
 
 /// `wraith serve` flags that choose and configure the transport.
@@ -241,11 +240,23 @@ struct ServeTransportArgs {
     /// Trust this CA (PEM) for the ACME server's HTTPS, e.g. a test CA such as pebble.
     #[arg(long, env = "WRAITH_ACME_CA_ROOT", value_name = "PEM")]
     acme_ca_root: Option<PathBuf>,
+    /// iroh relay: an http(s):// URL of a self-hosted relay, "default" (n0's public
+    /// relays) or "disabled" (direct addresses only) [default: default] (with --transport iroh).
+    #[arg(long, env = "WRAITH_IROH_RELAY", value_name = "URL")]
+    iroh_relay: Option<String>,
 }
 
 /// `wraith connect` flags that configure the transport.
 #[derive(Args, Debug)]
 struct ConnectTransportArgs {
+    /// The server's iroh endpoint: the `ticket:` (or `endpoint:`) value it printed
+    /// (with --transport iroh).
+    #[arg(long, env = "WRAITH_PEER", value_name = "TICKET|ID")]
+    peer: Option<String>,
+    /// iroh relay: an http(s):// URL of a self-hosted relay, "default" (n0's public
+    /// relays) or "disabled" (direct addresses only) [default: default].
+    #[arg(long, env = "WRAITH_IROH_RELAY", value_name = "URL")]
+    iroh_relay: Option<String>,
     /// TLS server name (SNI) and the name the certificate must match [default: the server host].
     #[arg(long, env = "WRAITH_TLS_SERVER_NAME", value_name = "NAME")]
     tls_server_name: Option<String>,
@@ -259,7 +270,8 @@ struct ConnectTransportArgs {
     #[arg(long, env = "WRAITH_INSECURE", conflicts_with_all = ["tls_ca", "tls_pin"])]
     insecure: bool,
     /// Reach the server through this proxy: socks5://[user:pass@]host:port or
-    /// http://[user:pass@]host:port (HTTP CONNECT). Carries the transport connection.
+    /// http://[user:pass@]host:port (HTTP CONNECT). Carries the transport connection
+    /// (with iroh: the relay connection).
     #[arg(long, env = "WRAITH_PROXY", value_name = "URL")]
     proxy: Option<String>,
 }
@@ -270,16 +282,28 @@ fn usage_error(msg: &str) -> ! {
     std::process::exit(2);
 }
 
-/// Bind the server's acceptor for `--transport`.
-async fn bind_acceptor(listen: &str, t: &ServeTransportArgs) -> Result<Box<dyn Acceptor>> {
+/// Bind the server's acceptor for `--transport`; also returns the lines to
+/// print after "listening on" (iroh's endpoint id and ticket).
+async fn bind_acceptor(
+    listen: Option<&str>,
+    t: &ServeTransportArgs,
+    host_key: &keys::ssh_key::PrivateKey,
+) -> Result<(Box<dyn Acceptor>, Vec<String>)> {
+    let socket = listen.unwrap_or("0.0.0.0:22");
     match t.kind {
-        TransportArg::Tcp => Ok(Box::new(TcpAcceptor::bind(listen).await?)),
-        TransportArg::Tls => bind_tls_acceptor(listen, t).await,
+        TransportArg::Tcp => Ok((Box::new(TcpAcceptor::bind(socket).await?), vec![])),
+        TransportArg::Tls => Ok((bind_tls_acceptor(socket, t).await?, vec![])),
+        TransportArg::Iroh => {
+            iroh_cli::bind_acceptor(listen, t.iroh_relay.as_deref(), host_key).await
+        }
     }
 }
 
 /// Usage checks that clap cannot express (flags valid for one transport only).
 fn check_serve_transport(t: &ServeTransportArgs) {
+    if t.kind != TransportArg::Iroh && t.iroh_relay.is_some() {
+        usage_error("--iroh-relay needs --transport iroh");
+    }
     if t.kind != TransportArg::Tls {
         if t.stealth {
             usage_error("--stealth needs --transport tls");
@@ -345,6 +369,14 @@ async fn bind_tls_acceptor(_: &str, _: &ServeTransportArgs) -> Result<Box<dyn Ac
 
 /// Check `wraith connect`'s transport flags; returns the default server port.
 fn check_connect_transport(kind: TransportArg, t: &ConnectTransportArgs) -> u16 {
+    if kind != TransportArg::Iroh {
+        if t.peer.is_some() {
+            usage_error("--peer needs --transport iroh (other transports take --server)");
+        }
+        if t.iroh_relay.is_some() {
+            usage_error("--iroh-relay needs --transport iroh");
+        }
+    }
     if kind != TransportArg::Tls {
         for (set, flag) in [
             (t.tls_server_name.is_some(), "--tls-server-name"),
@@ -375,7 +407,16 @@ fn make_transport(
     match kind {
         TransportArg::Tcp => Ok(Arc::new(TcpTransport::new(host, port).with_proxy(proxy))),
         TransportArg::Tls => make_tls_transport(t, host, port, proxy),
+        TransportArg::Iroh => unreachable_transport(),
     }
+}
+
+/// `make_transport` is never called for iroh: its transport needs an
+/// endpoint bound first (see `iroh_cli::make_transport`).
+fn unreachable_transport() -> Result<Arc<dyn Transport>> {
+    Err(anyhow!(
+        "internal error: the iroh transport is built separately"
+    ))
 }
 
 #[cfg(feature = "tls")]
@@ -417,8 +458,15 @@ fn make_tls_transport(
 #[derive(Args, Debug)]
 struct ConnectArgs {
     /// The server, as host[:port] (port 22 if omitted; 443 with --transport tls).
-    #[arg(short, long, env = "WRAITH_SERVER", value_name = "HOST[:PORT]")]
-    server: String,
+    /// Not used with --transport iroh (give --peer).
+    #[arg(
+        short,
+        long,
+        env = "WRAITH_SERVER",
+        value_name = "HOST[:PORT]",
+        required_unless_present = "peer"
+    )]
+    server: Option<String>,
     /// Private key to log in with (OpenSSH format) [default: ~/.ssh/id_ed25519].
     #[arg(short, long, env = "WRAITH_IDENTITY", value_name = "FILE")]
     identity: Option<PathBuf>,
@@ -643,9 +691,13 @@ async fn serve(a: ServeArgs) -> Result<()> {
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
     let fp = keys::fingerprint(opts.host_key.public_key());
-    let acceptor = bind_acceptor(&a.listen, &a.transport).await?;
+    let (acceptor, banner) =
+        bind_acceptor(a.listen.as_deref(), &a.transport, &opts.host_key).await?;
     let server = Server::new(opts);
     out!("listening on {}", acceptor.describe());
+    for line in banner {
+        out!("{line}");
+    }
     tracing::info!(host_key = %fp, "server ready");
     let mut signals = Signals::new();
     let shutdown = async move {
@@ -789,7 +841,26 @@ fn passwd_name() -> Option<String> {
 
 async fn connect(a: ConnectArgs) -> Result<()> {
     let default_port = check_connect_transport(a.transport, &a.transport_opts);
-    let (host, port) = split_server(&a.server, default_port)?;
+    let (host, port, transport) = if a.transport == TransportArg::Iroh {
+        if a.server.is_some() {
+            usage_error(
+                "--server is not used with --transport iroh: give the server's ticket with --peer",
+            );
+        }
+        let Some(peer) = &a.transport_opts.peer else {
+            usage_error(
+                "--transport iroh needs --peer <ticket>: the `ticket:` line `wraith serve --transport iroh` printed",
+            );
+        };
+        iroh_cli::make_transport(peer, &a.transport_opts).await?
+    } else {
+        let Some(server) = &a.server else {
+            usage_error("--server is required (or --transport iroh with --peer)");
+        };
+        let (host, port) = split_server(server, default_port)?;
+        let transport = make_transport(a.transport, &a.transport_opts, &host, port)?;
+        (host, port, transport)
+    };
     let identity_path = match &a.identity {
         Some(p) => p.clone(),
         None => default_identity()?,
@@ -824,7 +895,6 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     } else {
         HostKeyPolicy::default_tofu()
     };
-    let transport = make_transport(a.transport, &a.transport_opts, &host, port)?;
     let user = a.user.clone().unwrap_or_else(local_user);
     let mut opts = ConnectOptions::new(transport, host, port, user, identity);
     opts.host_key = host_key;

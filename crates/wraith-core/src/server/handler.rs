@@ -389,6 +389,7 @@ impl russh::server::Handler for SessionHandler {
             let info = hub::ControlInfo {
                 remote_addr: self.peer.remote_addr,
                 transport: self.peer.transport.to_string(),
+                endpoint_id: self.peer.endpoint_id.clone(),
                 key_fingerprint: self.key_fingerprint.clone(),
             };
             tokio::spawn(async move {

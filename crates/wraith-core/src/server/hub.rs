@@ -107,6 +107,8 @@ pub struct ControlInfo {
     pub remote_addr: Option<std::net::SocketAddr>,
     /// The transport it came over (`tcp`, `tls`, `iroh`).
     pub transport: String,
+    /// The client's iroh endpoint id (iroh only).
+    pub endpoint_id: Option<String>,
     /// `SHA256:…` of the key it authenticated with.
     pub key_fingerprint: String,
 }
@@ -219,10 +221,11 @@ impl EventHub {
     /// Serve a new control channel: hand it to the embedder that took
     /// channels, or run it on the hub.
     pub(crate) async fn accept_channel(&self, stream: ControlStream, info: ControlInfo) {
-        let label = info
-            .remote_addr
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| "-".into());
+        let label = match (&info.remote_addr, &info.endpoint_id) {
+            (Some(a), _) => a.ip().to_string(),
+            (None, Some(id)) => id.clone(),
+            (None, None) => "-".into(),
+        };
         let taker = self.inner.takeover.lock().ok().and_then(|t| t.clone());
         let stream = match taker {
             Some(tx) => match tx.try_send((stream, info)) {

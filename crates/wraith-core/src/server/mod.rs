@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -90,7 +89,7 @@ impl ServeOptions {
 pub(crate) struct Shared {
     pub(crate) options: ServeOptions,
     /// Open connections per source address, for `max_connections_per_ip`.
-    per_ip: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    per_ip: std::sync::Mutex<HashMap<String, usize>>,
     /// Live sessions, for graceful shutdown.
     sessions: std::sync::Mutex<HashMap<u64, LiveSession>>,
     next_id: std::sync::atomic::AtomicU64,
@@ -115,16 +114,17 @@ impl std::fmt::Debug for LiveSession {
 }
 
 impl Shared {
-    /// Count a new connection from `ip`; `None` if it is over the limit.
-    /// Counting happens at accept time, before any handshake, so opening
-    /// many connections at once cannot slip past the limit.
-    fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Option<IpSlot> {
-        let Some(ip) = ip else {
+    /// Count a new connection from a peer (its IP address, or its iroh
+    /// endpoint id); `None` if it is over the limit. Counting happens at
+    /// accept time, before the SSH handshake, so opening many connections
+    /// at once cannot slip past the limit.
+    fn admit(self: &Arc<Self>, peer: Option<String>) -> Option<IpSlot> {
+        let Some(ip) = peer else {
             return Some(IpSlot(None));
         };
         let max = self.options.max_connections_per_ip;
         let mut map = self.per_ip.lock().ok()?;
-        let n = map.entry(ip).or_insert(0);
+        let n = map.entry(ip.clone()).or_insert(0);
         if max != 0 && *n >= max {
             return None;
         }
@@ -134,7 +134,7 @@ impl Shared {
 }
 
 /// One counted connection; uncounted on drop.
-struct IpSlot(Option<(Arc<Shared>, IpAddr)>);
+struct IpSlot(Option<(Arc<Shared>, String)>);
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
@@ -218,7 +218,7 @@ impl Server {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let Some(slot) = self.shared.admit(peer.remote_addr.map(|a| a.ip())) else {
+                    let Some(slot) = self.shared.admit(peer.limit_key()) else {
                         tracing::info!(
                             remote_addr = %peer.log_addr(),
                             transport = %peer.transport,

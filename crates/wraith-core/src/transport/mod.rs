@@ -14,6 +14,10 @@ use crate::error::Result;
 
 #[cfg(feature = "acme")]
 mod acme;
+#[cfg(feature = "iroh")]
+mod iroh;
+#[cfg(feature = "iroh")]
+mod iroh_bridge;
 #[cfg(feature = "tls")]
 mod nginx;
 pub mod proxy;
@@ -26,6 +30,11 @@ mod tls;
 
 #[cfg(feature = "acme")]
 pub use acme::{AcmeOptions, LETS_ENCRYPT_PRODUCTION};
+#[cfg(feature = "iroh")]
+pub use iroh::{
+    IROH_ALPN, IrohAcceptor, IrohEndpoint, IrohOptions, IrohPeer, IrohRelay, IrohStream,
+    IrohTransport, derive_secret_key,
+};
 pub use proxy::{ProxyKind, ProxyUrl};
 pub(crate) use socket_opts::SocketOpts;
 #[cfg(feature = "tls")]
@@ -52,6 +61,8 @@ pub enum TransportKind {
     Tcp,
     /// TLS over TCP.
     Tls,
+    /// A QUIC stream between iroh endpoints.
+    Iroh,
 }
 
 impl fmt::Display for TransportKind {
@@ -59,6 +70,7 @@ impl fmt::Display for TransportKind {
         f.write_str(match self {
             TransportKind::Tcp => "tcp",
             TransportKind::Tls => "tls",
+            TransportKind::Iroh => "iroh",
         })
     }
 }
@@ -72,14 +84,38 @@ pub struct PeerInfo {
     pub transport: TransportKind,
     /// The TLS server name (SNI) the client asked for, if any.
     pub sni: Option<String>,
+    /// The peer's iroh endpoint id (iroh only): it stands in for the
+    /// address in logs and per-peer limits.
+    pub endpoint_id: Option<String>,
 }
 
 impl PeerInfo {
-    /// The peer as logged: its IP address, or `-` when there is none.
+    /// A peer over a socket transport (tcp, tls).
+    pub fn socket(remote_addr: SocketAddr, transport: TransportKind) -> Self {
+        PeerInfo {
+            remote_addr: Some(remote_addr),
+            transport,
+            sni: None,
+            endpoint_id: None,
+        }
+    }
+
+    /// The peer as logged: its IP address, its iroh endpoint id, or `-`
+    /// when there is neither.
     pub fn log_addr(&self) -> String {
-        match self.remote_addr {
-            Some(a) => a.ip().to_string(),
-            None => "-".into(),
+        match (self.remote_addr, &self.endpoint_id) {
+            (Some(a), _) => a.ip().to_string(),
+            (None, Some(id)) => id.clone(),
+            (None, None) => "-".into(),
+        }
+    }
+
+    /// What per-peer limits count by: the IP address, or the endpoint id.
+    pub(crate) fn limit_key(&self) -> Option<String> {
+        match (self.remote_addr, &self.endpoint_id) {
+            (Some(a), _) => Some(a.ip().to_string()),
+            (None, Some(id)) => Some(format!("iroh:{id}")),
+            (None, None) => None,
         }
     }
 }

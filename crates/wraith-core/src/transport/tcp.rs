@@ -96,11 +96,7 @@ impl Acceptor for TcpAcceptor {
         Box::pin(async move {
             let (stream, peer) = self.listener.accept().await?;
             SocketOpts::default().apply(&stream);
-            let info = PeerInfo {
-                remote_addr: Some(peer),
-                transport: TransportKind::Tcp,
-                sni: None,
-            };
+            let info = PeerInfo::socket(peer, TransportKind::Tcp);
             Ok((Box::new(stream) as BoxStream, info))
         })
     }

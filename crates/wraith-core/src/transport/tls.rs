@@ -691,11 +691,8 @@ async fn accept_loop(
                 return;
             }
             let sni = stream.get_ref().1.server_name().map(str::to_string);
-            let info = PeerInfo {
-                remote_addr: Some(peer),
-                transport: TransportKind::Tls,
-                sni,
-            };
+            let mut info = PeerInfo::socket(peer, TransportKind::Tls);
+            info.sni = sni;
             let stream: BoxStream = match stealth {
                 None => Box::new(stream),
                 Some(cfg) => match stealth::sniff(stream, &cfg, permit).await {
