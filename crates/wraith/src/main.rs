@@ -907,12 +907,18 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
 
-    let client = Client::connect(opts).await?;
-    print_client(&client);
-    tokio::select! {
-        err = client.wait() => Err(err.into()),
-        _ = shutdown_signal() => Ok(()),
+    let closer = Arc::clone(&opts.transport);
+    let result = async {
+        let client = Client::connect(opts).await?;
+        print_client(&client);
+        tokio::select! {
+            err = client.wait() => Err(err.into()),
+            _ = shutdown_signal() => Ok(()),
+        }
     }
+    .await;
+    closer.close().await;
+    result
 }
 
 fn print_client(client: &Client) {

@@ -243,8 +243,8 @@ impl Server {
                 }
             }
         }
-        drop(acceptor);
         self.drain().await;
+        acceptor.close().await;
         Ok(())
     }
 

@@ -379,6 +379,10 @@ impl Transport for IrohTransport {
     fn describe(&self) -> String {
         format!("iroh:{}", self.peer.id.fmt_short())
     }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.endpoint.close())
+    }
 }
 
 /// iroh's connect errors are chains of nested causes; say what the user
@@ -386,6 +390,11 @@ impl Transport for IrohTransport {
 fn describe_connect_error(e: &str) -> String {
     if e.contains("no addressing information") || e.contains("NoAddress") {
         format!("{e} (no relay or direct address known for this endpoint; use the ticket)")
+    } else if e.contains("invalid peer certificate") {
+        format!(
+            "the endpoint that answered is not the one asked for: wrong endpoint id, or a stale \
+             ticket whose address now belongs to another endpoint ({e})"
+        )
     } else {
         e.to_string()
     }
@@ -564,6 +573,11 @@ impl Acceptor for IrohAcceptor {
 
     fn describe(&self) -> String {
         format!("iroh endpoint {}", self.endpoint.id())
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        self.stop.cancel();
+        Box::pin(self.endpoint.close())
     }
 }
 

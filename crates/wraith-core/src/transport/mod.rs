@@ -126,6 +126,11 @@ pub trait Transport: Send + Sync + 'static {
     fn connect(&self) -> BoxFuture<'_, Result<BoxStream>>;
     /// A short description for messages (e.g. `tcp://example.com:22`).
     fn describe(&self) -> String;
+    /// Release what the transport holds beyond single connections (iroh's
+    /// endpoint). Call once, when no more connections will be made.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Server side: accepts incoming connections.
@@ -135,6 +140,11 @@ pub trait Acceptor: Send + 'static {
     fn accept(&mut self) -> BoxFuture<'_, std::io::Result<(BoxStream, PeerInfo)>>;
     /// The address the acceptor listens on, for the "listening on" line.
     fn describe(&self) -> String;
+    /// Shut down after the sessions have drained (iroh closes its endpoint,
+    /// which would cut live sessions if done earlier).
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 impl Acceptor for Box<dyn Acceptor> {
@@ -144,5 +154,9 @@ impl Acceptor for Box<dyn Acceptor> {
 
     fn describe(&self) -> String {
         (**self).describe()
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        (**self).close()
     }
 }
