@@ -353,12 +353,14 @@ struct Topology {
 }
 
 impl Topology {
-    fn create() -> Option<Topology> {
+    /// `tag` (0..=9) keeps the names and addresses of tests running at
+    /// the same time apart.
+    fn create(tag: u32) -> Option<Topology> {
         if !require_tool("ip") {
             return None;
         }
-        let id = std::process::id() % 10_000;
-        let octet = (id % 250) + 1;
+        let id = (std::process::id() % 1000) * 10 + tag;
+        let octet = (std::process::id() % 25) * 10 + tag + 1;
         let t = Topology {
             relay_ns: format!("wri-r{id}"),
             client_ns: format!("wri-a{id}"),
@@ -533,7 +535,7 @@ fn answer_http(mut stream: TcpStream) {
 
 #[test]
 fn relay_path_between_namespaces_that_cannot_reach_each_other() {
-    let Some(topo) = Topology::create() else {
+    let Some(topo) = Topology::create(0) else {
         return;
     };
     if !require_tool("curl") {
@@ -622,4 +624,136 @@ fn relay_path_between_namespaces_that_cannot_reach_each_other() {
         server.failure("server")
     );
     server.wait_for_stderr(&["connection opened", "transport=iroh"], TIMEOUT);
+}
+
+/// The client reaches the relay only through `--proxy`: the relay and the
+/// server listen on the relay namespace's loopback, and the client's
+/// namespace reaches nothing there but the proxy.
+fn relay_through_client_proxy(tag: u32, proxy: &str) {
+    let Some(topo) = Topology::create(tag) else {
+        return;
+    };
+    if !require_tools(&[proxy, "curl"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let host = keygen(dir.path(), "host");
+    let client_key = keygen(dir.path(), "client");
+    let ak = dir.path().join("authorized_keys");
+    write_authorized_keys(&ak, &[&client_key]);
+    let relay = start_relay(&topo.relay_ns, "127.0.0.1");
+    let relay_port = relay.rsplit(':').next().unwrap().to_string();
+
+    let proxy_port = 18_000 + tag as u16 * 7 + (std::process::id() % 500) as u16;
+    let (proxy_process, proxy_url, log) = match proxy {
+        "microsocks" => {
+            let mut cmd = topo.exec(&topo.relay_ns, "microsocks");
+            cmd.args(["-i", &topo.relay_ip, "-p", &proxy_port.to_string()]);
+            let p = WraithProcess::spawn_command(cmd);
+            (p, format!("socks5://{}:{proxy_port}", topo.relay_ip), None)
+        }
+        _ => {
+            let log = dir.path().join("tinyproxy.log");
+            let conf = dir.path().join("tinyproxy.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "Port {proxy_port}\nListen {}\nTimeout 30\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 20\nAllow 10.214.0.0/16\n",
+                    topo.relay_ip,
+                    log.display()
+                ),
+            )
+            .unwrap();
+            let mut cmd = topo.exec(&topo.relay_ns, "tinyproxy");
+            cmd.arg("-d").arg("-c").arg(&conf);
+            let p = WraithProcess::spawn_command(cmd);
+            (
+                p,
+                format!("http://{}:{proxy_port}", topo.relay_ip),
+                Some(log),
+            )
+        }
+    };
+    let proxy_addr: SocketAddr = format!("{}:{proxy_port}", topo.relay_ip).parse().unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while !in_netns(&topo.client_ns, move || {
+        TcpStream::connect_timeout(&proxy_addr, Duration::from_secs(1)).is_ok()
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            proxy_process.failure(proxy)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut serve = topo.exec(&topo.relay_ns, wraith_bin());
+    serve.env("NO_COLOR", "1").args([
+        "serve",
+        "--key",
+        host.to_str().unwrap(),
+        "--authorized-keys",
+        ak.to_str().unwrap(),
+        "--transport",
+        "iroh",
+        "--iroh-relay",
+        &relay,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let (server, _id, ticket) = start_iroh_server(serve, true);
+    let target_port = http_target_in(&topo.relay_ns);
+
+    let host_pub = pub_path(&host).to_str().unwrap().to_string();
+    let user = current_user();
+    let mut connect = topo.exec(&topo.client_ns, wraith_bin());
+    connect.env("NO_COLOR", "1").args(connect_args(
+        &ticket,
+        &client_key,
+        &host_pub,
+        &user,
+        &["--iroh-relay", &relay, "--proxy", &proxy_url],
+    ));
+    let client = WraithProcess::spawn_command(connect);
+    client.wait_for_line("connected to ", IROH_TIMEOUT);
+    let line = client.wait_for_line("socks5 listening on ", IROH_TIMEOUT);
+    let socks = addr_after(&line, "socks5 listening on ");
+    let mut curl = topo.exec(&topo.client_ns, "curl");
+    curl.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "--socks5-hostname",
+        &socks.to_string(),
+        &format!("http://127.0.0.1:{target_port}/"),
+    ]);
+    let out = run(curl, IROH_TIMEOUT);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        HTTP_BODY,
+        "curl through iroh via {proxy}: {}\n{}\n{}",
+        show(&out),
+        client.failure("client"),
+        server.failure("server")
+    );
+    // The proxy's own log shows the relay connection.
+    let text = match log {
+        Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
+        None => proxy_process.raw_output(),
+    };
+    assert!(
+        text.contains(&format!(":{relay_port}"))
+            || text.contains(&format!("127.0.0.1:{relay_port}")),
+        "{proxy} did not carry the relay connection (port {relay_port}):\n{text}"
+    );
+}
+
+#[test]
+fn relay_reached_through_client_socks5_proxy() {
+    relay_through_client_proxy(1, "microsocks");
+}
+
+#[test]
+fn relay_reached_through_client_http_proxy() {
+    relay_through_client_proxy(2, "tinyproxy");
 }
