@@ -16,6 +16,7 @@ use crate::error::Result;
 mod acme;
 #[cfg(feature = "tls")]
 mod nginx;
+mod options;
 pub mod proxy;
 mod socket_opts;
 #[cfg(feature = "tls")]
@@ -26,6 +27,7 @@ mod tls;
 
 #[cfg(feature = "acme")]
 pub use acme::{AcmeOptions, LETS_ENCRYPT_PRODUCTION};
+pub use options::{ClientTransportOptions, ServerTransportOptions};
 pub use proxy::{ProxyKind, ProxyUrl};
 pub(crate) use socket_opts::SocketOpts;
 #[cfg(feature = "tls")]
@@ -45,10 +47,11 @@ pub type BoxStream = Box<dyn TransportStream>;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The kind of transport a connection arrived over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum TransportKind {
     /// Plain TCP.
+    #[default]
     Tcp,
     /// TLS over TCP.
     Tls,
