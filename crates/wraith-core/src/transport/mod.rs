@@ -102,6 +102,10 @@ pub trait Acceptor: Send + 'static {
     fn accept(&mut self) -> BoxFuture<'_, std::io::Result<(BoxStream, PeerInfo)>>;
     /// The address the acceptor listens on, for the "listening on" line.
     fn describe(&self) -> String;
+    /// The bound socket address, for transports that listen on one.
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 impl Acceptor for Box<dyn Acceptor> {
@@ -111,5 +115,9 @@ impl Acceptor for Box<dyn Acceptor> {
 
     fn describe(&self) -> String {
         (**self).describe()
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        (**self).local_addr()
     }
 }

@@ -108,4 +108,8 @@ impl Acceptor for TcpAcceptor {
     fn describe(&self) -> String {
         format!("tcp://{}", self.local)
     }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.local)
+    }
 }

@@ -722,6 +722,10 @@ impl Acceptor for TlsAcceptor {
     fn describe(&self) -> String {
         format!("tls://{}", self.local)
     }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.local)
+    }
 }
 
 #[cfg(test)]
