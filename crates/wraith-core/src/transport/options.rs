@@ -279,10 +279,11 @@ impl ServerTransportOptions {
         };
         let mut opts = TlsServerOptions::new(source);
         if self.stealth {
-            let mut s = StealthOptions::default();
-            s.fallback = self.stealth_fallback.clone();
-            s.header_timeout = self.stealth_timeout;
-            opts.stealth = Some(s);
+            opts.stealth = Some(StealthOptions {
+                fallback: self.stealth_fallback.clone(),
+                header_timeout: self.stealth_timeout,
+                ..Default::default()
+            });
         }
         Ok(Box::new(TlsAcceptor::bind(listen, opts).await?))
     }
