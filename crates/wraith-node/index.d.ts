@@ -4,29 +4,81 @@ import { EventEmitter } from 'node:events'
 /** A key as a file path or the file's contents (OpenSSH format). */
 export type KeySource = string | Buffer
 
+/** How to reach the server: plain TCP, SSH inside TLS, or iroh (QUIC, peer to peer). */
+export type TransportName = 'tcp' | 'tls' | 'iroh'
+
 export interface ConnectOptions {
-  /** `host[:port]` of the server (port 22 if omitted). */
-  server: string
-  /** Private key: a path or its contents. */
+  /** `host[:port]` of the server (port 22, or 443 with tls, if omitted). Not with iroh. */
+  server?: string
+  /** iroh: the server's ticket (`server.ticket`), or its endpoint id. */
+  peer?: string
+  /** Private key (OpenSSH): a path or its contents. */
   identity: KeySource
-  /** Pinned host key: `SHA256:…`, a public key line, or a `.pub` path. */
+  /** OpenSSH user certificate for `identity`: a path or its contents.
+   * Default: `<identity>-cert.pub` when `identity` is a path and it exists. */
+  certificate?: KeySource
+  /** Pinned host key: `SHA256:…`, a public key line, or a `.pub` path.
+   * Without it: trust on first use (`wraith connect`'s known-hosts file). */
   hostKey?: string
   /** Login name; default `$USER`. */
   user?: string
   /** `host:port` reached from the server; default `wraith-control:0`. */
   target?: string
-  /** `tcp` (the only transport of this build of the package). */
-  transport?: 'tcp'
+  /** Default `tcp`. */
+  transport?: TransportName
+  /** tls: SNI and the name the certificate must match; default the server host. */
+  tlsServerName?: string
+  /** tls: trust only these CA certificates (PEM): a path or its contents. */
+  tlsCa?: KeySource
+  /** tls: accept only a certificate with this key: `sha256/<base64 of the SPKI hash>`. */
+  tlsPin?: string
+  /** tls: do not check the certificate at all (the SSH host key still is). */
+  insecure?: boolean
+  /** iroh: a relay URL, `default` (n0's public relays) or `disabled` (direct addresses only). */
+  irohRelay?: string
+  /** Reach the server through `socks5://[user:pass@]host:port` or `http://…` (CONNECT). */
+  proxy?: string
   /** Seconds for dial, handshake and authentication; default 15. */
   connectTimeout?: number
 }
 
 export interface ServeOptions {
+  /** SSH host key (OpenSSH Ed25519): a path or its contents. */
   hostKey: KeySource
+  /** Keys allowed to log in (authorized_keys format): a path or its contents. */
   authorizedKeys: KeySource
+  /** Trust user certificates signed by these CA keys: a path or contents, or a list. */
+  certAuthority?: KeySource | KeySource[]
   /** Default `127.0.0.1:0`. */
   listen?: string
-  transport?: 'tcp'
+  /** Default `tcp`. */
+  transport?: TransportName
+  /** tls: certificate chain (PEM, leaf first): a path or its contents. */
+  tlsCert?: KeySource
+  /** tls: private key (PEM): a path or its contents. */
+  tlsKey?: KeySource
+  /** tls: answer anything that is not SSH like a stock nginx (404). */
+  stealth?: boolean
+  /** tls + stealth: relay non-SSH clients to this `host:port` instead. */
+  stealthFallback?: string
+  /** tls + stealth: seconds for the handshake and first request; default 60. */
+  stealthTimeout?: number
+  /** tls: get the certificate from an ACME CA for these names (TLS-ALPN-01). */
+  acmeDomain?: string | string[]
+  /** tls: get the certificate from an ACME CA for these IP addresses. */
+  acmeIp?: string | string[]
+  /** ACME account contact e-mail. */
+  acmeEmail?: string
+  /** ACME account and certificate cache directory; default `<data dir>/wraith/acme`. */
+  acmeCache?: string
+  /** ACME directory URL; default Let's Encrypt production. */
+  acmeDirectory?: string
+  /** PEM file of a CA to trust for the ACME server's own HTTPS (e.g. pebble). */
+  acmeCaRoot?: string
+  /** iroh: a relay URL, `default` (n0's public relays) or `disabled` (direct addresses only). */
+  irohRelay?: string
+  /** Outbound proxy for tunnel targets (server side, like `wraith serve --proxy`). */
+  proxy?: string
 }
 
 /** A Duplex over one SSH channel; `end()` sends EOF. */
@@ -35,7 +87,9 @@ export declare class WraithStream extends Duplex {}
 export interface ConnectionInfo {
   /** `ip:port` of the client, when the transport has one. */
   remoteAddress: string | null
-  /** `tcp` (more with other transports). */
+  /** iroh: the client's endpoint id. */
+  endpointId: string | null
+  /** `tcp`, `tls` or `iroh`. */
   transport: string
   /** `SHA256:…` of the key the client authenticated with. */
   keyFingerprint: string
@@ -47,8 +101,12 @@ export declare class WraithServer extends EventEmitter {
   on(event: 'connection', listener: (stream: WraithStream, info: ConnectionInfo) => void): this
   on(event: 'close', listener: () => void): this
   on(event: 'error', listener: (err: Error) => void): this
-  /** The bound address, `ip:port`. */
+  /** The bound address, `ip:port` (iroh: a description of the endpoint). */
   readonly address: string
+  /** iroh: this server's endpoint id; `null` for other transports. */
+  readonly endpointId: string | null
+  /** iroh: the ticket to pass as `peer`; `null` for other transports. */
+  readonly ticket: string | null
   /** Stop accepting and disconnect sessions gracefully. */
   close(): Promise<void>
 }

@@ -65,29 +65,47 @@ async function connect (options) {
 }
 
 function normalizeConnect (o) {
-  if (!o || typeof o.server !== 'string') throw new TypeError('connect: options.server is required')
+  if (!o || (typeof o.server !== 'string' && o.peer === undefined)) {
+    throw new TypeError('connect: options.server is required')
+  }
   if (o.identity === undefined) throw new TypeError('connect: options.identity is required')
   return {
     server: o.server,
+    peer: o.peer,
     identity: o.identity,
+    certificate: o.certificate,
     hostKey: o.hostKey,
     user: o.user,
     target: o.target,
     transport: o.transport,
+    tlsServerName: o.tlsServerName,
+    tlsCa: o.tlsCa,
+    tlsPin: o.tlsPin,
+    insecure: o.insecure,
+    irohRelay: o.irohRelay,
+    proxy: o.proxy,
     connectTimeout: o.connectTimeout
   }
+}
+
+/** One value or a list of them (repeatable CLI flags) as a list. */
+function list (v) {
+  if (v === undefined || v === null) return undefined
+  return Array.isArray(v) ? v : [v]
 }
 
 /** A wraith server running in this process. Control channels
  * (wraith-control:0) join the server's event hub, unless a 'connection'
  * listener is added: from then on each one is emitted as
- * `(stream, { remoteAddress, transport, keyFingerprint })` instead, and the
+ * `(stream, { remoteAddress, endpointId, transport, keyFingerprint })` instead, and the
  * listener speaks the frames itself. */
 class WraithServer extends EventEmitter {
   constructor (handle) {
     super()
     this._handle = handle
     this.address = handle.address
+    this.endpointId = handle.endpointId ?? null
+    this.ticket = handle.ticket ?? null
     this._taking = false
     this.on('newListener', (event) => {
       if (event === 'connection' && !this._taking) {
@@ -108,7 +126,7 @@ class WraithServer extends EventEmitter {
         return
       }
       if (h === null) return
-      const info = { remoteAddress: h.remoteAddress, transport: h.transport, keyFingerprint: h.keyFingerprint }
+      const info = { remoteAddress: h.remoteAddress, endpointId: h.endpointId ?? null, transport: h.transport, keyFingerprint: h.keyFingerprint }
       this.emit('connection', new WraithStream(h), info)
     }
   }
@@ -127,8 +145,22 @@ async function serve (options) {
   const handle = await native.serve({
     hostKey: options.hostKey,
     authorizedKeys: options.authorizedKeys,
+    certAuthority: list(options.certAuthority),
     listen: options.listen,
-    transport: options.transport
+    transport: options.transport,
+    tlsCert: options.tlsCert,
+    tlsKey: options.tlsKey,
+    stealth: options.stealth,
+    stealthFallback: options.stealthFallback,
+    stealthTimeout: options.stealthTimeout,
+    acmeDomain: list(options.acmeDomain),
+    acmeIp: list(options.acmeIp),
+    acmeEmail: options.acmeEmail,
+    acmeCache: options.acmeCache,
+    acmeDirectory: options.acmeDirectory,
+    acmeCaRoot: options.acmeCaRoot,
+    irohRelay: options.irohRelay,
+    proxy: options.proxy
   })
   return new WraithServer(handle)
 }

@@ -31,6 +31,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Options that do not fit together, or a required one that is missing
+    /// ("--stealth needs --transport tls"). The CLI exits with 2 for these.
+    #[error("{0}")]
+    Usage(String),
     /// A local listener could not be bound.
     #[error("cannot listen on {addr} ({flag}): {source}")]
     Bind {
@@ -115,6 +119,7 @@ impl Error {
             self,
             Error::KeyFile { .. }
                 | Error::Config { .. }
+                | Error::Usage(_)
                 | Error::Bind { .. }
                 | Error::HostKey { .. }
                 | Error::TlsCertificate { .. }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use russh::keys::{HashAlg, PrivateKey, PublicKey};
 
 use crate::error::{Error, Result};
+use crate::source::Source;
 
 pub use russh::keys::ssh_key;
 
@@ -17,23 +18,24 @@ pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// Load an OpenSSH private key.
+/// Load an OpenSSH private key from a file or from the file's contents.
 ///
 /// `what` and `flag` only shape the error message ("cannot read identity from
 /// ./k (--identity): …"). An encrypted key needs `passphrase`.
 pub fn load_private_key(
-    path: &Path,
+    source: impl Into<Source>,
     passphrase: Option<&str>,
     what: &'static str,
     flag: &'static str,
 ) -> Result<PrivateKey> {
+    let source = source.into();
     let err = |reason: String| Error::KeyFile {
         what,
-        path: path.to_path_buf(),
+        path: source.origin(),
         flag,
         reason,
     };
-    let text = fs::read_to_string(path).map_err(|e| err(io_reason(&e)))?;
+    let text = source.read_text().map_err(err)?;
     let t = text.trim_start();
     if t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-") {
         return Err(err(
@@ -57,14 +59,18 @@ pub fn load_private_key(
 
 /// Load an OpenSSH certificate (`<identity>-cert.pub`, `--certificate`) and
 /// check that it certifies `identity`.
-pub fn load_certificate(path: &Path, identity: &PrivateKey) -> Result<russh::keys::Certificate> {
+pub fn load_certificate(
+    source: impl Into<Source>,
+    identity: &PrivateKey,
+) -> Result<russh::keys::Certificate> {
+    let source = source.into();
     let err = |reason: String| Error::KeyFile {
         what: "certificate",
-        path: path.to_path_buf(),
+        path: source.origin(),
         flag: "--certificate",
         reason,
     };
-    let text = fs::read_to_string(path).map_err(|e| err(io_reason(&e)))?;
+    let text = source.read_text().map_err(err)?;
     let cert = russh::keys::Certificate::from_openssh(text.trim())
         .map_err(|e| err(format!("not an OpenSSH certificate ({e})")))?;
     if cert.public_key() != identity.public_key().key_data() {
@@ -73,6 +79,30 @@ pub fn load_certificate(path: &Path, identity: &PrivateKey) -> Result<russh::key
         ));
     }
     Ok(cert)
+}
+
+/// The certificate to present with `identity`: `certificate` when given
+/// (`--certificate`), else `<identity_path>-cert.pub` when that file exists,
+/// as OpenSSH does; else none.
+pub fn find_certificate(
+    certificate: Option<Source>,
+    identity_path: Option<&Path>,
+    identity: &PrivateKey,
+) -> Result<Option<russh::keys::Certificate>> {
+    if let Some(c) = certificate {
+        return load_certificate(c, identity).map(Some);
+    }
+    let Some(path) = identity_path else {
+        return Ok(None);
+    };
+    let mut default = path.as_os_str().to_owned();
+    default.push("-cert.pub");
+    let default = PathBuf::from(default);
+    if default.exists() {
+        load_certificate(default, identity).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Generate a new Ed25519 key pair.
@@ -284,6 +314,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("public key") && e.contains("--identity"), "{e}");
+    }
+
+    #[test]
+    fn key_in_memory_loads_like_its_file() {
+        let key = generate_ed25519("m").unwrap();
+        let text = key.to_openssh(ssh_key::LineEnding::LF).unwrap();
+        let loaded = load_private_key(
+            Source::Bytes(text.as_bytes().to_vec()),
+            None,
+            "identity",
+            "--identity",
+        )
+        .unwrap();
+        assert_eq!(loaded.public_key().key_data(), key.public_key().key_data());
+        let e = load_private_key(Source::Bytes(b"junk".to_vec()), None, "host key", "--key")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "cannot read host key from in-memory data (--key): not an OpenSSH private key"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn certificate_defaults_to_identity_cert_pub_only_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        let key = generate_ed25519("x").unwrap();
+        write_key_pair(&key, &path, false).unwrap();
+        assert!(find_certificate(None, Some(&path), &key).unwrap().is_none());
+        assert!(find_certificate(None, None, &key).unwrap().is_none());
+        std::fs::write(dir.path().join("id-cert.pub"), "garbage\n").unwrap();
+        let e = find_certificate(None, Some(&path), &key)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("id-cert.pub (--certificate)"), "{e}");
+        let e = find_certificate(Some(Source::Bytes(b"x".to_vec())), None, &key)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in-memory data (--certificate)"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod keys;
 pub mod server;
+pub mod source;
 pub mod transport;
 
 pub(crate) mod algorithms;
@@ -23,3 +24,4 @@ pub(crate) mod copy;
 pub(crate) mod time;
 
 pub use error::Error;
+pub use source::Source;

@@ -49,7 +49,7 @@ async fn start_iroh_server(tweak: impl FnOnce(&mut ServeOptions)) -> IrohServer 
         "the endpoint id comes from the host key"
     );
     let ticket = bounded("ticket", endpoint.ticket()).await;
-    let acceptor = IrohAcceptor::new(endpoint);
+    let acceptor = IrohAcceptor::new(endpoint, ticket.clone());
     assert!(acceptor.describe().starts_with("iroh endpoint "));
     let authorized = AuthorizedKeys::from_keys([user_key.public_key().clone()]);
     let mut options = ServeOptions::new(host_key.clone(), authorized);
@@ -135,7 +135,8 @@ async fn acceptor_reports_iroh_peers_by_endpoint_id() {
     o.secret_key = Some(derive_secret_key(&host_key).unwrap());
     let endpoint = IrohEndpoint::bind(o).await.unwrap();
     let ticket = bounded("ticket", endpoint.ticket()).await;
-    let mut acceptor = IrohAcceptor::new(endpoint);
+    let mut acceptor = IrohAcceptor::new(endpoint, ticket.clone());
+    assert_eq!(acceptor.ticket(), Some(ticket.clone()));
 
     let client_ep = IrohEndpoint::bind(loopback_options()).await.unwrap();
     let transport = IrohTransport::new(client_ep.clone(), ticket.parse().unwrap()).unwrap();

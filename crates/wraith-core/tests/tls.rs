@@ -32,9 +32,9 @@ fn write_cert(dir: &Path) -> (CertSource, TlsPin) {
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
     let pin = TlsPin::of_certificate(cert.der()).unwrap();
     (
-        CertSource::Files {
-            cert: cert_path,
-            key: key_path,
+        CertSource::Pem {
+            cert: cert_path.into(),
+            key: key_path.into(),
         },
         pin,
     )

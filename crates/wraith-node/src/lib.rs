@@ -6,7 +6,6 @@
 //! Every russh channel lives on napi's tokio runtime and is dropped there:
 //! a `ChannelStream` dropped outside a runtime panics (see NOTES.md).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +15,15 @@ use napi_derive::napi;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, oneshot};
 
-use wraith_core::client::{ConnectOptions, HostKeyPolicy, open_channel};
-use wraith_core::keys::{HostKeyPin, load_private_key};
+use wraith_core::Source;
+use wraith_core::client::{ConnectOptions, HostKeyPolicy, open_channel, split_host_port};
+use wraith_core::keys::{self, HostKeyPin};
 use wraith_core::server::{
     AuthorizedKeys, ControlInfo, ControlStream, EventHub, ServeOptions, Server,
 };
-use wraith_core::transport::{TcpAcceptor, TcpTransport};
+use wraith_core::transport::{
+    Acceptor, ClientTransportOptions, ProxyUrl, ServerTransportOptions, TransportKind,
+};
 
 type Io = Box<dyn IoStream>;
 trait IoStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -32,62 +34,55 @@ fn js_err(e: impl std::fmt::Display) -> Error {
     Error::new(Status::GenericFailure, e.to_string())
 }
 
-/// A key given as a file path or as the file's contents.
+/// A key or certificate given as a file path or as the file's contents.
 type KeySource = Either<String, Buffer>;
 
-fn private_key(
-    src: &KeySource,
-    what: &'static str,
-    flag: &'static str,
-) -> Result<wraith_core::keys::ssh_key::PrivateKey> {
+fn source(src: &KeySource) -> Source {
     match src {
-        Either::A(path) => load_private_key(Path::new(path), None, what, flag).map_err(js_err),
-        Either::B(bytes) => {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| js_err(format!("{what} ({flag}) is not UTF-8 text")))?;
-            wraith_core::keys::ssh_key::PrivateKey::from_openssh(text.trim()).map_err(|e| {
-                js_err(format!(
-                    "{what} ({flag}) is not an OpenSSH private key ({e})"
-                ))
-            })
-        }
+        Either::A(path) => Source::File(path.into()),
+        Either::B(bytes) => Source::Bytes(bytes.to_vec()),
     }
 }
 
-/// `host[:port]`, IPv6 in brackets; `default_port` when none is given.
-fn split_host_port(s: &str, default_port: u16, flag: &str) -> Result<(String, u16)> {
-    let bad = || js_err(format!("invalid {flag} value {s:?}: expected host[:port]"));
-    if let Some(rest) = s.strip_prefix('[') {
-        let (host, tail) = rest.split_once(']').ok_or_else(bad)?;
-        let port = match tail.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad())?,
-            None if tail.is_empty() => default_port,
-            None => return Err(bad()),
-        };
-        return Ok((host.to_string(), port));
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => Ok((h.to_string(), p.parse().map_err(|_| bad())?)),
-        _ if !s.is_empty() => Ok((s.to_string(), default_port)),
-        _ => Err(bad()),
-    }
+/// The transport named by `transport` (default tcp).
+fn transport_kind(name: Option<&str>) -> Result<TransportKind> {
+    name.unwrap_or("tcp")
+        .parse::<TransportKind>()
+        .map_err(js_err)
 }
 
 /// Options of `connect()`.
 #[napi(object)]
 pub struct ConnectOpts {
-    /// `host[:port]` of the server (port 22 if omitted).
-    pub server: String,
+    /// `host[:port]` of the server (port 22, or 443 with tls, if omitted).
+    pub server: Option<String>,
+    /// iroh: the server's ticket (or endpoint id), as `serve()` reports it.
+    pub peer: Option<String>,
     /// Private key: a file path or the file's contents.
     pub identity: Either<String, Buffer>,
+    /// OpenSSH user certificate for `identity` (path or contents); default
+    /// `<identity>-cert.pub` when `identity` is a path and that file exists.
+    pub certificate: Option<Either<String, Buffer>>,
     /// Pinned host key: `SHA256:…`, a public key line, or a `.pub` path.
     pub host_key: Option<String>,
     /// Login name (default: `USER` or `wraith`).
     pub user: Option<String>,
     /// `host:port` to reach from the server; default `wraith-control:0`.
     pub target: Option<String>,
-    /// Only `tcp` in this build.
+    /// `tcp` (default), `tls` or `iroh`.
     pub transport: Option<String>,
+    /// tls: SNI and the name the certificate must match.
+    pub tls_server_name: Option<String>,
+    /// tls: trust only these CA certificates (PEM path or contents).
+    pub tls_ca: Option<Either<String, Buffer>>,
+    /// tls: accept only this certificate key, `sha256/<base64>`.
+    pub tls_pin: Option<String>,
+    /// tls: do not check the certificate (the host key still is).
+    pub insecure: Option<bool>,
+    /// iroh: relay URL, `default` or `disabled`.
+    pub iroh_relay: Option<String>,
+    /// Reach the server through `socks5://…` or `http://…`.
+    pub proxy: Option<String>,
     /// Seconds for dial, handshake and authentication (default 15).
     pub connect_timeout: Option<u32>,
 }
@@ -198,6 +193,12 @@ impl NativeStream {
             .and_then(|i| i.remote_addr.map(|a| a.to_string()))
     }
 
+    /// The client's iroh endpoint id, for server-side streams over iroh.
+    #[napi(getter)]
+    pub fn endpoint_id(&self) -> Option<String> {
+        self.info.as_ref().and_then(|i| i.endpoint_id.clone())
+    }
+
     /// The transport (`tcp`, …), for server-side streams.
     #[napi(getter)]
     pub fn transport(&self) -> Option<String> {
@@ -217,29 +218,51 @@ impl NativeStream {
     }
 }
 
-/// Connect, authenticate and open one channel.
+/// Connect, authenticate and open one channel. Same library calls, same
+/// order and same messages as `wraith connect`.
 #[napi]
 pub async fn connect(opts: ConnectOpts) -> Result<NativeStream> {
-    let transport = opts.transport.as_deref().unwrap_or("tcp");
-    if transport != "tcp" {
-        return Err(js_err(format!(
-            "invalid --transport value {transport:?}: this build of the Node package supports tcp"
-        )));
+    let kind = transport_kind(opts.transport.as_deref())?;
+    let mut t = ClientTransportOptions::new(kind);
+    t.peer = opts.peer.clone();
+    t.iroh_relay = opts.iroh_relay.clone();
+    t.proxy = opts.proxy.clone();
+    t.tls_server_name = opts.tls_server_name.clone();
+    t.tls_ca = opts.tls_ca.as_ref().map(source);
+    t.tls_pin = opts.tls_pin.clone();
+    t.insecure = opts.insecure.unwrap_or(false);
+    t.check().map_err(js_err)?;
+    if kind != TransportKind::Iroh {
+        let server = opts
+            .server
+            .as_deref()
+            .ok_or_else(|| js_err("no server: pass --server host[:port]"))?;
+        split_host_port(server, t.default_port(), "--server").map_err(js_err)?;
     }
-    let (host, port) = split_host_port(&opts.server, 22, "--server")?;
-    let identity = private_key(&opts.identity, "identity", "--identity")?;
+    let identity_src = source(&opts.identity);
+    let identity =
+        keys::load_private_key(&identity_src, None, "identity", "--identity").map_err(js_err)?;
+    let certificate = keys::find_certificate(
+        opts.certificate.as_ref().map(source),
+        identity_src.path(),
+        &identity,
+    )
+    .map_err(js_err)?;
     let target = opts.target.as_deref().unwrap_or("wraith-control:0");
-    let (thost, tport) = split_host_port(target, 0, "target")?;
+    let (thost, tport) = split_host_port(target, 0, "target").map_err(js_err)?;
+    let host_key = match &opts.host_key {
+        Some(pin) => HostKeyPolicy::Pin(HostKeyPin::parse(pin).map_err(js_err)?),
+        None => HostKeyPolicy::default_tofu(),
+    };
+    let (host, port, transport) = t.open(opts.server.as_deref()).await.map_err(js_err)?;
     let user = opts
         .user
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "wraith".into());
-    let tcp = Arc::new(TcpTransport::new(host.clone(), port));
-    let mut o = ConnectOptions::new(tcp, host, port, user, identity);
-    if let Some(pin) = &opts.host_key {
-        o.host_key = HostKeyPolicy::Pin(HostKeyPin::parse(pin).map_err(js_err)?);
-    }
+    let mut o = ConnectOptions::new(transport, host, port, user, identity);
+    o.host_key = host_key;
+    o.certificate = certificate;
     if let Some(t) = opts.connect_timeout {
         o.connect_timeout = Duration::from_secs(u64::from(t.max(1)));
     }
@@ -254,16 +277,46 @@ pub struct ServeOpts {
     pub host_key: Either<String, Buffer>,
     /// authorized_keys: a file path or the file's contents.
     pub authorized_keys: Either<String, Buffer>,
+    /// Trusted user-certificate CAs, each a path or contents.
+    pub cert_authority: Option<Vec<Either<String, Buffer>>>,
     /// Listen address (default `127.0.0.1:0`).
     pub listen: Option<String>,
-    /// Only `tcp` in this build.
+    /// `tcp` (default), `tls` or `iroh`.
     pub transport: Option<String>,
+    /// tls: certificate chain, PEM (path or contents).
+    pub tls_cert: Option<Either<String, Buffer>>,
+    /// tls: private key, PEM (path or contents).
+    pub tls_key: Option<Either<String, Buffer>>,
+    /// tls: answer non-SSH clients like nginx.
+    pub stealth: Option<bool>,
+    /// tls + stealth: relay non-SSH clients to this `host:port`.
+    pub stealth_fallback: Option<String>,
+    /// tls + stealth: seconds for the handshake and first request.
+    pub stealth_timeout: Option<u32>,
+    /// tls: ACME certificate for these domain names.
+    pub acme_domain: Option<Vec<String>>,
+    /// tls: ACME certificate for these IP addresses.
+    pub acme_ip: Option<Vec<String>>,
+    /// ACME account contact e-mail.
+    pub acme_email: Option<String>,
+    /// ACME account and certificate cache directory.
+    pub acme_cache: Option<String>,
+    /// ACME directory URL (default Let's Encrypt production).
+    pub acme_directory: Option<String>,
+    /// PEM file of a CA to trust for the ACME server's HTTPS.
+    pub acme_ca_root: Option<String>,
+    /// iroh: relay URL, `default` or `disabled`.
+    pub iroh_relay: Option<String>,
+    /// Outbound proxy for tunnel targets (server side), like `serve --proxy`.
+    pub proxy: Option<String>,
 }
 
 /// A running server.
 #[napi]
 pub struct NativeServer {
     address: String,
+    endpoint_id: Option<String>,
+    ticket: Option<String>,
     stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     done: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     hub: EventHub,
@@ -278,6 +331,18 @@ impl NativeServer {
     #[napi(getter)]
     pub fn address(&self) -> String {
         self.address.clone()
+    }
+
+    /// iroh: the server's endpoint id.
+    #[napi(getter)]
+    pub fn endpoint_id(&self) -> Option<String> {
+        self.endpoint_id.clone()
+    }
+
+    /// iroh: the ticket clients pass as `peer`.
+    #[napi(getter)]
+    pub fn ticket(&self) -> Option<String> {
+        self.ticket.clone()
     }
 
     /// From now on, control channels come to [`NativeServer::accept`]
@@ -324,24 +389,70 @@ impl NativeServer {
     }
 }
 
-/// Start a server in this process.
+/// The server's transport settings from `serve()`'s options.
+fn serve_transport(opts: &ServeOpts) -> Result<ServerTransportOptions> {
+    let kind = transport_kind(opts.transport.as_deref())?;
+    let mut t = ServerTransportOptions::new(kind);
+    t.iroh_relay = opts.iroh_relay.clone();
+    t.tls_cert = opts.tls_cert.as_ref().map(source);
+    t.tls_key = opts.tls_key.as_ref().map(source);
+    t.stealth = opts.stealth.unwrap_or(false);
+    t.stealth_fallback = opts.stealth_fallback.clone();
+    if let Some(secs) = opts.stealth_timeout {
+        t.stealth_timeout = Duration::from_secs(u64::from(secs.max(1)));
+    }
+    t.acme_domains = opts.acme_domain.clone().unwrap_or_default();
+    for ip in opts.acme_ip.iter().flatten() {
+        t.acme_ips.push(ip.parse().map_err(|_| {
+            js_err(format!(
+                "invalid --acme-ip value {ip:?}: expected an IP address"
+            ))
+        })?);
+    }
+    t.acme_email = opts.acme_email.clone();
+    t.acme_cache = opts.acme_cache.as_ref().map(Into::into);
+    t.acme_directory = opts.acme_directory.clone();
+    t.acme_ca_root = opts.acme_ca_root.as_ref().map(Into::into);
+    t.check().map_err(js_err)?;
+    Ok(t)
+}
+
+/// Start a server in this process. Same library calls, same order and
+/// same messages as `wraith serve`.
 #[napi]
 pub async fn serve(opts: ServeOpts) -> Result<NativeServer> {
-    let transport = opts.transport.as_deref().unwrap_or("tcp");
-    if transport != "tcp" {
-        return Err(js_err(format!(
-            "invalid --transport value {transport:?}: this build of the Node package supports tcp"
-        )));
+    let transport = serve_transport(&opts)?;
+    let host_key = keys::load_private_key(source(&opts.host_key), None, "host key", "--key")
+        .map_err(js_err)?;
+    let (mut authorized, _warnings) =
+        AuthorizedKeys::load(source(&opts.authorized_keys)).map_err(js_err)?;
+    for ca in opts.cert_authority.iter().flatten() {
+        let (cas, _warnings) = AuthorizedKeys::load_cert_authorities(source(ca)).map_err(js_err)?;
+        authorized.extend(cas);
     }
-    let host_key = private_key(&opts.host_key, "host key", "--key")?;
-    let keys = match &opts.authorized_keys {
-        Either::A(path) => AuthorizedKeys::load(Path::new(path)).map_err(js_err)?.0,
-        Either::B(bytes) => AuthorizedKeys::parse(&String::from_utf8_lossy(bytes)).0,
+    let host_key_for_iroh = host_key.clone();
+    let mut o = ServeOptions::new(host_key, authorized);
+    o.proxy = match &opts.proxy {
+        Some(url) => Some(url.parse::<ProxyUrl>().map_err(js_err)?),
+        None => None,
     };
-    let listen = opts.listen.as_deref().unwrap_or("127.0.0.1:0");
-    let acceptor = TcpAcceptor::bind(listen).await.map_err(js_err)?;
-    let address = acceptor.local_addr().to_string();
-    let server = Server::new(ServeOptions::new(host_key, keys));
+    // tcp/tls default to a free loopback port; iroh to any free UDP port.
+    let listen = match (&opts.listen, transport.kind) {
+        (Some(l), _) => Some(l.as_str()),
+        (None, TransportKind::Iroh) => None,
+        (None, _) => Some("127.0.0.1:0"),
+    };
+    let acceptor = transport
+        .bind(listen, &host_key_for_iroh)
+        .await
+        .map_err(js_err)?;
+    let address = match acceptor.local_addr() {
+        Some(a) => a.to_string(),
+        None => acceptor.describe(),
+    };
+    let endpoint_id = acceptor.endpoint_id();
+    let ticket = acceptor.ticket();
+    let server = Server::new(o);
     let hub = server.hub().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -353,6 +464,8 @@ pub async fn serve(opts: ServeOpts) -> Result<NativeServer> {
     });
     Ok(NativeServer {
         address,
+        endpoint_id,
+        ticket,
         stop: std::sync::Mutex::new(Some(tx)),
         done: Arc::new(Mutex::new(Some(task))),
         hub,

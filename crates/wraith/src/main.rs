@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use wraith_core::Source;
 use wraith_core::client::{
-    Client, ConnectOptions, HostKeyPolicy, LocalForwardSpec, RemoteForwardSpec,
+    Client, ConnectOptions, HostKeyPolicy, LocalForwardSpec, RemoteForwardSpec, split_host_port,
 };
 use wraith_core::keys::{self, HostKeyPin};
 use wraith_core::server::{AuthorizedKeys, ServeOptions, Server};
-use wraith_core::transport::{Acceptor, TcpAcceptor, TcpTransport, Transport};
+use wraith_core::transport::{ClientTransportOptions, ServerTransportOptions, TransportKind};
 
 /// Print a line to stdout. Unlike `println!` it never panics: a closed
 /// stdout (`wraith connect | head -1`) must not kill a running tunnel.
@@ -28,7 +29,6 @@ macro_rules! out {
 }
 
 mod demo;
-mod iroh_cli;
 mod logging;
 
 const EXAMPLES: &str = "\
@@ -270,8 +270,7 @@ struct ConnectTransportArgs {
     #[arg(long, env = "WRAITH_INSECURE", conflicts_with_all = ["tls_ca", "tls_pin"])]
     insecure: bool,
     /// Reach the server through this proxy: socks5://[user:pass@]host:port or
-    /// http://[user:pass@]host:port (HTTP CONNECT). Carries the transport connection
-    /// (with iroh: the relay connection).
+    /// http://[user:pass@]host:port (HTTP CONNECT). Carries the transport connection.
     #[arg(long, env = "WRAITH_PROXY", value_name = "URL")]
     proxy: Option<String>,
 }
@@ -282,177 +281,56 @@ fn usage_error(msg: &str) -> ! {
     std::process::exit(2);
 }
 
-/// Bind the server's acceptor for `--transport`; also returns the lines to
-/// print after "listening on" (iroh's endpoint id and ticket).
-async fn bind_acceptor(
-    listen: Option<&str>,
-    t: &ServeTransportArgs,
-    host_key: &keys::ssh_key::PrivateKey,
-) -> Result<(Box<dyn Acceptor>, Vec<String>)> {
-    let socket = listen.unwrap_or("0.0.0.0:22");
-    match t.kind {
-        TransportArg::Tcp => Ok((Box::new(TcpAcceptor::bind(socket).await?), vec![])),
-        TransportArg::Tls => Ok((bind_tls_acceptor(socket, t).await?, vec![])),
-        TransportArg::Iroh => {
-            iroh_cli::bind_acceptor(listen, t.iroh_relay.as_deref(), host_key).await
+impl From<TransportArg> for TransportKind {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Tcp => TransportKind::Tcp,
+            TransportArg::Tls => TransportKind::Tls,
+            TransportArg::Iroh => TransportKind::Iroh,
         }
     }
 }
 
-/// Usage checks that clap cannot express (flags valid for one transport only).
-fn check_serve_transport(t: &ServeTransportArgs) {
-    if t.kind != TransportArg::Iroh && t.iroh_relay.is_some() {
-        usage_error("--iroh-relay needs --transport iroh");
-    }
-    if t.kind != TransportArg::Tls {
-        if t.stealth {
-            usage_error("--stealth needs --transport tls");
+impl ServeTransportArgs {
+    /// The library's transport settings; usage errors (a flag for another
+    /// transport) exit with 2.
+    fn options(&self) -> ServerTransportOptions {
+        let mut o = ServerTransportOptions::new(self.kind.into());
+        o.tls_cert = self.tls_cert.clone().map(Source::File);
+        o.tls_key = self.tls_key.clone().map(Source::File);
+        o.stealth = self.stealth;
+        o.stealth_fallback = self.stealth_fallback.clone();
+        o.stealth_timeout = Duration::from_secs(self.stealth_timeout);
+        o.acme_domains = self.acme_domain.clone();
+        o.acme_ips = self.acme_ip.clone();
+        o.acme_email = self.acme_email.clone();
+        o.acme_cache = self.acme_cache.clone();
+        o.acme_directory = self.acme_directory.clone();
+        o.acme_ca_root = self.acme_ca_root.clone();
+        o.iroh_relay = self.iroh_relay.clone();
+        if let Err(e) = o.check() {
+            usage_error(&e.to_string());
         }
-        if t.tls_cert.is_some() {
-            usage_error("--tls-cert and --tls-key need --transport tls");
+        o
+    }
+}
+
+impl ConnectTransportArgs {
+    /// The library's transport settings; usage errors exit with 2.
+    fn options(&self, kind: TransportArg) -> ClientTransportOptions {
+        let mut o = ClientTransportOptions::new(kind.into());
+        o.proxy = self.proxy.clone();
+        o.tls_server_name = self.tls_server_name.clone();
+        o.tls_ca = self.tls_ca.clone().map(Source::File);
+        o.tls_pin = self.tls_pin.clone();
+        o.insecure = self.insecure;
+        o.peer = self.peer.clone();
+        o.iroh_relay = self.iroh_relay.clone();
+        if let Err(e) = o.check() {
+            usage_error(&e.to_string());
         }
-    } else if t.tls_cert.is_none() && t.acme_domain.is_empty() && t.acme_ip.is_empty() {
-        usage_error("--transport tls needs --tls-cert and --tls-key, or --acme-domain / --acme-ip");
+        o
     }
-    if t.kind != TransportArg::Tls && (!t.acme_domain.is_empty() || !t.acme_ip.is_empty()) {
-        usage_error("--acme-domain and --acme-ip need --transport tls");
-    }
-}
-
-#[cfg(feature = "tls")]
-async fn bind_tls_acceptor(listen: &str, t: &ServeTransportArgs) -> Result<Box<dyn Acceptor>> {
-    use wraith_core::transport::{CertSource, StealthOptions, TlsAcceptor, TlsServerOptions};
-    let source = match (t.tls_cert.clone(), t.tls_key.clone()) {
-        (Some(cert), Some(key)) => CertSource::Files { cert, key },
-        _ => acme_source(t)?,
-    };
-    let mut opts = TlsServerOptions::new(source);
-    if t.stealth {
-        let mut s = StealthOptions::default();
-        s.fallback = t.stealth_fallback.clone();
-        s.header_timeout = Duration::from_secs(t.stealth_timeout);
-        opts.stealth = Some(s);
-    }
-    Ok(Box::new(TlsAcceptor::bind(listen, opts).await?))
-}
-
-#[cfg(feature = "acme")]
-fn acme_source(t: &ServeTransportArgs) -> Result<wraith_core::transport::CertSource> {
-    use wraith_core::transport::{AcmeOptions, CertSource, LETS_ENCRYPT_PRODUCTION};
-    let cache = match &t.acme_cache {
-        Some(c) => c.clone(),
-        None => dirs::data_dir()
-            .map(|d| d.join("wraith").join("acme"))
-            .ok_or_else(|| {
-                anyhow!("no data directory for the ACME cache: pass --acme-cache <dir>")
-            })?,
-    };
-    let mut opts = AcmeOptions::new(t.acme_domain.clone(), t.acme_ip.clone(), cache);
-    opts.email = t.acme_email.clone();
-    opts.directory = t
-        .acme_directory
-        .clone()
-        .unwrap_or_else(|| LETS_ENCRYPT_PRODUCTION.to_string());
-    opts.ca_root = t.acme_ca_root.clone();
-    Ok(CertSource::Acme(opts))
-}
-
-#[cfg(all(feature = "tls", not(feature = "acme")))]
-fn acme_source(_: &ServeTransportArgs) -> Result<wraith_core::transport::CertSource> {
-    usage_error("--acme-domain: this wraith was built without the `acme` feature")
-}
-
-#[cfg(not(feature = "tls"))]
-async fn bind_tls_acceptor(_: &str, _: &ServeTransportArgs) -> Result<Box<dyn Acceptor>> {
-    usage_error("--transport tls: this wraith was built without the `tls` feature")
-}
-
-/// Check `wraith connect`'s transport flags; returns the default server port.
-fn check_connect_transport(kind: TransportArg, t: &ConnectTransportArgs) -> u16 {
-    if kind != TransportArg::Iroh {
-        if t.peer.is_some() {
-            usage_error("--peer needs --transport iroh (other transports take --server)");
-        }
-        if t.iroh_relay.is_some() {
-            usage_error("--iroh-relay needs --transport iroh");
-        }
-    }
-    if kind != TransportArg::Tls {
-        for (set, flag) in [
-            (t.tls_server_name.is_some(), "--tls-server-name"),
-            (t.tls_ca.is_some(), "--tls-ca"),
-            (t.tls_pin.is_some(), "--tls-pin"),
-            (t.insecure, "--insecure"),
-        ] {
-            if set {
-                usage_error(&format!("{flag} needs --transport tls"));
-            }
-        }
-        return 22;
-    }
-    443
-}
-
-/// The client transport for `--transport`, dialing through `--proxy` if set.
-fn make_transport(
-    kind: TransportArg,
-    t: &ConnectTransportArgs,
-    host: &str,
-    port: u16,
-) -> Result<Arc<dyn Transport>> {
-    let proxy = match &t.proxy {
-        Some(url) => Some(url.parse::<wraith_core::transport::ProxyUrl>()?),
-        None => None,
-    };
-    match kind {
-        TransportArg::Tcp => Ok(Arc::new(TcpTransport::new(host, port).with_proxy(proxy))),
-        TransportArg::Tls => make_tls_transport(t, host, port, proxy),
-        TransportArg::Iroh => unreachable_transport(),
-    }
-}
-
-/// `make_transport` is never called for iroh: its transport needs an
-/// endpoint bound first (see `iroh_cli::make_transport`).
-fn unreachable_transport() -> Result<Arc<dyn Transport>> {
-    Err(anyhow!(
-        "internal error: the iroh transport is built separately"
-    ))
-}
-
-#[cfg(feature = "tls")]
-fn make_tls_transport(
-    t: &ConnectTransportArgs,
-    host: &str,
-    port: u16,
-    proxy: Option<wraith_core::transport::ProxyUrl>,
-) -> Result<Arc<dyn Transport>> {
-    use wraith_core::transport::{TlsClientOptions, TlsPin, TlsTransport};
-    let mut opts = TlsClientOptions {
-        server_name: t.tls_server_name.clone(),
-        ca_file: t.tls_ca.clone(),
-        insecure: t.insecure,
-        proxy,
-        ..Default::default()
-    };
-    if let Some(pin) = &t.tls_pin {
-        opts.pin = Some(pin.parse::<TlsPin>()?);
-    }
-    if t.insecure {
-        tracing::warn!(
-            "--insecure: the server's TLS certificate is NOT checked; only the SSH host key protects this connection"
-        );
-    }
-    Ok(Arc::new(TlsTransport::new(host, port, opts)?))
-}
-
-#[cfg(not(feature = "tls"))]
-fn make_tls_transport(
-    _: &ConnectTransportArgs,
-    _: &str,
-    _: u16,
-    _: Option<wraith_core::transport::ProxyUrl>,
-) -> Result<Arc<dyn Transport>> {
-    usage_error("--transport tls: this wraith was built without the `tls` feature")
 }
 
 #[derive(Args, Debug)]
@@ -600,7 +478,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::from(1)
+            // A flag combination the library rejects is a usage error, as
+            // when clap rejects it.
+            let usage = matches!(
+                e.downcast_ref::<wraith_core::Error>(),
+                Some(wraith_core::Error::Usage(_))
+            );
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
@@ -643,7 +527,7 @@ fn passphrase() -> Option<String> {
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
-    check_serve_transport(&a.transport);
+    let transport = a.transport.options();
     let host_key = keys::load_private_key(&a.key, passphrase().as_deref(), "host key", "--key")?;
     let (mut authorized, warnings) = AuthorizedKeys::load(&a.authorized_keys)?;
     for w in &warnings {
@@ -663,12 +547,6 @@ async fn serve(a: ServeArgs) -> Result<()> {
                 w.line,
                 w.reason
             );
-        }
-        if cas.is_empty() {
-            return Err(anyhow!(
-                "{} holds no usable CA key (--cert-authority)",
-                path.display()
-            ));
         }
         authorized.extend(cas);
     }
@@ -691,12 +569,22 @@ async fn serve(a: ServeArgs) -> Result<()> {
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
     let fp = keys::fingerprint(opts.host_key.public_key());
-    let (acceptor, banner) =
-        bind_acceptor(a.listen.as_deref(), &a.transport, &opts.host_key).await?;
+    let acceptor = transport.bind(a.listen.as_deref(), &opts.host_key).await?;
     let server = Server::new(opts);
     out!("listening on {}", acceptor.describe());
-    for line in banner {
-        out!("{line}");
+    if let (Some(id), Some(ticket)) = (acceptor.endpoint_id(), acceptor.ticket()) {
+        out!("endpoint: {id}");
+        out!("ticket: {ticket}");
+        let mut connect = format!("wraith connect --transport iroh --peer {ticket}");
+        if let Some(relay) = a
+            .transport
+            .iroh_relay
+            .as_deref()
+            .filter(|r| *r != "default")
+        {
+            connect.push_str(&format!(" --iroh-relay {relay}"));
+        }
+        out!("connect with: {connect}");
     }
     tracing::info!(host_key = %fp, "server ready");
     let mut signals = Signals::new();
@@ -770,35 +658,6 @@ async fn shutdown_signal() {
     Signals::new().recv().await;
 }
 
-/// Split `host[:port]` (IPv6 in brackets) with a default port.
-fn split_server(s: &str, default_port: u16) -> Result<(String, u16)> {
-    let bad = || {
-        anyhow!(
-            "invalid --server value {s:?}: expected host[:port], e.g. example.com:2222 or [2001:db8::1]:22"
-        )
-    };
-    if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad())?,
-            None if after.is_empty() => default_port,
-            None => return Err(bad()),
-        };
-        return Ok((host.to_string(), port));
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => {
-            if h.is_empty() {
-                return Err(bad());
-            }
-            Ok((h.to_string(), p.parse().map_err(|_| bad())?))
-        }
-        Some(_) => Ok((s.to_string(), default_port)), // bare IPv6
-        None if !s.is_empty() => Ok((s.to_string(), default_port)),
-        None => Err(bad()),
-    }
-}
-
 fn default_identity() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     if let Some(p) = home.map(|h| h.join(".ssh").join("id_ed25519"))
@@ -840,27 +699,13 @@ fn passwd_name() -> Option<String> {
 }
 
 async fn connect(a: ConnectArgs) -> Result<()> {
-    let default_port = check_connect_transport(a.transport, &a.transport_opts);
-    let (host, port, transport) = if a.transport == TransportArg::Iroh {
-        if a.server.is_some() {
-            usage_error(
-                "--server is not used with --transport iroh: give the server's ticket with --peer",
-            );
-        }
-        let Some(peer) = &a.transport_opts.peer else {
-            usage_error(
-                "--transport iroh needs --peer <ticket>: the `ticket:` line `wraith serve --transport iroh` printed",
-            );
-        };
-        iroh_cli::make_transport(peer, &a.transport_opts).await?
-    } else {
-        let Some(server) = &a.server else {
-            usage_error("--server is required (or --transport iroh with --peer)");
-        };
-        let (host, port) = split_server(server, default_port)?;
-        let transport = make_transport(a.transport, &a.transport_opts, &host, port)?;
-        (host, port, transport)
-    };
+    let transport = a.transport_opts.options(a.transport);
+    if a.transport != TransportArg::Iroh
+        && let Some(server) = &a.server
+    {
+        // Check --server before anything slower, so a typo fails at once.
+        split_host_port(server, transport.default_port(), "--server")?;
+    }
     let identity_path = match &a.identity {
         Some(p) => p.clone(),
         None => default_identity()?,
@@ -871,17 +716,11 @@ async fn connect(a: ConnectArgs) -> Result<()> {
         "identity",
         "--identity",
     )?;
-    let certificate = match &a.certificate {
-        Some(p) => Some(keys::load_certificate(p, &identity)?),
-        None => {
-            let default = PathBuf::from(format!("{}-cert.pub", identity_path.display()));
-            if default.exists() {
-                Some(keys::load_certificate(&default, &identity)?)
-            } else {
-                None
-            }
-        }
-    };
+    let certificate = keys::find_certificate(
+        a.certificate.clone().map(Source::File),
+        Some(&identity_path),
+        &identity,
+    )?;
     let host_key = if let Some(spec) = &a.host_key {
         HostKeyPolicy::Pin(HostKeyPin::parse(spec)?)
     } else if let Some(kh) = &a.known_hosts {
@@ -895,6 +734,7 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     } else {
         HostKeyPolicy::default_tofu()
     };
+    let (host, port, transport) = transport.open(a.server.as_deref()).await?;
     let user = a.user.clone().unwrap_or_else(local_user);
     let mut opts = ConnectOptions::new(transport, host, port, user, identity);
     opts.host_key = host_key;
@@ -917,6 +757,7 @@ async fn connect(a: ConnectArgs) -> Result<()> {
         }
     }
     .await;
+    // iroh: leave the relay cleanly instead of dropping the endpoint.
     closer.close().await;
     result
 }
@@ -968,23 +809,6 @@ fn keygen(a: KeygenArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn server_spec_forms() {
-        assert_eq!(split_server("h", 22).unwrap(), ("h".into(), 22));
-        assert_eq!(split_server("h:2222", 22).unwrap(), ("h".into(), 2222));
-        assert_eq!(
-            split_server("[::1]:2222", 22).unwrap(),
-            ("::1".into(), 2222)
-        );
-        assert_eq!(split_server("[::1]", 22).unwrap(), ("::1".into(), 22));
-        assert_eq!(split_server("::1", 22).unwrap(), ("::1".into(), 22));
-        assert!(split_server("h:notaport", 22).is_err());
-        assert!(split_server("h:70000", 22).is_err());
-        assert!(split_server("", 22).is_err());
-        assert!(split_server("[::1", 22).is_err());
-        assert!(split_server(":22", 22).is_err());
-    }
 
     #[test]
     fn cli_definition_is_consistent() {

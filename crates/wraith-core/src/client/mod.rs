@@ -28,7 +28,9 @@ pub(crate) mod socks5_proto;
 
 pub use channel::{ChannelConnection, open_channel};
 pub use forward::BoundAddr;
-pub use forward_spec::{ForwardSpecError, ForwardTarget, LocalForwardSpec, RemoteForwardSpec};
+pub use forward_spec::{
+    ForwardSpecError, ForwardTarget, LocalForwardSpec, RemoteForwardSpec, split_host_port,
+};
 pub use host_key::{HostKeyPolicy, default_store};
 
 use backoff::Backoff;

@@ -6,15 +6,13 @@
 //! restrictions than it asks for. The options themselves are interpreted in
 //! [`super::policy`].
 
-use std::path::Path;
-
 use russh::keys::PublicKey;
 use russh::keys::ssh_encoding::Encode;
 use subtle::ConstantTimeEq;
 
 use super::policy::KeyOptions;
 use crate::error::{Error, Result};
-use crate::keys::io_reason;
+use crate::source::Source;
 
 /// One usable line of an authorized_keys file.
 #[derive(Debug, Clone)]
@@ -63,13 +61,14 @@ impl AuthorizedKeys {
         AuthorizedKeys { entries }
     }
 
-    /// Read and parse a file (`--authorized-keys`).
-    pub fn load(path: &Path) -> Result<(Self, Vec<LineWarning>)> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::KeyFile {
+    /// Read and parse a file, or its contents (`--authorized-keys`).
+    pub fn load(source: impl Into<Source>) -> Result<(Self, Vec<LineWarning>)> {
+        let source = source.into();
+        let text = source.read_text().map_err(|reason| Error::KeyFile {
             what: "authorized keys",
-            path: path.to_path_buf(),
+            path: source.origin(),
             flag: "--authorized-keys",
-            reason: io_reason(&e),
+            reason,
         })?;
         Ok(Self::parse(&text))
     }
@@ -103,16 +102,23 @@ impl AuthorizedKeys {
         (AuthorizedKeys { entries }, warnings)
     }
 
-    /// Read a `--cert-authority` file: CA public keys, one per line
-    /// (authorized_keys syntax; `cert-authority` is implied).
-    pub fn load_cert_authorities(path: &Path) -> Result<(Self, Vec<LineWarning>)> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::KeyFile {
+    /// Read a `--cert-authority` file (or its contents): CA public keys, one
+    /// per line (authorized_keys syntax; `cert-authority` is implied). A file
+    /// without a single usable key is an error: trusting "no CA" is never
+    /// what was meant.
+    pub fn load_cert_authorities(source: impl Into<Source>) -> Result<(Self, Vec<LineWarning>)> {
+        let source = source.into();
+        let err = |reason: String| Error::KeyFile {
             what: "certificate authorities",
-            path: path.to_path_buf(),
+            path: source.origin(),
             flag: "--cert-authority",
-            reason: io_reason(&e),
-        })?;
+            reason,
+        };
+        let text = source.read_text().map_err(err)?;
         let (mut cas, warnings) = Self::parse(&text);
+        if cas.is_empty() {
+            return Err(err("no usable CA key in it".into()));
+        }
         for e in &mut cas.entries {
             e.options.cert_authority = true;
         }
@@ -279,6 +285,22 @@ mod tests {
         let k = crate::keys::generate_ed25519(comment).unwrap();
         let line = k.public_key().to_openssh().unwrap();
         (k.public_key().clone(), line)
+    }
+
+    #[test]
+    fn cert_authorities_in_memory_and_without_a_key() {
+        let (ca, line) = key_line("ca");
+        let (cas, _) =
+            AuthorizedKeys::load_cert_authorities(Source::Bytes(line.into_bytes())).unwrap();
+        assert!(cas.has_cert_authorities());
+        assert!(cas.find_ca(ca.key_data()).is_some());
+        let e = AuthorizedKeys::load_cert_authorities(Source::Bytes(b"# none\n".to_vec()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "cannot read certificate authorities from in-memory data (--cert-authority): no usable CA key in it"
+        );
     }
 
     #[test]

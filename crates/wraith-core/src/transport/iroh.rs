@@ -372,7 +372,13 @@ impl Transport for IrohTransport {
                 .open_bi()
                 .await
                 .map_err(|e| fail(format!("cannot open a stream: {e}")))?;
-            Ok(Box::new(IrohStream::new(conn, send, recv, true)) as BoxStream)
+            Ok(Box::new(IrohStream::new(
+                self.endpoint.endpoint.clone(),
+                conn,
+                send,
+                recv,
+                true,
+            )) as BoxStream)
         })
     }
 
@@ -410,15 +416,25 @@ pub struct IrohStream {
     /// the stream. The server leaves that to the client, because one
     /// connection may carry several sessions.
     close_on_drop: bool,
+    /// Keeps the endpoint (its socket and relay link) alive while the
+    /// session runs, even if everything else that held it is gone.
+    _endpoint: Endpoint,
 }
 
 impl IrohStream {
-    fn new(conn: Connection, send: SendStream, recv: RecvStream, close_on_drop: bool) -> Self {
+    fn new(
+        endpoint: Endpoint,
+        conn: Connection,
+        send: SendStream,
+        recv: RecvStream,
+        close_on_drop: bool,
+    ) -> Self {
         IrohStream {
             send,
             recv,
             conn,
             close_on_drop,
+            _endpoint: endpoint,
         }
     }
 }
@@ -472,6 +488,7 @@ impl AsyncWrite for IrohStream {
 /// one SSH session.
 pub struct IrohAcceptor {
     endpoint: IrohEndpoint,
+    ticket: String,
     rx: mpsc::Receiver<(BoxStream, PeerInfo)>,
     stop: CancellationToken,
 }
@@ -485,12 +502,19 @@ impl fmt::Debug for IrohAcceptor {
 }
 
 impl IrohAcceptor {
-    /// Accept sessions on `endpoint` (built with the server's derived key).
-    pub fn new(endpoint: IrohEndpoint) -> Self {
+    /// Accept sessions on `endpoint` (built with the server's derived key);
+    /// `ticket` is what [`IrohEndpoint::ticket`] returned, for
+    /// [`Acceptor::ticket`].
+    pub fn new(endpoint: IrohEndpoint, ticket: String) -> Self {
         let (tx, rx) = mpsc::channel(64);
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(endpoint.endpoint.clone(), tx, stop.clone()));
-        IrohAcceptor { endpoint, rx, stop }
+        IrohAcceptor {
+            endpoint,
+            ticket,
+            rx,
+            stop,
+        }
     }
 
     /// The endpoint sessions arrive on.
@@ -524,6 +548,7 @@ async fn accept_loop(
         };
         let tx = tx.clone();
         let stop = stop.clone();
+        let endpoint = endpoint.clone();
         tokio::spawn(async move {
             let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
                 Ok(Ok(conn)) => conn,
@@ -552,8 +577,13 @@ async fn accept_loop(
                     sni: None,
                     endpoint_id: Some(remote.clone()),
                 };
-                let stream =
-                    Box::new(IrohStream::new(conn.clone(), send, recv, false)) as BoxStream;
+                let stream = Box::new(IrohStream::new(
+                    endpoint.clone(),
+                    conn.clone(),
+                    send,
+                    recv,
+                    false,
+                )) as BoxStream;
                 if tx.send((stream, peer)).await.is_err() {
                     return;
                 }
@@ -578,6 +608,14 @@ impl Acceptor for IrohAcceptor {
     fn close(&mut self) -> BoxFuture<'_, ()> {
         self.stop.cancel();
         Box::pin(self.endpoint.close())
+    }
+
+    fn endpoint_id(&self) -> Option<String> {
+        Some(self.endpoint.id().to_string())
+    }
+
+    fn ticket(&self) -> Option<String> {
+        Some(self.ticket.clone())
     }
 }
 

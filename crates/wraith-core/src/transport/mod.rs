@@ -20,6 +20,7 @@ mod iroh;
 mod iroh_bridge;
 #[cfg(feature = "tls")]
 mod nginx;
+mod options;
 pub mod proxy;
 mod socket_opts;
 #[cfg(feature = "tls")]
@@ -35,6 +36,7 @@ pub use iroh::{
     IROH_ALPN, IrohAcceptor, IrohEndpoint, IrohOptions, IrohPeer, IrohRelay, IrohStream,
     IrohTransport, derive_secret_key,
 };
+pub use options::{ClientTransportOptions, ServerTransportOptions};
 pub use proxy::{ProxyKind, ProxyUrl};
 pub(crate) use socket_opts::SocketOpts;
 #[cfg(feature = "tls")]
@@ -54,10 +56,11 @@ pub type BoxStream = Box<dyn TransportStream>;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The kind of transport a connection arrived over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum TransportKind {
     /// Plain TCP.
+    #[default]
     Tcp,
     /// TLS over TCP.
     Tls,
@@ -145,6 +148,18 @@ pub trait Acceptor: Send + 'static {
     fn close(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// The bound socket address, for transports that listen on one.
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+    /// iroh: this server's endpoint id.
+    fn endpoint_id(&self) -> Option<String> {
+        None
+    }
+    /// iroh: the ticket clients pass as `--peer` (id, relay, addresses).
+    fn ticket(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Acceptor for Box<dyn Acceptor> {
@@ -158,5 +173,17 @@ impl Acceptor for Box<dyn Acceptor> {
 
     fn close(&mut self) -> BoxFuture<'_, ()> {
         (**self).close()
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        (**self).local_addr()
+    }
+
+    fn endpoint_id(&self) -> Option<String> {
+        (**self).endpoint_id()
+    }
+
+    fn ticket(&self) -> Option<String> {
+        (**self).ticket()
     }
 }

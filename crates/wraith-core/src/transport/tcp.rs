@@ -104,4 +104,8 @@ impl Acceptor for TcpAcceptor {
     fn describe(&self) -> String {
         format!("tcp://{}", self.local)
     }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.local)
+    }
 }

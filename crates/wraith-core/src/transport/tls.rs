@@ -14,7 +14,6 @@
 //! default), so no "no crypto provider installed" panic can happen.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +32,7 @@ use super::proxy::{self, ProxyUrl};
 use super::stealth::{self, StealthOptions};
 use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, SocketOpts, Transport, TransportKind};
 use crate::error::{Error, Result};
+use crate::source::Source;
 
 /// ALPN a plain TLS server offers: what a web server with HTTP/2 offers.
 const ALPN_WEB: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -98,10 +98,11 @@ pub struct TlsClientOptions {
     /// SNI and the name the certificate must be valid for
     /// (`--tls-server-name`); `None` means the server host.
     pub server_name: Option<String>,
-    /// Trust only this CA (PEM, `--tls-ca`) instead of the webpki roots.
-    pub ca_file: Option<PathBuf>,
+    /// Trust only the CA certificates in this PEM (`--tls-ca`) instead of
+    /// the webpki roots.
+    pub ca: Option<Source>,
     /// Accept only a leaf with this public key (`--tls-pin`); replaces the
-    /// CA check unless `ca_file` is also given.
+    /// CA check unless `ca` is also given.
     pub pin: Option<TlsPin>,
     /// No certificate check at all (`--insecure`).
     pub insecure: bool,
@@ -145,8 +146,8 @@ impl TlsTransport {
         let verifier: Arc<dyn ServerCertVerifier> = if opts.insecure {
             Arc::new(NoVerification(provider.clone()))
         } else {
-            let webpki = match &opts.ca_file {
-                Some(path) => Some(webpki_verifier(load_roots(path)?, provider.clone())?),
+            let webpki = match &opts.ca {
+                Some(ca) => Some(webpki_verifier(load_roots(ca)?, provider.clone())?),
                 None if opts.pin.is_none() => {
                     let roots = RootCertStore {
                         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -204,14 +205,14 @@ fn webpki_verifier(
         })
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore> {
+fn load_roots(source: &Source) -> Result<RootCertStore> {
     let bad = |reason: String| Error::KeyFile {
         what: "TLS CA certificates",
-        path: path.to_path_buf(),
+        path: source.origin(),
         flag: "--tls-ca",
         reason,
     };
-    let certs = read_certs(path).map_err(bad)?;
+    let certs = read_certs(source).map_err(bad)?;
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
@@ -220,8 +221,8 @@ fn load_roots(path: &Path) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-fn read_certs(path: &Path) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+fn read_certs(source: &Source) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = source.read()?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| format!("not PEM: {e}"))?;
@@ -453,12 +454,12 @@ impl ServerCertVerifier for NoVerification {
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum CertSource {
-    /// PEM files (`--tls-cert`, `--tls-key`).
-    Files {
+    /// PEM files or their contents (`--tls-cert`, `--tls-key`).
+    Pem {
         /// Certificate chain, leaf first.
-        cert: PathBuf,
+        cert: Source,
         /// Private key (PKCS#8, PKCS#1 or SEC1).
-        key: PathBuf,
+        key: Source,
     },
     /// A resolver that can swap certificates at run time.
     Resolver(Arc<dyn ResolvesServerCert>),
@@ -471,8 +472,8 @@ pub enum CertSource {
 impl std::fmt::Debug for CertSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CertSource::Files { cert, key } => f
-                .debug_struct("Files")
+            CertSource::Pem { cert, key } => f
+                .debug_struct("Pem")
                 .field("cert", cert)
                 .field("key", key)
                 .finish(),
@@ -526,20 +527,20 @@ fn server_config(
         })?
         .with_no_client_auth();
     let mut config = match &opts.cert {
-        CertSource::Files { cert, key } => {
+        CertSource::Pem { cert, key } => {
             let chain = read_certs(cert).map_err(|reason| Error::KeyFile {
                 what: "TLS certificate",
-                path: cert.clone(),
+                path: cert.origin(),
                 flag: "--tls-cert",
                 reason,
             })?;
             let bad_key = |reason: String| Error::KeyFile {
                 what: "TLS private key",
-                path: key.clone(),
+                path: key.origin(),
                 flag: "--tls-key",
                 reason,
             };
-            let bytes = std::fs::read(key).map_err(|e| bad_key(e.to_string()))?;
+            let bytes = key.read().map_err(bad_key)?;
             let key_der = PrivateKeyDer::from_pem_slice(&bytes)
                 .map_err(|e| bad_key(format!("no PEM private key: {e}")))?;
             builder
@@ -717,6 +718,10 @@ impl Acceptor for TlsAcceptor {
 
     fn describe(&self) -> String {
         format!("tls://{}", self.local)
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.local)
     }
 }
 

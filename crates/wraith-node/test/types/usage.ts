@@ -27,3 +27,40 @@ export async function example (): Promise<void> {
   events.close()
   await server.close()
 }
+
+export async function tlsExample (): Promise<void> {
+  const server = await serve({
+    hostKey: './host_key',
+    authorizedKeys: Buffer.from(''),
+    certAuthority: [Buffer.from('ssh-ed25519 AAAA ca'), './ca.pub'],
+    transport: 'tls',
+    tlsCert: './cert.pem',
+    tlsKey: Buffer.from(''),
+    stealth: true,
+    stealthTimeout: 60,
+    listen: '0.0.0.0:443'
+  })
+  const acme = await serve({
+    hostKey: './host_key',
+    authorizedKeys: './authorized_keys',
+    transport: 'tls',
+    acmeDomain: ['example.com'],
+    acmeEmail: 'me@example.com',
+    acmeCache: '/var/lib/wraith/acme',
+    acmeDirectory: 'https://acme-staging-v02.api.letsencrypt.org/directory'
+  })
+  const stream = await connect({
+    server: 'example.com',
+    identity: Buffer.from(''),
+    certificate: './id-cert.pub',
+    transport: 'tls',
+    tlsServerName: 'example.com',
+    tlsCa: Buffer.from(''),
+    tlsPin: 'sha256/x',
+    insecure: false,
+    proxy: 'socks5://127.0.0.1:1080'
+  })
+  stream.end()
+  await server.close()
+  await acme.close()
+}
