@@ -757,3 +757,59 @@ fn relay_reached_through_client_socks5_proxy() {
 fn relay_reached_through_client_http_proxy() {
     relay_through_client_proxy(2, "tinyproxy");
 }
+
+#[test]
+fn iroh_flag_mistakes_are_usage_errors() {
+    let dir = temp_dir();
+    let key = keygen(dir.path(), "id");
+    let id = key.to_str().unwrap();
+    for (args, expect) in [
+        (
+            vec![
+                "connect",
+                "--transport",
+                "iroh",
+                "--server",
+                "h:22",
+                "--peer",
+                "x",
+                "-i",
+                id,
+            ],
+            "--server is not used with --transport iroh",
+        ),
+        (
+            vec!["connect", "--server", "h:22", "--peer", "x", "-i", id],
+            "--peer needs --transport iroh",
+        ),
+        (
+            vec![
+                "connect",
+                "--server",
+                "h:22",
+                "--iroh-relay",
+                "disabled",
+                "-i",
+                id,
+            ],
+            "--iroh-relay needs --transport iroh",
+        ),
+    ] {
+        let out = run(wraith_command(&args), TIMEOUT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    // A relay value that is no URL names the flag.
+    let host = keygen(dir.path(), "host");
+    let ak = dir.path().join("ak");
+    write_authorized_keys(&ak, &[&key]);
+    let out = run(
+        serve_command(&host, &ak, &["--iroh-relay", "relay.example"]),
+        TIMEOUT,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr.contains("invalid --iroh-relay value"), "{stderr}");
+}
