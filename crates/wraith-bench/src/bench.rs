@@ -44,6 +44,9 @@ pub(crate) struct Settings {
     pub(crate) idle_counts: Vec<usize>,
     /// Bytes per direction for the instruction counts.
     pub(crate) instructions_bytes: u64,
+    /// Where to keep the callgrind profiles (else the run's temporary
+    /// directory).
+    pub(crate) callgrind_dir: Option<std::path::PathBuf>,
 }
 
 impl Settings {

@@ -18,7 +18,7 @@ use crate::measure::{self, Direction};
 use crate::process::{Launcher, Side};
 use crate::report::{Better, Row};
 use crate::tools::{command, run_once};
-use crate::tunnel::{Tunnel, TunnelSpec};
+use crate::tunnel::{Implementation, Tunnel, TunnelSpec};
 
 /// Bytes moved before the counters are zeroed (connection set-up paths,
 /// lazily grown buffers).
@@ -60,9 +60,10 @@ async fn measure_tunnel(b: &Bench, spec: &TunnelSpec, bytes: u64) -> Result<Vec<
         .clone()
         .ok_or_else(|| anyhow!("callgrind_control not found (it comes with valgrind)"))?;
     let dir = b
-        .keys
-        .dir
-        .path()
+        .settings
+        .callgrind_dir
+        .as_deref()
+        .unwrap_or(b.keys.dir.path())
         .join(format!("callgrind-{}", spec.kind.name()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let launcher = Launcher::Callgrind {
@@ -84,36 +85,43 @@ async fn measure_on(t: &Tunnel, control: &Path, dir: &Path, bytes: u64) -> Resul
             .await
             .context("warm-up transfer")?;
     }
+    let server_profiled = t.spec.kind.implementation() != Implementation::Openssh;
     let mut rows = Vec::new();
     for d in [Direction::Upload, Direction::Download] {
-        let sides = [client, server];
-        for side in sides {
+        let profiled: Vec<&Side> = [Some(client), server_profiled.then_some(server)]
+            .into_iter()
+            .flatten()
+            .collect();
+        for side in &profiled {
             for pid in side.pids() {
                 callgrind_control(control, "-z", pid).await?;
             }
         }
         let rate = measure::single(&t.route, d, bytes).await?;
-        let mut counts = [0u64; 2];
-        for (count, side) in counts.iter_mut().zip(sides) {
-            *count = dump_side(control, dir, side).await?;
+        let mut counts = [None, None];
+        for (count, side) in counts.iter_mut().zip(&profiled) {
+            *count = Some(dump_side(control, dir, side).await?);
         }
+        let per_byte = |n: Option<u64>| n.map(|n| n as f64 / bytes as f64);
         eprintln!(
             "   {}: {} client {:.2} + server {:.2} instructions/byte ({rate:.1} MB/s under callgrind)",
             t.spec.label(),
             d.name(),
-            counts[0] as f64 / bytes as f64,
-            counts[1] as f64 / bytes as f64,
+            per_byte(counts[0]).unwrap_or(f64::NAN),
+            per_byte(counts[1]).unwrap_or(f64::NAN),
         );
-        let [c, s, both] = row_triple(&t.spec, t.cipher.clone(), d, bytes);
-        for (row, n) in [c, s, both]
-            .into_iter()
-            .zip([counts[0], counts[1], counts[0] + counts[1]])
-        {
-            rows.push(
-                row.detail("instructions", n)
+        let both = counts[0].zip(counts[1]).map(|(c, s)| c + s);
+        let [c, s, sum] = row_triple(&t.spec, t.cipher.clone(), d, bytes);
+        for (row, n) in [c, s, sum].into_iter().zip([counts[0], counts[1], both]) {
+            rows.push(match n {
+                Some(n) => row
+                    .detail("instructions", n)
                     .detail("bytes", bytes)
-                    .value(Some(n as f64 / bytes as f64), Vec::new()),
-            );
+                    .value(per_byte(Some(n)), Vec::new()),
+                None => row.error(&anyhow!(
+                    "sshd is not profiled: its pre-auth sandbox cannot run under valgrind"
+                )),
+            });
         }
     }
     Ok(rows)

@@ -95,6 +95,11 @@ struct Cli {
     /// Bytes per direction for the instruction counts (under callgrind).
     #[arg(long, value_parser = parse_size, value_name = "SIZE", default_value = "64MiB")]
     instructions_size: u64,
+    /// Keep the callgrind profiles of the instruction counts here, one
+    /// directory per tunnel, for `callgrind_annotate` [default: a temporary
+    /// directory, removed].
+    #[arg(long, value_name = "DIR")]
+    callgrind_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -185,6 +190,7 @@ fn settings(cli: &Cli) -> Settings {
             vec![1000, 10_000]
         },
         instructions_bytes: cli.instructions_size,
+        callgrind_dir: cli.callgrind_dir.clone(),
     }
 }
 

@@ -46,7 +46,9 @@ impl Launcher {
             Launcher::Plain => crate::tools::command(program),
             Launcher::Callgrind { valgrind, dir } => {
                 let mut cmd = crate::tools::command(valgrind);
-                cmd.args(["--tool=callgrind", "--quiet"])
+                // Uncompressed names: each dump then stands alone for
+                // callgrind_annotate (compressed ones refer to earlier dumps).
+                cmd.args(["--tool=callgrind", "--quiet", "--compress-strings=no"])
                     .arg(format!(
                         "--callgrind-out-file={}",
                         dir.join(format!("{name}.%p")).display()

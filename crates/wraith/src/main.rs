@@ -27,6 +27,7 @@ macro_rules! out {
     }};
 }
 
+mod allocator;
 mod demo;
 mod logging;
 
@@ -514,6 +515,7 @@ struct DemoArgs {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory_for_reuse();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
