@@ -46,6 +46,13 @@ Quick smoke run (seconds; what CI may run; never compare its figures):
 Iterate on one figure or tunnel:
   target/release/wraith-bench --only bulk --tunnels wraith-socks5,openssh-socks5 --ciphers aes128-gcm
 
+Noise: runs are interleaved across tunnels (a different one first each round);
+the table gives the median, the min–max of the runs and the per-round
+wraith/OpenSSH ratio range, and a machine-load line (CPU used by other
+processes). The instruction counts (callgrind, on by default in a full run,
+alone: --only instructions) do not move with load; keep the profiles with
+--callgrind-dir DIR and read them with callgrind_annotate.
+
 wraith has no flag to force a cipher: the bench reads the negotiated one from
 wraith's debug log; if that fails it uses WRAITH_BENCH_WRAITH_CIPHER, else
 aes128-gcm@openssh.com when /proc/cpuinfo has the aes flag, else
