@@ -10,7 +10,7 @@ use std::time::Instant;
 use clap::ValueEnum;
 
 use crate::measure::{self, Direction, IdleOutcome};
-use crate::process::{OtherLoad, Side, cpu_delta};
+use crate::process::{Launcher, OtherLoad, Side, cpu_delta};
 use crate::report::{Better, Row};
 use crate::targets::Targets;
 use crate::tools::{Keys, Tools};
@@ -29,6 +29,8 @@ pub(crate) enum Figure {
     Idle,
     /// CPU seconds per GiB over the bulk and parallel runs.
     Cpu,
+    /// Instructions per byte under callgrind (slow; noise-free).
+    Instructions,
 }
 
 /// What to measure and how much.
@@ -40,6 +42,11 @@ pub(crate) struct Settings {
     pub(crate) streams: usize,
     pub(crate) latency_samples: usize,
     pub(crate) idle_counts: Vec<usize>,
+    /// Bytes per direction for the instruction counts.
+    pub(crate) instructions_bytes: u64,
+    /// Where to keep the callgrind profiles (else the run's temporary
+    /// directory).
+    pub(crate) callgrind_dir: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -91,7 +98,7 @@ pub(crate) async fn run_all(b: &Bench, specs: &[TunnelSpec]) -> Vec<Row> {
         let mut live = Vec::new();
         for spec in specs {
             eprintln!("== starting {}", spec.label());
-            match Tunnel::start(spec, &b.tools, &b.keys, &b.targets).await {
+            match Tunnel::start(spec, &b.tools, &b.keys, &b.targets, &Launcher::Plain).await {
                 Ok(t) => live.push(Live::new(t)),
                 Err(e) => {
                     eprintln!("   failed: {e:#}");
@@ -116,6 +123,17 @@ pub(crate) async fn run_all(b: &Bench, specs: &[TunnelSpec]) -> Vec<Row> {
                     rows.extend(phase.finish(b, &format!("{} idle {n}", spec.label()), idle));
                 }
             }
+        }
+    }
+    if s.has(Figure::Instructions) {
+        // Like idle: OpenSSH with one cipher (wraith's), which is the pair
+        // the ratio compares; callgrind makes every tunnel take minutes.
+        for spec in specs.iter().filter(|s| {
+            has_processes(s)
+                && (s.kind.implementation() != Implementation::Openssh
+                    || s.cipher == b.idle_openssh_cipher)
+        }) {
+            rows.extend(crate::instructions::rows(b, spec, s.instructions_bytes).await);
         }
     }
     rows
@@ -192,6 +210,23 @@ pub(crate) struct PhaseLoad {
 /// measured on a busy machine.
 const OTHER_LOAD_WARN: f64 = 0.1;
 
+/// One line on how busy the rest of the machine was over the whole run.
+pub(crate) fn machine_load_line(phases: &[PhaseLoad], cpus: usize) -> String {
+    let seconds: f64 = phases.iter().map(|p| p.seconds).sum();
+    let mean = phases.iter().map(|p| p.other_cpus * p.seconds).sum::<f64>() / seconds.max(1e-3);
+    match phases
+        .iter()
+        .max_by(|a, b| a.other_cpus.total_cmp(&b.other_cpus))
+    {
+        Some(worst) => format!(
+            "machine load: other processes used {mean:.2} of {cpus} CPUs on average over \
+             {seconds:.0} s of measuring (most: {:.2} during {})",
+            worst.other_cpus, worst.name
+        ),
+        None => format!("machine load: not sampled ({cpus} CPUs)"),
+    }
+}
+
 /// Says so when other processes used a noticeable share of the machine.
 pub(crate) fn busy_machine_note(phases: &[PhaseLoad], cpus: usize) -> Option<String> {
     let seconds: f64 = phases.iter().map(|p| p.seconds).sum();
@@ -232,7 +267,13 @@ async fn interleaved(b: &Bench, live: &mut [Live]) -> Vec<Row> {
             let mut values: Vec<Vec<f64>> = vec![Vec::new(); live.len()];
             let mut errors: Vec<Option<anyhow::Error>> = live.iter().map(|_| None).collect();
             for run in 1..=s.runs {
-                for (i, l) in live.iter_mut().enumerate() {
+                // A different tunnel goes first each round, so none always
+                // runs right after the same neighbour (warm caches, a
+                // draining socket buffer).
+                let n = live.len().max(1);
+                for k in 0..live.len() {
+                    let i = (k + run - 1) % n;
+                    let l = &mut live[i];
                     if errors[i].is_some() {
                         continue;
                     }
@@ -283,18 +324,25 @@ fn cpu_figures(b: &Bench, l: &Live) -> Vec<Row> {
     let t = &l.tunnel;
     let gib = l.moved as f64 / (1u64 << 30) as f64;
     let sides = [&t.client, &t.server];
-    let mut rows = Vec::new();
-    for ((row, side), before) in cpu_rows(&t.spec, t.cipher.clone())
-        .into_iter()
-        .zip(sides)
+    let mut secs_each: Vec<Option<f64>> = sides
+        .iter()
         .zip(&l.cpu_before)
-    {
-        let secs = match (side, before) {
+        .map(|(side, before)| match (side, before) {
             (Some(side), Some(before)) => {
                 Some(cpu_delta(before, &side.cpu_snapshot()) as f64 / b.clock_ticks as f64)
             }
             _ => None,
-        };
+        })
+        .collect();
+    secs_each.push(match (secs_each[0], secs_each[1]) {
+        (Some(c), Some(s)) => Some(c + s),
+        _ => None,
+    });
+    let mut rows = Vec::new();
+    for (row, secs) in cpu_rows(&t.spec, t.cipher.clone())
+        .into_iter()
+        .zip(secs_each)
+    {
         let row = row.detail("gib_moved", gib);
         rows.push(match secs {
             Some(secs) if l.moved > 0 => {
@@ -425,7 +473,7 @@ fn latency_rows(b: &Bench, spec: &TunnelSpec, cipher: Option<String>) -> [Row; 2
     ]
 }
 
-fn cpu_rows(spec: &TunnelSpec, cipher: Option<String>) -> [Row; 2] {
+fn cpu_rows(spec: &TunnelSpec, cipher: Option<String>) -> [Row; 3] {
     let title = |side| {
         format!("CPU seconds per GiB moved, {side} (user+system, over bulk and parallel runs)")
     };
@@ -440,9 +488,17 @@ fn cpu_rows(spec: &TunnelSpec, cipher: Option<String>) -> [Row; 2] {
         ),
         Row::new(
             spec,
-            cipher,
+            cipher.clone(),
             "cpu_server",
             title("server"),
+            "s/GiB",
+            Better::Lower,
+        ),
+        Row::new(
+            spec,
+            cipher,
+            "cpu_client_server",
+            title("client+server"),
             "s/GiB",
             Better::Lower,
         ),
@@ -502,13 +558,14 @@ fn fig_name(f: Figure) -> &'static str {
         Figure::Latency => "latency",
         Figure::Idle => "idle",
         Figure::Cpu => "cpu",
+        Figure::Instructions => "instructions",
     }
 }
 
 async fn idle_rows(b: &Bench, spec: &TunnelSpec, requested: usize) -> Vec<Row> {
     let n = requested.min(b.idle_cap);
     eprintln!("== {} ({n} idle connections, fresh session)", spec.label());
-    let t = match Tunnel::start(spec, &b.tools, &b.keys, &b.targets).await {
+    let t = match Tunnel::start(spec, &b.tools, &b.keys, &b.targets, &Launcher::Plain).await {
         Ok(t) => t,
         Err(e) => {
             eprintln!("   failed: {e:#}");

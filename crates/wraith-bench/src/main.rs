@@ -20,6 +20,7 @@ use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
 mod bench;
+mod instructions;
 mod machine;
 mod measure;
 mod openssh;
@@ -32,6 +33,7 @@ mod tunnel;
 mod wraith;
 
 use bench::{Bench, Figure, Settings};
+use process::Launcher;
 use tunnel::{Kind, Tunnel, TunnelSpec};
 
 const AFTER_HELP: &str = "\
@@ -44,6 +46,13 @@ Quick smoke run (seconds; what CI may run; never compare its figures):
 Iterate on one figure or tunnel:
   target/release/wraith-bench --only bulk --tunnels wraith-socks5,openssh-socks5 --ciphers aes128-gcm
 
+Noise: runs are interleaved across tunnels (a different one first each round);
+the table gives the median, the min–max of the runs and the per-round
+wraith/OpenSSH ratio range, and a machine-load line (CPU used by other
+processes). The instruction counts (callgrind, on by default in a full run,
+alone: --only instructions) do not move with load; keep the profiles with
+--callgrind-dir DIR and read them with callgrind_annotate.
+
 wraith has no flag to force a cipher: the bench reads the negotiated one from
 wraith's debug log; if that fails it uses WRAITH_BENCH_WRAITH_CIPHER, else
 aes128-gcm@openssh.com when /proc/cpuinfo has the aes flag, else
@@ -55,7 +64,8 @@ chacha20-poly1305@openssh.com. WRAITH_CIPHERS, if set, is passed to wraith.";
 #[command(name = "wraith-bench", version, about, after_help = AFTER_HELP)]
 struct Cli {
     /// Smoke mode: 16 MiB bulk, 1 run, 20 latency samples, 100 idle
-    /// connections. For CI and development; the figures mean little.
+    /// connections, no instruction counts. For CI and development; the
+    /// figures mean little.
     #[arg(long)]
     quick: bool,
     /// The wraith binary to run [default: <workspace>/target/release/wraith].
@@ -76,7 +86,8 @@ struct Cli {
     /// Bytes per bulk measurement, e.g. 1GiB, 64MiB, 1000000 [default: 1GiB, 16MiB with --quick].
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     bulk_size: Option<u64>,
-    /// Runs per throughput figure; the median is reported [default: 3, 1 with --quick].
+    /// Runs per throughput figure, interleaved across tunnels; the median and
+    /// the spread are reported [default: 5, 1 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..100))]
     runs: Option<u64>,
     /// Parallel streams for the aggregate figure.
@@ -88,6 +99,14 @@ struct Cli {
     /// Idle connection counts [default: 1000,10000; 100 with --quick].
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     idle: Vec<usize>,
+    /// Bytes per direction for the instruction counts (under callgrind).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE", default_value = "64MiB")]
+    instructions_size: u64,
+    /// Keep the callgrind profiles of the instruction counts here, one
+    /// directory per tunnel, for `callgrind_annotate` [default: a temporary
+    /// directory, removed].
+    #[arg(long, value_name = "DIR")]
+    callgrind_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -142,13 +161,17 @@ fn workspace_root() -> PathBuf {
 
 fn settings(cli: &Cli) -> Settings {
     let mut figures = if cli.only.is_empty() {
-        vec![
+        let mut all = vec![
             Figure::Bulk,
             Figure::Parallel,
             Figure::Latency,
             Figure::Idle,
             Figure::Cpu,
-        ]
+        ];
+        if !cli.quick {
+            all.push(Figure::Instructions);
+        }
+        all
     } else {
         cli.only.clone()
     };
@@ -162,7 +185,7 @@ fn settings(cli: &Cli) -> Settings {
     Settings {
         figures,
         bulk_bytes: cli.bulk_size.unwrap_or(if q { 16 << 20 } else { 1 << 30 }),
-        runs: usize::try_from(cli.runs.unwrap_or(if q { 1 } else { 3 })).unwrap_or(3),
+        runs: usize::try_from(cli.runs.unwrap_or(if q { 1 } else { 5 })).unwrap_or(5),
         streams: usize::try_from(cli.streams).unwrap_or(8),
         latency_samples: usize::try_from(cli.latency_samples.unwrap_or(if q { 20 } else { 200 }))
             .unwrap_or(200),
@@ -173,6 +196,8 @@ fn settings(cli: &Cli) -> Settings {
         } else {
             vec![1000, 10_000]
         },
+        instructions_bytes: cli.instructions_size,
+        callgrind_dir: cli.callgrind_dir.clone(),
     }
 }
 
@@ -192,7 +217,7 @@ async fn wraith_cipher(b: &Bench, aes_flag: bool, probe: bool) -> WraithCipher {
             kind: Kind::WraithSocks5,
             cipher: None,
         };
-        match Tunnel::start(&spec, &b.tools, &b.keys, &b.targets).await {
+        match Tunnel::start(&spec, &b.tools, &b.keys, &b.targets, &Launcher::Plain).await {
             Ok(t) => {
                 let found = t.cipher.clone();
                 t.stop().await;
@@ -267,6 +292,7 @@ struct SettingsDoc {
     streams: usize,
     latency_samples: usize,
     idle_counts: Vec<usize>,
+    instructions_bytes: u64,
     nofile_limit: u64,
     idle_cap: usize,
 }
@@ -429,6 +455,10 @@ async fn run(cli: Cli) -> Result<()> {
     let mut rows = bench::run_all(&bench, &specs).await;
     let phases = bench.phases.lock().map(|p| p.clone()).unwrap_or_default();
     notes.extend(bench::busy_machine_note(&phases, machine.cpus));
+    let load_line = bench::machine_load_line(&phases, machine.cpus);
+    if bench.settings.has(Figure::Instructions) && bench.tools.valgrind.is_none() {
+        notes.push("instruction counts need valgrind (apt-get install valgrind)".into());
+    }
     for r in &rows {
         if r.implementation == tunnel::Implementation::Wraith
             && let Some(c) = &r.cipher
@@ -460,6 +490,7 @@ async fn run(cli: Cli) -> Result<()> {
         wcipher.name, wcipher.source
     );
     print!("{}", report::table(&rows));
+    println!("\n{load_line}");
     for n in &notes {
         println!("note: {n}");
     }
@@ -489,6 +520,7 @@ async fn run(cli: Cli) -> Result<()> {
             streams: s.streams,
             latency_samples: s.latency_samples,
             idle_counts: s.idle_counts.clone(),
+            instructions_bytes: s.instructions_bytes,
             nofile_limit: nofile,
             idle_cap,
         },
@@ -497,6 +529,7 @@ async fn run(cli: Cli) -> Result<()> {
             "ms": "milliseconds",
             "KiB/conn": "(VmRSS with N connections - VmRSS before) / N",
             "s/GiB": "user+system CPU seconds per 2^30 bytes of payload",
+            "instr/B": "instructions executed (callgrind) per byte of payload",
         }),
         notes,
         other_load: phases,
@@ -577,8 +610,9 @@ mod tests {
         assert_eq!(quick.idle_counts, [100]);
         let full = settings(&Cli::parse_from(["wraith-bench"]));
         assert_eq!(full.bulk_bytes, 1 << 30);
-        assert_eq!((full.runs, full.streams, full.latency_samples), (3, 8, 200));
+        assert_eq!((full.runs, full.streams, full.latency_samples), (5, 8, 200));
         assert_eq!(full.idle_counts, [1000, 10_000]);
+        assert!(full.has(Figure::Instructions) && !quick.has(Figure::Instructions));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::process::Proc;
-use crate::tools::{Keys, OpensshKeys, Tools, command, current_user, free_port};
+use crate::process::{Launcher, Proc};
+use crate::tools::{Keys, OpensshKeys, Tools, current_user, free_port};
 
 /// Bound for sshd to listen and for ssh to open its forwarding ports.
 const READY: Duration = Duration::from_secs(20);
@@ -55,7 +55,11 @@ fn sshd_config(port: u16, keys: &OpensshKeys) -> String {
 
 /// Starts `sshd -D -e` on a free port; retries if the port was taken
 /// between choosing and binding it.
-pub(crate) async fn start_sshd(tools: &Tools, keys: &Keys) -> Result<(Proc, SocketAddr)> {
+pub(crate) async fn start_sshd(
+    tools: &Tools,
+    keys: &Keys,
+    launcher: &Launcher,
+) -> Result<(Proc, SocketAddr)> {
     let ok = keys.openssh.as_ref().map_err(|e| anyhow!("{e}"))?;
     let sshd = tools
         .sshd
@@ -70,7 +74,12 @@ pub(crate) async fn start_sshd(tools: &Tools, keys: &Keys) -> Result<(Proc, Sock
         let config = keys.dir.path().join(format!("sshd_config_{port}"));
         std::fs::write(&config, sshd_config(port, ok))
             .with_context(|| format!("cannot write {}", config.display()))?;
-        let mut cmd = command(sshd);
+        // sshd never runs under a profiler: its pre-auth child sandboxes
+        // itself with setrlimit(RLIMIT_NOFILE, 0) and seccomp, which valgrind
+        // refuses ("ssh_sandbox_child: setrlimit ... Operation not
+        // permitted"), so no session could start.
+        let _ = launcher;
+        let mut cmd = Launcher::Plain.command(sshd, "sshd", false);
         cmd.arg("-D").arg("-e").arg("-f").arg(&config);
         let mut proc = Proc::spawn("sshd", cmd)?;
         let listening = format!("Server listening on 127.0.0.1 port {port}");
@@ -106,10 +115,11 @@ pub(crate) async fn start_client(
     server: SocketAddr,
     cipher: &str,
     listen: &Listen,
+    launcher: &Launcher,
 ) -> Result<(Proc, Vec<SocketAddr>)> {
     let ok = keys.openssh.as_ref().map_err(|e| anyhow!("{e}"))?;
     let ssh = tools.ssh.as_ref().ok_or_else(|| anyhow!("ssh not found"))?;
-    let mut cmd = command(ssh);
+    let mut cmd = launcher.command(ssh, "ssh", false);
     cmd.args(["-F", "/dev/null", "-N"])
         .args(["-o", "BatchMode=yes"])
         .args(["-o", "StrictHostKeyChecking=no"])
@@ -145,15 +155,21 @@ pub(crate) async fn start_client(
         "-L"
     };
     let mut proc = Proc::spawn(&format!("ssh {flag} ({cipher})"), cmd)?;
-    let deadline = Instant::now() + READY;
+    let ready = READY * launcher.slowdown();
+    let deadline = Instant::now() + ready;
     for addr in &local {
-        wait_accepting(&mut proc, *addr, deadline).await?;
+        wait_accepting(&mut proc, *addr, deadline, ready).await?;
     }
     Ok((proc, local))
 }
 
 /// Polls until `addr` accepts a connection, failing early if `proc` exits.
-async fn wait_accepting(proc: &mut Proc, addr: SocketAddr, deadline: Instant) -> Result<()> {
+async fn wait_accepting(
+    proc: &mut Proc,
+    addr: SocketAddr,
+    deadline: Instant,
+    ready: Duration,
+) -> Result<()> {
     loop {
         if proc.has_exited() {
             bail!(
@@ -167,7 +183,7 @@ async fn wait_accepting(proc: &mut Proc, addr: SocketAddr, deadline: Instant) ->
         }
         if Instant::now() >= deadline {
             bail!(
-                "{} did not listen on {addr} within {READY:?}{}",
+                "{} did not listen on {addr} within {ready:?}{}",
                 proc.label(),
                 proc.stderr_excerpt()
             );
@@ -178,7 +194,7 @@ async fn wait_accepting(proc: &mut Proc, addr: SocketAddr, deadline: Instant) ->
 
 /// `ssh -V` (it prints to stderr).
 pub(crate) async fn version(tools: &Tools) -> Option<String> {
-    let mut cmd = command(tools.ssh.as_ref()?);
+    let mut cmd = crate::tools::command(tools.ssh.as_ref()?);
     cmd.arg("-V");
     crate::tools::run_once(cmd, "ssh -V")
         .await

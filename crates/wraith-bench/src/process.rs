@@ -19,6 +19,59 @@ use tokio::time::{Instant, timeout_at};
 /// Stderr lines kept from the start and from the end of a process's output.
 const STDERR_KEPT: usize = 100;
 
+/// How the bench starts the programs under test.
+#[derive(Clone, Debug)]
+pub(crate) enum Launcher {
+    /// As users run them.
+    Plain,
+    /// Under valgrind's callgrind, which counts every instruction they
+    /// execute (a figure the machine's load does not change). Profiles go to
+    /// `dir/<name>.<pid>`; `callgrind_control` zeroes and dumps them.
+    Callgrind {
+        valgrind: std::path::PathBuf,
+        dir: std::path::PathBuf,
+    },
+}
+
+impl Launcher {
+    /// The command that runs `program`; `follow_children` profiles what it
+    /// forks and executes too (sshd).
+    pub(crate) fn command(
+        &self,
+        program: &std::path::Path,
+        name: &str,
+        follow_children: bool,
+    ) -> Command {
+        match self {
+            Launcher::Plain => crate::tools::command(program),
+            Launcher::Callgrind { valgrind, dir } => {
+                let mut cmd = crate::tools::command(valgrind);
+                // Uncompressed names: each dump then stands alone for
+                // callgrind_annotate (compressed ones refer to earlier dumps).
+                cmd.args(["--tool=callgrind", "--quiet", "--compress-strings=no"])
+                    .arg(format!(
+                        "--callgrind-out-file={}",
+                        dir.join(format!("{name}.%p")).display()
+                    ))
+                    .arg(format!(
+                        "--trace-children={}",
+                        if follow_children { "yes" } else { "no" }
+                    ))
+                    .arg(program);
+                cmd
+            }
+        }
+    }
+
+    /// How much longer than usual startup may take.
+    pub(crate) fn slowdown(&self) -> u32 {
+        match self {
+            Launcher::Plain => 1,
+            Launcher::Callgrind { .. } => 6,
+        }
+    }
+}
+
 /// A running child process, killed on drop.
 pub(crate) struct Proc {
     label: String,

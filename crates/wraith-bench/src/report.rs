@@ -35,6 +35,10 @@ pub(crate) struct Row {
     pub(crate) samples: Vec<f64>,
     /// wraith's value divided by OpenSSH's (same figure, mode and cipher).
     pub(crate) ratio_vs_openssh: Option<f64>,
+    /// For interleaved throughput runs: wraith's run k divided by OpenSSH's
+    /// run k (same round, so the same machine load), for every round.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) ratio_per_round: Vec<f64>,
     /// Extra facts (connections reached, raw RSS, CPU seconds, ...).
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub(crate) detail: serde_json::Map<String, serde_json::Value>,
@@ -62,6 +66,7 @@ impl Row {
             value: None,
             samples: Vec::new(),
             ratio_vs_openssh: None,
+            ratio_per_round: Vec::new(),
             detail: serde_json::Map::new(),
             error: None,
         }
@@ -98,28 +103,66 @@ impl Row {
 /// Fills `ratio_vs_openssh` on every wraith row that has an OpenSSH row
 /// with the same figure, mode and cipher.
 pub(crate) fn add_ratios(rows: &mut [Row]) {
-    let baseline: Vec<(String, Mode, Option<String>, f64)> = rows
+    type Baseline = (String, Mode, Option<String>, f64, Vec<f64>);
+    let baseline: Vec<Baseline> = rows
         .iter()
         .filter(|r| r.implementation == Implementation::Openssh)
-        .filter_map(|r| Some((r.figure.clone(), r.mode, r.cipher.clone(), r.value?)))
+        .filter_map(|r| {
+            Some((
+                r.figure.clone(),
+                r.mode,
+                r.cipher.clone(),
+                r.value?,
+                r.samples.clone(),
+            ))
+        })
         .collect();
     for r in rows
         .iter_mut()
         .filter(|r| r.implementation == Implementation::Wraith)
     {
         let Some(v) = r.value else { continue };
-        r.ratio_vs_openssh = baseline
+        let Some((.., o, o_runs)) = baseline
             .iter()
-            .find(|(f, m, c, _)| *f == r.figure && *m == r.mode && *c == r.cipher)
-            .filter(|(.., o)| o.abs() > f64::EPSILON)
-            .map(|(.., o)| v / o);
+            .find(|(f, m, c, ..)| *f == r.figure && *m == r.mode && *c == r.cipher)
+            .filter(|(_, _, _, o, _)| o.abs() > f64::EPSILON)
+        else {
+            continue;
+        };
+        r.ratio_vs_openssh = Some(v / o);
+        if r.unit == "MB/s" && r.samples.len() > 1 && r.samples.len() == o_runs.len() {
+            r.ratio_per_round = r
+                .samples
+                .iter()
+                .zip(o_runs)
+                .filter(|(_, o)| o.abs() > f64::EPSILON)
+                .map(|(w, o)| w / o)
+                .collect();
+        }
     }
+}
+
+/// `min–max` of repeated throughput runs ("" for a single value).
+fn spread(r: &Row) -> String {
+    if r.unit != "MB/s" || r.samples.len() < 2 {
+        return String::new();
+    }
+    let (lo, hi) = min_max(&r.samples);
+    format!("{lo:.0}–{hi:.0}")
+}
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(*x), hi.max(*x))
+        })
 }
 
 fn format_value(v: f64, unit: &str) -> String {
     match unit {
         "MB/s" | "KiB/conn" => format!("{v:.1}"),
         "ms" => format!("{v:.3}"),
+        "instr/B" => format!("{v:.2}"),
         _ => format!("{v:.2}"),
     }
 }
@@ -135,7 +178,16 @@ fn format_ratio(r: &Row) -> String {
     } else {
         "worse"
     };
-    format!("{ratio:.2}x ({verdict})")
+    let mut out = format!("{ratio:.2}x ({verdict})");
+    if !r.ratio_per_round.is_empty() {
+        let (lo, hi) = min_max(&r.ratio_per_round);
+        let _ = write!(
+            out,
+            "  per round {lo:.2}–{hi:.2}, median {:.2}",
+            crate::measure::median(&r.ratio_per_round).unwrap_or(f64::NAN)
+        );
+    }
+    out
 }
 
 /// The human-readable table: rows grouped by figure, in measuring order.
@@ -158,8 +210,8 @@ pub(crate) fn table(rows: &[Row]) -> String {
         let _ = writeln!(out, "\n{} [{}; {better}]", first.title, first.unit);
         let _ = writeln!(
             out,
-            "  {:<label_width$}{:>12}   wraith/OpenSSH (same mode, same cipher)",
-            "tunnel", "value"
+            "  {:<label_width$}{:>12} {:>11}   wraith/OpenSSH (same mode, same cipher)",
+            "tunnel", "value", "min–max"
         );
         for r in group {
             let value = match (&r.value, &r.error) {
@@ -174,7 +226,14 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 }
                 note.push_str(n);
             }
-            let _ = writeln!(out, "  {:<label_width$}{:>12}   {}", r.label(), value, note);
+            let _ = writeln!(
+                out,
+                "  {:<label_width$}{:>12} {:>11}   {}",
+                r.label(),
+                value,
+                spread(r),
+                note
+            );
         }
     }
     out
@@ -229,6 +288,21 @@ mod tests {
         assert_eq!(rows[4].ratio_vs_openssh, None, "no ssh -L chacha row");
         assert!(rows[..3].iter().all(|r| r.ratio_vs_openssh.is_none()));
         assert_eq!(format_ratio(&rows[3]), "0.50x (worse)");
+    }
+
+    #[test]
+    fn interleaved_runs_give_a_ratio_per_round_and_a_spread() {
+        let aes = "aes128-gcm@openssh.com";
+        let mut ssh = row(Kind::OpensshSocks5, aes, 500.0);
+        ssh.samples = vec![400.0, 500.0, 600.0];
+        let mut w = row(Kind::WraithSocks5, aes, 550.0);
+        w.samples = vec![600.0, 550.0, 540.0];
+        let mut rows = vec![ssh, w];
+        add_ratios(&mut rows);
+        assert_eq!(rows[1].ratio_per_round, [1.5, 1.1, 0.9]);
+        assert_eq!(spread(&rows[1]), "540–600");
+        let text = format_ratio(&rows[1]);
+        assert!(text.contains("per round 0.90–1.50, median 1.10"), "{text}");
     }
 
     #[test]

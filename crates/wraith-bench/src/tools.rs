@@ -20,6 +20,11 @@ pub(crate) struct Tools {
     pub(crate) ssh: Option<PathBuf>,
     pub(crate) sshd: Option<PathBuf>,
     pub(crate) ssh_keygen: Option<PathBuf>,
+    /// Makes the TLS rows' CA and certificate.
+    pub(crate) openssl: Option<PathBuf>,
+    /// `valgrind` and `callgrind_control`, for the instruction counts.
+    pub(crate) valgrind: Option<PathBuf>,
+    pub(crate) callgrind_control: Option<PathBuf>,
 }
 
 impl Tools {
@@ -39,6 +44,9 @@ impl Tools {
                 .filter(|p| p.is_file())
                 .or_else(|| find_in_path("sshd")),
             ssh_keygen: find_in_path("ssh-keygen"),
+            openssl: find_in_path("openssl"),
+            valgrind: find_in_path("valgrind"),
+            callgrind_control: find_in_path("callgrind_control"),
         })
     }
 
@@ -118,6 +126,16 @@ pub(crate) struct Keys {
     pub(crate) wraith_authorized: PathBuf,
     /// OpenSSH keys (from `ssh-keygen`), or why they could not be made.
     pub(crate) openssh: Result<OpensshKeys, String>,
+    /// The TLS rows' CA and server certificate, or why they could not be made.
+    pub(crate) tls: Result<TlsCerts, String>,
+}
+
+/// A throwaway CA and a certificate for `localhost` and 127.0.0.1 it signed
+/// (P-256, made with the openssl CLI).
+pub(crate) struct TlsCerts {
+    pub(crate) ca: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 pub(crate) struct OpensshKeys {
@@ -147,14 +165,75 @@ impl Keys {
                 .map_err(|e| format!("{e:#}")),
             (missing, _) => Err(missing.unwrap_or_else(|| "ssh-keygen not found".into())),
         };
+        let tls = match &tools.openssl {
+            Some(openssl) => tls_certs(openssl, dir.path())
+                .await
+                .map_err(|e| format!("{e:#}")),
+            None => Err("openssl not found (it makes the TLS rows' certificate)".into()),
+        };
         Ok(Self {
             dir,
             wraith_host,
             wraith_client,
             wraith_authorized,
             openssh,
+            tls,
         })
     }
+}
+
+async fn tls_certs(openssl: &Path, dir: &Path) -> Result<TlsCerts> {
+    let p256 = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let ca = dir.join("tls_ca.pem");
+    let ca_key = dir.join("tls_ca.key");
+    let cert = dir.join("tls_cert.pem");
+    let key = dir.join("tls_key.pem");
+    let csr = dir.join("tls_leaf.csr");
+    let ext = dir.join("tls_ext.cnf");
+    let mut cmd = command(openssl);
+    cmd.args(["req", "-x509"])
+        .args(p256)
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca)
+        .args(["-days", "2", "-subj", "/CN=wraith-bench CA"]);
+    run_once(cmd, "openssl req (CA)").await?;
+    let mut cmd = command(openssl);
+    cmd.arg("req")
+        .args(p256)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args(["-subj", "/CN=localhost"]);
+    run_once(cmd, "openssl req (leaf)").await?;
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .with_context(|| format!("cannot write {}", ext.display()))?;
+    let mut cmd = command(openssl);
+    cmd.args(["x509", "-req", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-CAcreateserial")
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "2", "-extfile"])
+        .arg(&ext);
+    run_once(cmd, "openssl x509 (sign leaf)").await?;
+    Ok(TlsCerts { ca, cert, key })
 }
 
 async fn openssh_keys(keygen: &Path, dir: &Path) -> Result<OpensshKeys> {
@@ -204,7 +283,7 @@ pub(crate) fn free_port() -> Result<u16> {
 /// Parses the `IP:PORT` that ends a readiness line.
 pub(crate) fn addr_at_end(line: &str) -> Result<SocketAddr> {
     let last = line.split_whitespace().last().unwrap_or_default();
-    let last = last.strip_prefix("tcp://").unwrap_or(last);
+    let last = last.split_once("://").map_or(last, |(_, rest)| rest);
     last.parse()
         .with_context(|| format!("no address at the end of {line:?}"))
 }
@@ -239,6 +318,10 @@ mod tests {
         assert_eq!(
             addr_at_end("listening on tcp://127.0.0.1:4022").unwrap(),
             "127.0.0.1:4022".parse().unwrap()
+        );
+        assert_eq!(
+            addr_at_end("listening on tls://127.0.0.1:4443").unwrap(),
+            "127.0.0.1:4443".parse().unwrap()
         );
         assert_eq!(
             addr_at_end("socks5 listening on 127.0.0.1:1080").unwrap(),

@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
-use crate::process::{Proc, Side, descendants, kill_pid};
+use crate::process::{Launcher, Proc, Side, descendants, kill_pid};
 use crate::targets::{Target, Targets};
 use crate::tools::{Keys, Tools};
 use crate::{openssh, socks5, wraith};
@@ -35,15 +35,23 @@ pub(crate) enum Kind {
     WraithSocks5,
     /// `wraith connect --forward` against `wraith serve`.
     WraithForward,
+    /// `wraith connect --socks5 --transport tls` against `wraith serve
+    /// --transport tls` (SSH inside TLS 1.3, a throwaway CA).
+    WraithTlsSocks5,
+    // An iroh row goes here as `WraithIrohSocks5` (`wraith serve
+    // --transport iroh` prints `ticket: <t>`; the client takes `--transport
+    // iroh --peer <t>`): add it to `ALL`, the `match`es below and
+    // `wraith::WraithTransport`, nothing else.
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 5] = [
+    pub(crate) const ALL: [Kind; 6] = [
         Kind::Direct,
         Kind::OpensshSocks5,
         Kind::OpensshForward,
         Kind::WraithSocks5,
         Kind::WraithForward,
+        Kind::WraithTlsSocks5,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -53,6 +61,7 @@ impl Kind {
             Kind::OpensshForward => "openssh-forward",
             Kind::WraithSocks5 => "wraith-socks5",
             Kind::WraithForward => "wraith-forward",
+            Kind::WraithTlsSocks5 => "wraith-tls-socks5",
         }
     }
 
@@ -64,6 +73,7 @@ impl Kind {
             Kind::OpensshForward => "ssh -L",
             Kind::WraithSocks5 => "wraith socks5",
             Kind::WraithForward => "wraith --forward",
+            Kind::WraithTlsSocks5 => "wraith tls socks5",
         }
     }
 
@@ -71,15 +81,26 @@ impl Kind {
         match self {
             Kind::Direct => Implementation::None,
             Kind::OpensshSocks5 | Kind::OpensshForward => Implementation::Openssh,
-            Kind::WraithSocks5 | Kind::WraithForward => Implementation::Wraith,
+            Kind::WraithSocks5 | Kind::WraithForward | Kind::WraithTlsSocks5 => {
+                Implementation::Wraith
+            }
         }
     }
 
     pub(crate) fn mode(self) -> Mode {
         match self {
             Kind::Direct => Mode::Direct,
-            Kind::OpensshSocks5 | Kind::WraithSocks5 => Mode::Socks5,
+            Kind::OpensshSocks5 | Kind::WraithSocks5 | Kind::WraithTlsSocks5 => Mode::Socks5,
             Kind::OpensshForward | Kind::WraithForward => Mode::Forward,
+        }
+    }
+
+    /// The transport a wraith tunnel runs over; `None` for the others.
+    pub(crate) fn wraith_transport(self) -> Option<wraith::WraithTransport> {
+        match self {
+            Kind::WraithSocks5 | Kind::WraithForward => Some(wraith::WraithTransport::Tcp),
+            Kind::WraithTlsSocks5 => Some(wraith::WraithTransport::Tls),
+            Kind::Direct | Kind::OpensshSocks5 | Kind::OpensshForward => None,
         }
     }
 }
@@ -195,16 +216,23 @@ pub(crate) struct Tunnel {
 }
 
 impl Tunnel {
+    /// Starts the tunnel's processes through `launcher` (as users run
+    /// them, or under a profiler).
     pub(crate) async fn start(
         spec: &TunnelSpec,
         tools: &Tools,
         keys: &Keys,
         targets: &Targets,
+        launcher: &Launcher,
     ) -> Result<Self> {
-        tokio::time::timeout(START, Self::start_inner(spec, tools, keys, targets))
-            .await
-            .map_err(|_| anyhow!("{} did not start within {START:?}", spec.label()))?
-            .with_context(|| format!("cannot start {}", spec.label()))
+        let bound = START * launcher.slowdown();
+        tokio::time::timeout(
+            bound,
+            Self::start_inner(spec, tools, keys, targets, launcher),
+        )
+        .await
+        .map_err(|_| anyhow!("{} did not start within {bound:?}", spec.label()))?
+        .with_context(|| format!("cannot start {}", spec.label()))
     }
 
     async fn start_inner(
@@ -212,6 +240,7 @@ impl Tunnel {
         tools: &Tools,
         keys: &Keys,
         targets: &Targets,
+        launcher: &Launcher,
     ) -> Result<Self> {
         let (source, sink, echo) = (
             targets.addr(Target::Source),
@@ -240,14 +269,14 @@ impl Tunnel {
                     .cipher
                     .clone()
                     .ok_or_else(|| anyhow!("no cipher chosen for OpenSSH"))?;
-                let (sshd, addr) = openssh::start_sshd(tools, keys).await?;
+                let (sshd, addr) = openssh::start_sshd(tools, keys, launcher).await?;
                 let listen = if spec.kind == Kind::OpensshSocks5 {
                     openssh::Listen::Socks
                 } else {
                     openssh::Listen::Forwards(all.to_vec())
                 };
                 let (ssh, local) =
-                    openssh::start_client(tools, keys, addr, &cipher, &listen).await?;
+                    openssh::start_client(tools, keys, addr, &cipher, &listen, launcher).await?;
                 let route = match listen {
                     openssh::Listen::Socks => Route::Socks5 {
                         proxy: local[0],
@@ -271,14 +300,20 @@ impl Tunnel {
                     vec![ssh, sshd],
                 ))
             }
-            Kind::WraithSocks5 | Kind::WraithForward => {
-                let (server, addr) = wraith::start_server(tools, keys).await?;
-                let forward_to: &[SocketAddr] = if spec.kind == Kind::WraithForward {
+            Kind::WraithSocks5 | Kind::WraithForward | Kind::WraithTlsSocks5 => {
+                let transport = spec
+                    .kind
+                    .wraith_transport()
+                    .ok_or_else(|| anyhow!("no wraith transport for {}", spec.label()))?;
+                let (server, addr) = wraith::start_server(tools, keys, transport, launcher).await?;
+                let forward_to: &[SocketAddr] = if spec.kind.mode() == Mode::Forward {
                     &all
                 } else {
                     &[]
                 };
-                let (client, l) = wraith::start_client(tools, keys, addr, forward_to).await?;
+                let (client, l) =
+                    wraith::start_client(tools, keys, transport, &addr, forward_to, launcher)
+                        .await?;
                 let route = match l.socks5 {
                     Some(proxy) => Route::Socks5 {
                         proxy,

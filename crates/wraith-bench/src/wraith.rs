@@ -7,20 +7,41 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
-use crate::process::Proc;
-use crate::tools::{Keys, Tools, addr_at_end, command, pub_path};
+use crate::process::{Launcher, Proc};
+use crate::tools::{Keys, Tools, addr_at_end, pub_path};
 
 /// Bound for a wraith process to print that it is ready.
 const READY: Duration = Duration::from_secs(20);
+
+/// What a wraith tunnel runs SSH over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WraithTransport {
+    /// Plain TCP (the default).
+    Tcp,
+    /// SSH inside TLS: the server gets the bench CA's leaf certificate, the
+    /// client trusts that CA (`--tls-ca`), so the full TLS path runs,
+    /// certificate verification included.
+    Tls,
+    // Iroh: the server prints `ticket: <t>` on stdout, which the client
+    // takes as `--transport iroh --peer <t>`; `start_server` returns the
+    // ticket as the server address and `start_client` passes it on.
+}
 
 /// Logs nothing but errors and the key exchange result (printed once per
 /// key exchange, so it costs nothing during a transfer).
 const CLIENT_LOG: &str = "error,russh::client::kex=debug";
 
-pub(crate) async fn start_server(tools: &Tools, keys: &Keys) -> Result<(Proc, SocketAddr)> {
-    let mut cmd = command(&tools.wraith);
+/// Starts `wraith serve` on a free port; returns it and what the client
+/// passes as `--server`.
+pub(crate) async fn start_server(
+    tools: &Tools,
+    keys: &Keys,
+    transport: WraithTransport,
+    launcher: &Launcher,
+) -> Result<(Proc, String)> {
+    let mut cmd = launcher.command(&tools.wraith, "wraith-serve", false);
     cmd.arg("-q")
         .arg("serve")
         .arg("--key")
@@ -28,10 +49,20 @@ pub(crate) async fn start_server(tools: &Tools, keys: &Keys) -> Result<(Proc, So
         .arg("--authorized-keys")
         .arg(&keys.wraith_authorized)
         .args(["--listen", "127.0.0.1:0"]);
+    if transport == WraithTransport::Tls {
+        let tls = keys.tls.as_ref().map_err(|e| anyhow!("{e}"))?;
+        cmd.args(["--transport", "tls"])
+            .arg("--tls-cert")
+            .arg(&tls.cert)
+            .arg("--tls-key")
+            .arg(&tls.key);
+    }
     let mut server = Proc::spawn("wraith serve", cmd)?;
-    let line = server.stdout_lines("listening on ", 1, READY).await?;
+    let line = server
+        .stdout_lines("listening on ", 1, READY * launcher.slowdown())
+        .await?;
     let addr = addr_at_end(&line[0])?;
-    Ok((server, addr))
+    Ok((server, addr.to_string()))
 }
 
 /// What a started client listens on.
@@ -48,19 +79,28 @@ pub(crate) struct ClientListeners {
 pub(crate) async fn start_client(
     tools: &Tools,
     keys: &Keys,
-    server: SocketAddr,
+    transport: WraithTransport,
+    server: &str,
     forward_to: &[SocketAddr],
+    launcher: &Launcher,
 ) -> Result<(Proc, ClientListeners)> {
-    let mut cmd = command(&tools.wraith);
+    let ready = READY * launcher.slowdown();
+    let mut cmd = launcher.command(&tools.wraith, "wraith-connect", false);
     cmd.env("RUST_LOG", CLIENT_LOG)
         .arg("-q")
         .arg("connect")
         .arg("--server")
-        .arg(server.to_string())
+        .arg(server)
         .arg("--identity")
         .arg(&keys.wraith_client)
         .arg("--host-key")
         .arg(pub_path(&keys.wraith_host));
+    if transport == WraithTransport::Tls {
+        let tls = keys.tls.as_ref().map_err(|e| anyhow!("{e}"))?;
+        cmd.args(["--transport", "tls", "--tls-server-name", "localhost"])
+            .arg("--tls-ca")
+            .arg(&tls.ca);
+    }
     if forward_to.is_empty() {
         cmd.args(["--socks5", "127.0.0.1:0"]);
     } else {
@@ -71,7 +111,7 @@ pub(crate) async fn start_client(
         }
     }
     let mut client = Proc::spawn("wraith connect", cmd)?;
-    client.stdout_lines("connected to ", 1, READY).await?;
+    client.stdout_lines("connected to ", 1, ready).await?;
     let mut listeners = ClientListeners {
         socks5: None,
         forwards: Vec::new(),
@@ -79,12 +119,12 @@ pub(crate) async fn start_client(
     };
     if forward_to.is_empty() {
         let line = client
-            .stdout_lines("socks5 listening on ", 1, READY)
+            .stdout_lines("socks5 listening on ", 1, ready)
             .await?;
         listeners.socks5 = Some(addr_at_end(&line[0])?);
     } else {
         let lines = client
-            .stdout_lines("forward listening on ", forward_to.len(), READY)
+            .stdout_lines("forward listening on ", forward_to.len(), ready)
             .await?;
         for line in lines {
             listeners.forwards.push(parse_forward(&line)?);
@@ -93,7 +133,10 @@ pub(crate) async fn start_client(
     // The key exchange has finished before "connected to" is printed, so
     // the line is there already if it is logged at all.
     if let Ok(line) = client
-        .stderr_line("negotiated algorithms", Duration::from_secs(2))
+        .stderr_line(
+            "negotiated algorithms",
+            Duration::from_secs(2) * launcher.slowdown(),
+        )
         .await
     {
         listeners.cipher = cipher_from_log(&line);

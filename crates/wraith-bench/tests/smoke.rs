@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-const TUNNELS: [&str; 5] = [
+const TUNNELS: [&str; 6] = [
     "direct",
     "openssh-socks5",
     "openssh-forward",
     "wraith-socks5",
     "wraith-forward",
+    "wraith-tls-socks5",
 ];
 
 fn in_ci() -> bool {
@@ -69,7 +70,8 @@ fn quick_run_measures_every_tunnel() {
         wraith.is_file(),
     ) && require("OpenSSH `ssh`", on_path("ssh"))
         && require("OpenSSH `sshd`", on_path("sshd"))
-        && require("`ssh-keygen`", on_path("ssh-keygen"));
+        && require("`ssh-keygen`", on_path("ssh-keygen"))
+        && require("`openssl` (the TLS rows' certificate)", on_path("openssl"));
     if !present {
         return;
     }

@@ -28,6 +28,7 @@ macro_rules! out {
     }};
 }
 
+mod allocator;
 mod demo;
 mod logging;
 
@@ -440,6 +441,7 @@ struct DemoArgs {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory_for_reuse();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
