@@ -38,20 +38,20 @@ pub(crate) enum Kind {
     /// `wraith connect --socks5 --transport tls` against `wraith serve
     /// --transport tls` (SSH inside TLS 1.3, a throwaway CA).
     WraithTlsSocks5,
-    // An iroh row goes here as `WraithIrohSocks5` (`wraith serve
-    // --transport iroh` prints `ticket: <t>`; the client takes `--transport
-    // iroh --peer <t>`): add it to `ALL`, the `match`es below and
-    // `wraith::WraithTransport`, nothing else.
+    /// `wraith connect --socks5 --transport iroh --peer <ticket>` against
+    /// `wraith serve --transport iroh` (QUIC on loopback, relays disabled).
+    WraithIrohSocks5,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 6] = [
+    pub(crate) const ALL: [Kind; 7] = [
         Kind::Direct,
         Kind::OpensshSocks5,
         Kind::OpensshForward,
         Kind::WraithSocks5,
         Kind::WraithForward,
         Kind::WraithTlsSocks5,
+        Kind::WraithIrohSocks5,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -62,6 +62,7 @@ impl Kind {
             Kind::WraithSocks5 => "wraith-socks5",
             Kind::WraithForward => "wraith-forward",
             Kind::WraithTlsSocks5 => "wraith-tls-socks5",
+            Kind::WraithIrohSocks5 => "wraith-iroh-socks5",
         }
     }
 
@@ -74,6 +75,7 @@ impl Kind {
             Kind::WraithSocks5 => "wraith socks5",
             Kind::WraithForward => "wraith --forward",
             Kind::WraithTlsSocks5 => "wraith tls socks5",
+            Kind::WraithIrohSocks5 => "wraith iroh socks5",
         }
     }
 
@@ -81,16 +83,20 @@ impl Kind {
         match self {
             Kind::Direct => Implementation::None,
             Kind::OpensshSocks5 | Kind::OpensshForward => Implementation::Openssh,
-            Kind::WraithSocks5 | Kind::WraithForward | Kind::WraithTlsSocks5 => {
-                Implementation::Wraith
-            }
+            Kind::WraithSocks5
+            | Kind::WraithForward
+            | Kind::WraithTlsSocks5
+            | Kind::WraithIrohSocks5 => Implementation::Wraith,
         }
     }
 
     pub(crate) fn mode(self) -> Mode {
         match self {
             Kind::Direct => Mode::Direct,
-            Kind::OpensshSocks5 | Kind::WraithSocks5 | Kind::WraithTlsSocks5 => Mode::Socks5,
+            Kind::OpensshSocks5
+            | Kind::WraithSocks5
+            | Kind::WraithTlsSocks5
+            | Kind::WraithIrohSocks5 => Mode::Socks5,
             Kind::OpensshForward | Kind::WraithForward => Mode::Forward,
         }
     }
@@ -100,6 +106,7 @@ impl Kind {
         match self {
             Kind::WraithSocks5 | Kind::WraithForward => Some(wraith::WraithTransport::Tcp),
             Kind::WraithTlsSocks5 => Some(wraith::WraithTransport::Tls),
+            Kind::WraithIrohSocks5 => Some(wraith::WraithTransport::Iroh),
             Kind::Direct | Kind::OpensshSocks5 | Kind::OpensshForward => None,
         }
     }
@@ -300,7 +307,10 @@ impl Tunnel {
                     vec![ssh, sshd],
                 ))
             }
-            Kind::WraithSocks5 | Kind::WraithForward | Kind::WraithTlsSocks5 => {
+            Kind::WraithSocks5
+            | Kind::WraithForward
+            | Kind::WraithTlsSocks5
+            | Kind::WraithIrohSocks5 => {
                 let transport = spec
                     .kind
                     .wraith_transport()

@@ -24,9 +24,10 @@ pub(crate) enum WraithTransport {
     /// client trusts that CA (`--tls-ca`), so the full TLS path runs,
     /// certificate verification included.
     Tls,
-    // Iroh: the server prints `ticket: <t>` on stdout, which the client
-    // takes as `--transport iroh --peer <t>`; `start_server` returns the
-    // ticket as the server address and `start_client` passes it on.
+    /// SSH over an iroh QUIC stream, both endpoints on 127.0.0.1 with
+    /// relays disabled: `start_server` returns the printed ticket as the
+    /// server address and `start_client` passes it as `--peer`.
+    Iroh,
 }
 
 /// Logs nothing but errors and the key exchange result (printed once per
@@ -57,7 +58,16 @@ pub(crate) async fn start_server(
             .arg("--tls-key")
             .arg(&tls.key);
     }
+    if transport == WraithTransport::Iroh {
+        cmd.args(["--transport", "iroh", "--iroh-relay", "disabled"]);
+    }
     let mut server = Proc::spawn("wraith serve", cmd)?;
+    if transport == WraithTransport::Iroh {
+        let line = server
+            .stdout_lines("ticket: ", 1, READY * launcher.slowdown())
+            .await?;
+        return Ok((server, line[0].trim().to_string()));
+    }
     let line = server
         .stdout_lines("listening on ", 1, READY * launcher.slowdown())
         .await?;
@@ -86,12 +96,14 @@ pub(crate) async fn start_client(
 ) -> Result<(Proc, ClientListeners)> {
     let ready = READY * launcher.slowdown();
     let mut cmd = launcher.command(&tools.wraith, "wraith-connect", false);
-    cmd.env("RUST_LOG", CLIENT_LOG)
-        .arg("-q")
-        .arg("connect")
-        .arg("--server")
-        .arg(server)
-        .arg("--identity")
+    cmd.env("RUST_LOG", CLIENT_LOG).arg("-q").arg("connect");
+    if transport == WraithTransport::Iroh {
+        cmd.args(["--transport", "iroh", "--iroh-relay", "disabled", "--peer"])
+            .arg(server);
+    } else {
+        cmd.arg("--server").arg(server);
+    }
+    cmd.arg("--identity")
         .arg(&keys.wraith_client)
         .arg("--host-key")
         .arg(pub_path(&keys.wraith_host));
