@@ -24,6 +24,16 @@ use sha2::{Digest, Sha256};
 /// Generous bound for iroh connection setup (hole punching, relay).
 const IROH_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// A host key, a client key, and an authorized_keys file holding the
+/// client's key, in `dir`.
+fn keys(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let host = keygen(dir, "host");
+    let client_key = keygen(dir, "client");
+    let ak = dir.join("authorized_keys");
+    write_authorized_keys(&ak, &[&client_key]);
+    (host, client_key, ak)
+}
+
 fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
@@ -124,10 +134,7 @@ fn echo_roundtrip(addr: SocketAddr, data: Arc<Vec<u8>>) -> Vec<u8> {
 #[test]
 fn direct_path_socks_and_20mb_forward() {
     let dir = temp_dir();
-    let host = keygen(dir.path(), "host");
-    let client_key = keygen(dir.path(), "client");
-    let ak = dir.path().join("authorized_keys");
-    write_authorized_keys(&ak, &[&client_key]);
+    let (host, client_key, ak) = keys(dir.path());
     let (server, _id, ticket) = start_iroh_server(
         serve_command(
             &host,
@@ -193,10 +200,7 @@ impl StderrLine for WraithProcess {
 #[test]
 fn endpoint_id_survives_restart_and_old_ticket_reconnects() {
     let dir = temp_dir();
-    let host = keygen(dir.path(), "host");
-    let client_key = keygen(dir.path(), "client");
-    let ak = dir.path().join("authorized_keys");
-    write_authorized_keys(&ak, &[&client_key]);
+    let (host, client_key, ak) = keys(dir.path());
     let listen = format!("127.0.0.1:{}", free_udp_port());
     let serve = || {
         serve_command(
@@ -510,27 +514,62 @@ fn http_target_in(ns: &str) -> u16 {
     let port = listener.local_addr().expect("target address").port();
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(TIMEOUT));
             thread::spawn(move || answer_http(stream));
         }
     });
     port
 }
 
-fn answer_http(mut stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(TIMEOUT));
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
-    }
-    let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{HTTP_BODY}",
-        HTTP_BODY.len()
+/// `wraith connect --transport iroh` inside the client namespace, with
+/// `extra` flags; waits for its session and SOCKS5 port.
+fn client_in_ns(
+    topo: &Topology,
+    ticket: &str,
+    host_key: &Path,
+    client_key: &Path,
+    extra: &[&str],
+) -> (WraithProcess, SocketAddr) {
+    let host_pub = pub_path(host_key).to_str().unwrap().to_string();
+    let user = current_user();
+    let mut connect = topo.exec(&topo.client_ns, wraith_bin());
+    connect
+        .env("NO_COLOR", "1")
+        .args(connect_args(ticket, client_key, &host_pub, &user, extra));
+    let client = WraithProcess::spawn_command(connect);
+    client.wait_for_line("connected to ", IROH_TIMEOUT);
+    let line = client.wait_for_line("socks5 listening on ", IROH_TIMEOUT);
+    let socks = addr_after(&line, "socks5 listening on ");
+    (client, socks)
+}
+
+/// curl in the client namespace through `socks` to `127.0.0.1:port` as
+/// the server sees it; asserts the page arrived.
+fn curl_through(
+    topo: &Topology,
+    socks: SocketAddr,
+    port: u16,
+    what: &str,
+    procs: &[&WraithProcess],
+) {
+    let mut curl = topo.exec(&topo.client_ns, "curl");
+    curl.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "--socks5-hostname",
+        &socks.to_string(),
+        &format!("http://127.0.0.1:{port}/"),
+    ]);
+    let out = run(curl, IROH_TIMEOUT);
+    let logs: Vec<String> = procs.iter().map(|p| p.failure(what)).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        HTTP_BODY,
+        "curl {what}: {}\n{}",
+        show(&out),
+        logs.join("\n")
     );
-    let _ = stream.write_all(response.as_bytes());
 }
 
 #[test]
@@ -542,10 +581,7 @@ fn relay_path_between_namespaces_that_cannot_reach_each_other() {
         return;
     }
     let dir = temp_dir();
-    let host = keygen(dir.path(), "host");
-    let client_key = keygen(dir.path(), "client");
-    let ak = dir.path().join("authorized_keys");
-    write_authorized_keys(&ak, &[&client_key]);
+    let (host, client_key, ak) = keys(dir.path());
     let relay = start_relay(&topo.relay_ns, &topo.relay_ip);
 
     // Proof of isolation: a TCP listener on B's address is unreachable from A.
@@ -588,40 +624,21 @@ fn relay_path_between_namespaces_that_cannot_reach_each_other() {
     );
 
     let target_port = http_target_in(&topo.server_ns);
-    let host_pub = pub_path(&host).to_str().unwrap().to_string();
-    let user = current_user();
-    let mut connect = topo.exec(&topo.client_ns, wraith_bin());
-    connect.env("NO_COLOR", "1").args(connect_args(
+    let (client, socks) = client_in_ns(
+        &topo,
         &ticket,
+        &host,
         &client_key,
-        &host_pub,
-        &user,
         &["--iroh-relay", &relay],
-    ));
-    let client = WraithProcess::spawn_command(connect);
-    client.wait_for_line("connected to ", IROH_TIMEOUT);
-    let line = client.wait_for_line("socks5 listening on ", IROH_TIMEOUT);
-    let socks = addr_after(&line, "socks5 listening on ");
-
+    );
     // curl runs in the client's namespace; the target is on the server's
     // loopback, reachable only through the tunnel.
-    let mut curl = topo.exec(&topo.client_ns, "curl");
-    curl.args([
-        "-sS",
-        "--max-time",
-        "20",
-        "--socks5-hostname",
-        &socks.to_string(),
-        &format!("http://127.0.0.1:{target_port}/"),
-    ]);
-    let out = run(curl, IROH_TIMEOUT);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        HTTP_BODY,
-        "curl through the relayed tunnel: {}\n{}\n{}",
-        show(&out),
-        client.failure("client"),
-        server.failure("server")
+    curl_through(
+        &topo,
+        socks,
+        target_port,
+        "through the relayed tunnel",
+        &[&client, &server],
     );
     server.wait_for_stderr(&["connection opened", "transport=iroh"], TIMEOUT);
 }
@@ -637,10 +654,7 @@ fn relay_through_client_proxy(tag: u32, proxy: &str) {
         return;
     }
     let dir = temp_dir();
-    let host = keygen(dir.path(), "host");
-    let client_key = keygen(dir.path(), "client");
-    let ak = dir.path().join("authorized_keys");
-    write_authorized_keys(&ak, &[&client_key]);
+    let (host, client_key, ak) = keys(dir.path());
     let relay = start_relay(&topo.relay_ns, "127.0.0.1");
     let relay_port = relay.rsplit(':').next().unwrap().to_string();
 
@@ -703,38 +717,19 @@ fn relay_through_client_proxy(tag: u32, proxy: &str) {
     ]);
     let (server, _id, ticket) = start_iroh_server(serve, true);
     let target_port = http_target_in(&topo.relay_ns);
-
-    let host_pub = pub_path(&host).to_str().unwrap().to_string();
-    let user = current_user();
-    let mut connect = topo.exec(&topo.client_ns, wraith_bin());
-    connect.env("NO_COLOR", "1").args(connect_args(
+    let (client, socks) = client_in_ns(
+        &topo,
         &ticket,
+        &host,
         &client_key,
-        &host_pub,
-        &user,
         &["--iroh-relay", &relay, "--proxy", &proxy_url],
-    ));
-    let client = WraithProcess::spawn_command(connect);
-    client.wait_for_line("connected to ", IROH_TIMEOUT);
-    let line = client.wait_for_line("socks5 listening on ", IROH_TIMEOUT);
-    let socks = addr_after(&line, "socks5 listening on ");
-    let mut curl = topo.exec(&topo.client_ns, "curl");
-    curl.args([
-        "-sS",
-        "--max-time",
-        "20",
-        "--socks5-hostname",
-        &socks.to_string(),
-        &format!("http://127.0.0.1:{target_port}/"),
-    ]);
-    let out = run(curl, IROH_TIMEOUT);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        HTTP_BODY,
-        "curl through iroh via {proxy}: {}\n{}\n{}",
-        show(&out),
-        client.failure("client"),
-        server.failure("server")
+    );
+    curl_through(
+        &topo,
+        socks,
+        target_port,
+        &format!("through iroh via {proxy}"),
+        &[&client, &server],
     );
     // The proxy's own log shows the relay connection.
     let text = match log {

@@ -1008,21 +1008,24 @@ fn spawn_target(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Target {
 
 /// Answers any HTTP request with `200 OK` and [`HTTP_BODY`], then closes.
 pub fn http_target() -> Target {
-    spawn_target(|mut stream| {
-        let mut request = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => request.extend_from_slice(&buf[..n]),
-            }
+    spawn_target(answer_http)
+}
+
+/// Reads one HTTP request head and answers `200 OK` with [`HTTP_BODY`].
+pub fn answer_http(mut stream: TcpStream) {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
         }
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{HTTP_BODY}",
-            HTTP_BODY.len()
-        );
-        let _ = stream.write_all(response.as_bytes());
-    })
+    }
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{HTTP_BODY}",
+        HTTP_BODY.len()
+    );
+    let _ = stream.write_all(response.as_bytes());
 }
 
 /// Writes back everything it reads until the peer closes its side.
