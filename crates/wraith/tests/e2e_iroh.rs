@@ -438,6 +438,14 @@ impl Topology {
         Some(t)
     }
 
+    /// `wraith serve --transport iroh <extra>` inside namespace `ns`.
+    fn serve(&self, ns: &str, host_key: &Path, ak: &Path, extra: &[&str]) -> Command {
+        let plain = serve_command(host_key, ak, extra);
+        let mut cmd = self.exec(ns, wraith_bin());
+        cmd.env("NO_COLOR", "1").args(plain.get_args());
+        cmd
+    }
+
     fn exec(&self, ns: &str, program: &str) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", ns, program]);
@@ -602,18 +610,7 @@ fn relay_path_between_namespaces_that_cannot_reach_each_other() {
         assert!(ok, "{ns} cannot reach the relay at {relay_addr}");
     }
 
-    let mut serve = topo.exec(&topo.server_ns, wraith_bin());
-    serve.env("NO_COLOR", "1").args([
-        "serve",
-        "--key",
-        host.to_str().unwrap(),
-        "--authorized-keys",
-        ak.to_str().unwrap(),
-        "--transport",
-        "iroh",
-        "--iroh-relay",
-        &relay,
-    ]);
+    let serve = topo.serve(&topo.server_ns, &host, &ak, &["--iroh-relay", &relay]);
     let (server, _id, ticket) = start_iroh_server(serve, true);
     assert!(
         server
@@ -701,20 +698,12 @@ fn relay_through_client_proxy(tag: u32, proxy: &str) {
         thread::sleep(Duration::from_millis(50));
     }
 
-    let mut serve = topo.exec(&topo.relay_ns, wraith_bin());
-    serve.env("NO_COLOR", "1").args([
-        "serve",
-        "--key",
-        host.to_str().unwrap(),
-        "--authorized-keys",
-        ak.to_str().unwrap(),
-        "--transport",
-        "iroh",
-        "--iroh-relay",
-        &relay,
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let serve = topo.serve(
+        &topo.relay_ns,
+        &host,
+        &ak,
+        &["--iroh-relay", &relay, "--listen", "127.0.0.1:0"],
+    );
     let (server, _id, ticket) = start_iroh_server(serve, true);
     let target_port = http_target_in(&topo.relay_ns);
     let (client, socks) = client_in_ns(
