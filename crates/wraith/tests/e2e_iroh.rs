@@ -797,3 +797,95 @@ fn iroh_flag_mistakes_are_usage_errors() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stderr.contains("invalid --iroh-relay value"), "{stderr}");
 }
+
+/// Over iroh the server logs peers by endpoint id; tunnel destinations
+/// must stay out of its output at every level, iroh's own logs included.
+fn assert_iroh_server_hides_destinations(server_args: &[&str], envs: &[(&str, &str)]) {
+    if !require_tool("curl") {
+        return;
+    }
+    let dir = temp_dir();
+    let (host, client_key, ak) = keys(dir.path());
+    let mut args = vec!["--iroh-relay", "disabled", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(server_args);
+    let mut cmd = serve_command(&host, &ak, &args);
+    cmd.envs(envs.iter().copied());
+    let (server, id, ticket) = start_iroh_server(cmd, false);
+
+    let http = http_target();
+    let echo = echo_target();
+    let dead_port = unused_port_outside_ephemeral_range();
+    let forward = format!("127.0.0.1:0:127.0.0.1:{}", echo.port());
+    let host_pub = pub_path(&host).to_str().unwrap().to_string();
+    let user = current_user();
+    let connect = connect_args(
+        &ticket,
+        &client_key,
+        &host_pub,
+        &user,
+        &["--iroh-relay", "disabled", "--forward", &forward],
+    );
+    let client = WraithClient::ready(WraithProcess::spawn(&connect));
+    let out = curl_socks5h(client.socks5, &format!("http://localhost:{}/", http.port()));
+    assert_eq!(
+        expect_success(&out, "curl --socks5-hostname over iroh"),
+        HTTP_BODY
+    );
+    let data = Arc::new(pseudo_random_bytes(64 * 1024, 7));
+    assert_eq!(
+        echo_roundtrip(client.forward_addr(), Arc::clone(&data)),
+        *data
+    );
+    let out = curl_socks5h(client.socks5, &format!("http://localhost:{dead_port}/"));
+    assert!(!out.status.success(), "{}", show(&out));
+
+    // SIGTERM: the client closes its endpoint, so the server sees the
+    // session end at once (a killed peer is noticed only by idle timeout).
+    let term = Command::new("kill")
+        .args(["-TERM", &client.process.pid().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    client.process.wait_exit(TIMEOUT);
+    server.wait_for_stderr(&["connection closed"], IROH_TIMEOUT);
+    server.kill();
+    let clean = strip_ansi(&server.raw_output());
+    // The check must be able to fail: the output names the peer by id.
+    assert!(
+        clean.contains(&id),
+        "server output lacks its endpoint id:\n{clean}"
+    );
+    assert!(clean.contains("transport=iroh"), "{clean}");
+    let mut leaks = Vec::new();
+    for (what, port) in [
+        ("http target port", http.port()),
+        ("echo target port", echo.port()),
+        ("refused target port", dead_port),
+    ] {
+        if mentions_port(&clean, port) {
+            leaks.push(format!("{what} {port}"));
+        }
+    }
+    if clean.contains("localhost") {
+        leaks.push("host name \"localhost\"".to_owned());
+    }
+    assert!(
+        leaks.is_empty(),
+        "server output names tunnel destinations: {leaks:?}\n--- server output ---\n{clean}"
+    );
+}
+
+#[test]
+fn iroh_server_logs_hide_destinations_at_default_level() {
+    assert_iroh_server_hides_destinations(&[], &[]);
+}
+
+#[test]
+fn iroh_server_logs_hide_destinations_at_trace_level() {
+    assert_iroh_server_hides_destinations(&["-vv"], &[]);
+}
+
+#[test]
+fn iroh_server_logs_hide_destinations_with_rust_log_trace() {
+    assert_iroh_server_hides_destinations(&[], &[("RUST_LOG", "trace")]);
+}

@@ -1181,3 +1181,33 @@ pub fn assert_same_bytes(got: &[u8], expected: &[u8], what: &str) {
         expected.len()
     );
 }
+
+// ---------------------------------------------------------------------------
+// Destination leaks in logs
+
+/// A port nobody listens on, outside Linux's default ephemeral range
+/// (32768-60999), so no socket in this test can be given it as a source
+/// port and mention it innocently.
+pub fn unused_port_outside_ephemeral_range() -> u16 {
+    let seed = std::process::id() as u16;
+    (0..2000u16)
+        .map(|i| 20000 + (seed.wrapping_add(i.wrapping_mul(7919)) % 10000))
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("no free port in 20000..30000")
+}
+
+/// True if `port` appears in `text` as a number of its own right after a
+/// separator (`:`, space, `=`, quote, bracket ...), e.g. `127.0.0.1:4711`,
+/// `port=4711`, `port 4711`. Base64 and longer numbers do not count.
+pub fn mentions_port(text: &str, port: u16) -> bool {
+    let needle = port.to_string();
+    text.match_indices(&needle).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + needle.len()..].chars().next();
+        let separated_before = matches!(
+            before,
+            None | Some(':' | ' ' | '=' | '"' | '\'' | '(' | '[' | '{' | ',' | '\t' | '\n')
+        );
+        separated_before && !after.is_some_and(char::is_alphanumeric)
+    })
+}
