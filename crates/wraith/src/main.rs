@@ -11,7 +11,8 @@ use anyhow::{Context, Result, anyhow};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use wraith_core::Source;
 use wraith_core::client::{
-    Client, ConnectOptions, HostKeyPolicy, LocalForwardSpec, RemoteForwardSpec, split_host_port,
+    Client, ConnectOptions, HostKeyPolicy, LocalForwardSpec, RemoteForwardSpec, open_channel,
+    split_host_port,
 };
 use wraith_core::keys::{self, HostKeyPin};
 use wraith_core::server::{AuthorizedKeys, ServeOptions, Server};
@@ -382,6 +383,15 @@ struct ConnectArgs {
     /// Do not run the SOCKS5 proxy.
     #[arg(long, env = "WRAITH_NO_SOCKS5")]
     no_socks5: bool,
+    /// Open one channel to HOST:PORT (as seen from the server) and connect it to
+    /// stdin/stdout, like `ssh -W`; no SOCKS5 or forwards. For an OpenSSH
+    /// ProxyCommand: ssh -o ProxyCommand='wraith connect ... --stdio %h:%p' host
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        conflicts_with_all = ["forwards", "remote_forwards"]
+    )]
+    stdio: Option<String>,
     /// Local forward, like ssh -L: [bind_address:]port:host:hostport (repeatable).
     #[arg(
         short = 'L',
@@ -476,7 +486,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A blocking read of stdin (`--stdio`) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
@@ -750,6 +763,11 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
 
     let closer = Arc::clone(&opts.transport);
+    if let Some(target) = &a.stdio {
+        let result = stdio(opts, target).await;
+        closer.close().await;
+        return result;
+    }
     let result = async {
         let client = Client::connect(opts).await?;
         print_client(&client);
@@ -761,6 +779,41 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     .await;
     // iroh: leave the relay cleanly instead of dropping the endpoint.
     closer.close().await;
+    result
+}
+
+/// `--stdio HOST:PORT`: one channel, joined to stdin and stdout. Nothing
+/// but channel data goes to stdout; EOF on stdin is sent as channel EOF,
+/// and the command ends when the channel does.
+async fn stdio(opts: ConnectOptions, target: &str) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (host, port) = split_host_port(target, 0, "--stdio")?;
+    // Port 0 only names the control channel (wraith-control:0, the hub).
+    if port == 0 && host != "wraith-control" {
+        return Err(anyhow!(
+            "invalid --stdio value {target:?}: expected host:port, e.g. localhost:22"
+        ));
+    }
+    let channel = open_channel(opts, &host, port).await?;
+    let (mut from_channel, mut to_channel) = tokio::io::split(channel);
+    // stdin EOF half-closes the channel; the command ends when the channel
+    // does (the peer closed), whether or not stdin is still open.
+    let upstream = tokio::spawn(async move {
+        let mut stdin = tokio::io::stdin();
+        let _ = tokio::io::copy(&mut stdin, &mut to_channel).await;
+        let _ = to_channel.shutdown().await;
+    });
+    let downstream = async {
+        let mut stdout = tokio::io::stdout();
+        let copied = tokio::io::copy(&mut from_channel, &mut stdout).await;
+        let _ = stdout.flush().await;
+        copied
+    };
+    let result = tokio::select! {
+        copied = downstream => copied.map(|_| ()).map_err(|e| anyhow!("--stdio: {e}")),
+        _ = shutdown_signal() => Ok(()),
+    };
+    upstream.abort();
     result
 }
 

@@ -21,6 +21,17 @@ use std::time::{Duration, Instant};
 use common::*;
 use sha2::{Digest, Sha256};
 
+/// The tests here run one at a time: each starts several QUIC endpoints
+/// and debug builds of wraith, and a 2-core CI machine running them all
+/// at once measures the scheduler rather than the transport.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Generous bound for iroh connection setup (hole punching, relay).
 const IROH_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -133,6 +144,7 @@ fn echo_roundtrip(addr: SocketAddr, data: Arc<Vec<u8>>) -> Vec<u8> {
 
 #[test]
 fn direct_path_socks_and_20mb_forward() {
+    let _serial = serial();
     let dir = temp_dir();
     let (host, client_key, ak) = keys(dir.path());
     let (server, _id, ticket) = start_iroh_server(
@@ -171,7 +183,13 @@ fn direct_path_socks_and_20mb_forward() {
     // 20 MB through the forward and back, checked by SHA-256.
     let data = Arc::new(pseudo_random_bytes(20 * 1024 * 1024, 0x1a0b));
     let started = Instant::now();
-    let back = echo_roundtrip(client.forward_addr(), Arc::clone(&data));
+    let back = try_echo(client.forward_addr(), Arc::clone(&data)).unwrap_or_else(|e| {
+        panic!(
+            "20 MB echo over iroh: {e}\n{}\n{}",
+            client.process.failure("client"),
+            server.failure("server")
+        )
+    });
     assert_eq!(back.len(), data.len(), "echoed length");
     assert_eq!(sha256(&back), sha256(&data), "SHA-256 of the echoed 20 MB");
     eprintln!(
@@ -199,6 +217,7 @@ impl StderrLine for WraithProcess {
 
 #[test]
 fn endpoint_id_survives_restart_and_old_ticket_reconnects() {
+    let _serial = serial();
     let dir = temp_dir();
     let (host, client_key, ak) = keys(dir.path());
     let listen = format!("127.0.0.1:{}", free_udp_port());
@@ -267,6 +286,7 @@ fn endpoint_id_survives_restart_and_old_ticket_reconnects() {
 
 #[test]
 fn wrong_endpoint_id_fails_clearly_in_bounded_time() {
+    let _serial = serial();
     let dir = temp_dir();
     let old_host = keygen(dir.path(), "old_host");
     let new_host = keygen(dir.path(), "new_host");
@@ -582,6 +602,7 @@ fn curl_through(
 
 #[test]
 fn relay_path_between_namespaces_that_cannot_reach_each_other() {
+    let _serial = serial();
     let Some(topo) = Topology::create(0) else {
         return;
     };
@@ -734,16 +755,19 @@ fn relay_through_client_proxy(tag: u32, proxy: &str) {
 
 #[test]
 fn relay_reached_through_client_socks5_proxy() {
+    let _serial = serial();
     relay_through_client_proxy(1, "microsocks");
 }
 
 #[test]
 fn relay_reached_through_client_http_proxy() {
+    let _serial = serial();
     relay_through_client_proxy(2, "tinyproxy");
 }
 
 #[test]
 fn iroh_flag_mistakes_are_usage_errors() {
+    let _serial = serial();
     let dir = temp_dir();
     let key = keygen(dir.path(), "id");
     let id = key.to_str().unwrap();
@@ -877,15 +901,63 @@ fn assert_iroh_server_hides_destinations(server_args: &[&str], envs: &[(&str, &s
 
 #[test]
 fn iroh_server_logs_hide_destinations_at_default_level() {
+    let _serial = serial();
     assert_iroh_server_hides_destinations(&[], &[]);
 }
 
 #[test]
 fn iroh_server_logs_hide_destinations_at_trace_level() {
+    let _serial = serial();
     assert_iroh_server_hides_destinations(&["-vv"], &[]);
 }
 
 #[test]
 fn iroh_server_logs_hide_destinations_with_rust_log_trace() {
+    let _serial = serial();
     assert_iroh_server_hides_destinations(&[], &[("RUST_LOG", "trace")]);
+}
+
+/// The point of iroh: OpenSSH reaches an sshd on a machine with no public
+/// address, with `wraith connect --transport iroh --stdio` as ProxyCommand.
+#[test]
+fn openssh_reaches_sshd_through_iroh_with_stdio_proxy_command() {
+    let _serial = serial();
+    if !require_tools(&["ssh", "ssh-keygen"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let client_key = ssh_keygen(dir.path(), "client");
+    let sshd = Sshd::start(&[&client_key]);
+    let host = keygen(dir.path(), "host");
+    let ak = dir.path().join("authorized_keys");
+    write_authorized_keys(&ak, &[&client_key]);
+    let (server, _id, ticket) = start_iroh_server(
+        serve_command(
+            &host,
+            &ak,
+            &["--iroh-relay", "disabled", "--listen", "127.0.0.1:0"],
+        ),
+        false,
+    );
+    let proxy_command = format!(
+        "{} -q connect --transport iroh --iroh-relay disabled --peer {ticket} --identity {} --host-key {} --user {} --stdio %h:%p",
+        wraith_bin(),
+        client_key.display(),
+        pub_path(&host).display(),
+        current_user()
+    );
+    let ssh = OpenSsh::new(dir.path(), sshd.addr, &sshd.host_key, &client_key);
+    let option = format!("ProxyCommand={proxy_command}");
+    let out = run(
+        ssh.command(&["-o", &option], &["echo", "hello-through-iroh"]),
+        IROH_TIMEOUT,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello-through-iroh",
+        "{}\n{}",
+        show(&out),
+        server.failure("wraith serve")
+    );
+    assert!(out.status.success(), "{}", show(&out));
 }

@@ -495,3 +495,54 @@ fn port_mention_check_finds_ports_only_as_whole_numbers() {
     assert!(!mentions_port("SHA256:ab4711cd", 4711));
     assert!(!mentions_port("duration=0.4711", 4711));
 }
+
+// ---------------------------------------------------------------------------
+// --stdio (one channel on stdin/stdout, like ssh -W)
+
+#[test]
+fn stdio_joins_one_channel_to_stdin_and_stdout() {
+    if !require_tools(&["ssh-keygen"]) {
+        return;
+    }
+    let setup = setup();
+    let echo = echo_target();
+    let server = setup.server.addr.to_string();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let user = current_user();
+    let host_pub = setup.server.host_pub_arg();
+    let base = [
+        "connect",
+        "--server",
+        &server,
+        "--identity",
+        setup.client_key.to_str().unwrap(),
+        "--host-key",
+        &host_pub,
+        "--user",
+        &user,
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--stdio", &target]);
+    // 1 MiB in, the same 1 MiB out: stdout carries channel data only.
+    let data = pseudo_random_bytes(1024 * 1024, 42);
+    let out = run_with_input(wraith_command(&args), &data, TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.stdout.len(), data.len(), "{}", show(&out));
+    assert!(out.stdout == data, "the echoed bytes differ");
+
+    // A refused target: exit 1, one line naming what failed.
+    let dead = format!("127.0.0.1:{}", unused_port_outside_ephemeral_range());
+    let mut args = base.to_vec();
+    args.extend(["--stdio", &dead]);
+    let out = run_with_input(wraith_command(&args), b"", TIMEOUT);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot open a channel to"), "{stderr}");
+    assert!(out.stdout.is_empty());
+
+    // --stdio and forwards do not mix.
+    let mut args = base.to_vec();
+    args.extend(["--stdio", &target, "--forward", "0:127.0.0.1:1"]);
+    let out = run(wraith_command(&args), TIMEOUT);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
