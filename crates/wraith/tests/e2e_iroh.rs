@@ -142,33 +142,56 @@ fn echo_roundtrip(addr: SocketAddr, data: Arc<Vec<u8>>) -> Vec<u8> {
     try_echo(addr, data).unwrap_or_else(|e| panic!("echo through {addr}: {e}"))
 }
 
-#[test]
-fn direct_path_socks_and_20mb_forward() {
-    let _serial = serial();
+/// A server and a client on loopback with relays disabled, the client
+/// forwarding a local port to an echo target. Keeps the temp dir alive.
+struct DirectPair {
+    server: WraithProcess,
+    id: String,
+    client: WraithClient,
+    echo: Target,
+    _dir: tempfile::TempDir,
+}
+
+fn direct_pair(server_extra: &[&str], envs: &[(&str, &str)]) -> DirectPair {
     let dir = temp_dir();
     let (host, client_key, ak) = keys(dir.path());
-    let (server, _id, ticket) = start_iroh_server(
-        serve_command(
-            &host,
-            &ak,
-            &["--iroh-relay", "disabled", "--listen", "127.0.0.1:0"],
-        ),
-        false,
-    );
-
-    let http = http_target();
+    let mut args = vec!["--iroh-relay", "disabled", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(server_extra);
+    let mut cmd = serve_command(&host, &ak, &args);
+    cmd.envs(envs.iter().copied());
+    let (server, id, ticket) = start_iroh_server(cmd, false);
     let echo = echo_target();
     let forward = format!("127.0.0.1:0:127.0.0.1:{}", echo.port());
     let host_pub = pub_path(&host).to_str().unwrap().to_string();
     let user = current_user();
-    let args = connect_args(
+    let connect = connect_args(
         &ticket,
         &client_key,
         &host_pub,
         &user,
         &["--iroh-relay", "disabled", "--forward", &forward],
     );
-    let client = WraithClient::ready(WraithProcess::spawn(&args));
+    let client = WraithClient::ready(WraithProcess::spawn(&connect));
+    DirectPair {
+        server,
+        id,
+        client,
+        echo,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn direct_path_socks_and_20mb_forward() {
+    let _serial = serial();
+    let DirectPair {
+        server,
+        client,
+        echo: _echo,
+        _dir,
+        ..
+    } = direct_pair(&[], &[]);
+    let http = http_target();
 
     // SOCKS5 over iroh.
     let out = curl_socks5h(client.socks5, &format!("http://127.0.0.1:{}/", http.port()));
@@ -828,28 +851,15 @@ fn assert_iroh_server_hides_destinations(server_args: &[&str], envs: &[(&str, &s
     if !require_tool("curl") {
         return;
     }
-    let dir = temp_dir();
-    let (host, client_key, ak) = keys(dir.path());
-    let mut args = vec!["--iroh-relay", "disabled", "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(server_args);
-    let mut cmd = serve_command(&host, &ak, &args);
-    cmd.envs(envs.iter().copied());
-    let (server, id, ticket) = start_iroh_server(cmd, false);
-
+    let DirectPair {
+        server,
+        id,
+        client,
+        echo,
+        _dir,
+    } = direct_pair(server_args, envs);
     let http = http_target();
-    let echo = echo_target();
     let dead_port = unused_port_outside_ephemeral_range();
-    let forward = format!("127.0.0.1:0:127.0.0.1:{}", echo.port());
-    let host_pub = pub_path(&host).to_str().unwrap().to_string();
-    let user = current_user();
-    let connect = connect_args(
-        &ticket,
-        &client_key,
-        &host_pub,
-        &user,
-        &["--iroh-relay", "disabled", "--forward", &forward],
-    );
-    let client = WraithClient::ready(WraithProcess::spawn(&connect));
     let out = curl_socks5h(client.socks5, &format!("http://localhost:{}/", http.port()));
     assert_eq!(
         expect_success(&out, "curl --socks5-hostname over iroh"),
