@@ -5,7 +5,6 @@
 //! stream ends.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use russh::ChannelStream;
@@ -39,19 +38,7 @@ pub async fn open_channel(
     host: &str,
     port: u16,
 ) -> Result<ChannelConnection> {
-    let config = super::ssh_config(&opts);
-    let params = SessionParams {
-        transport: opts.transport.clone(),
-        host: opts.server_host.clone(),
-        port: opts.server_port,
-        user: opts.user.clone(),
-        identity: Arc::new(opts.identity),
-        certificate: opts.certificate,
-        host_key: opts.host_key,
-        config,
-        connect_timeout: opts.connect_timeout,
-        remote_forwards: RemoteForwardTable::default(),
-    };
+    let params = SessionParams::new(&opts, RemoteForwardTable::default());
     let server = params.transport.describe();
     let (handle, _end) = session::establish(&params).await?;
     let open = handle.channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0);

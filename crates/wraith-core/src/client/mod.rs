@@ -193,20 +193,8 @@ impl Client {
     /// that, a lost session is re-established in the background (see
     /// [`Client::state`]) while the listeners stay bound.
     pub async fn connect(opts: ConnectOptions) -> Result<Client> {
-        let config = ssh_config(&opts);
         let remote_table = RemoteForwardTable::default();
-        let params = SessionParams {
-            transport: opts.transport.clone(),
-            host: opts.server_host.clone(),
-            port: opts.server_port,
-            user: opts.user.clone(),
-            identity: Arc::new(opts.identity),
-            certificate: opts.certificate,
-            host_key: opts.host_key,
-            config,
-            connect_timeout: opts.connect_timeout,
-            remote_forwards: remote_table.clone(),
-        };
+        let params = SessionParams::new(&opts, remote_table.clone());
         let server = params.transport.describe();
 
         // Bind local listeners first: a port conflict is a startup error and

@@ -33,6 +33,25 @@ pub(crate) struct SessionParams {
     pub(crate) remote_forwards: RemoteForwardTable,
 }
 
+impl SessionParams {
+    /// What every session of `opts` needs, for [`Client`](super::Client)
+    /// and for single-channel connections alike.
+    pub(crate) fn new(opts: &super::ConnectOptions, remote_forwards: RemoteForwardTable) -> Self {
+        SessionParams {
+            transport: opts.transport.clone(),
+            host: opts.server_host.clone(),
+            port: opts.server_port,
+            user: opts.user.clone(),
+            identity: Arc::new(opts.identity.clone()),
+            certificate: opts.certificate.clone(),
+            host_key: opts.host_key.clone(),
+            config: super::ssh_config(opts),
+            connect_timeout: opts.connect_timeout,
+            remote_forwards,
+        }
+    }
+}
+
 pub(crate) struct ClientHandler {
     host_key: HostKeyPolicy,
     host: String,

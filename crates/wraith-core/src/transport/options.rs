@@ -37,6 +37,15 @@ impl std::str::FromStr for TransportKind {
 /// Where `wraith serve` listens when `--listen` is not given (tcp, tls).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:22";
 
+/// `--iroh-relay` as given (`None`: n0's default relays).
+#[cfg(feature = "iroh")]
+fn iroh_relay(value: Option<&str>) -> Result<super::IrohRelay> {
+    value
+        .map(str::parse)
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
 fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
 }
@@ -174,12 +183,9 @@ impl ClientTransportOptions {
 
     #[cfg(feature = "iroh")]
     async fn open_iroh(&self) -> Result<(String, u16, Arc<dyn Transport>)> {
-        use super::{IrohEndpoint, IrohOptions, IrohPeer, IrohRelay, IrohTransport};
+        use super::{IrohEndpoint, IrohOptions, IrohPeer, IrohTransport};
         let peer: IrohPeer = self.peer.as_deref().unwrap_or_default().parse()?;
-        let relay: IrohRelay = match &self.iroh_relay {
-            Some(r) => r.parse()?,
-            None => IrohRelay::default(),
-        };
+        let relay = iroh_relay(self.iroh_relay.as_deref())?;
         let mut opts = IrohOptions::new(relay);
         opts.proxy = self.proxy.as_deref().map(str::parse).transpose()?;
         let endpoint = IrohEndpoint::bind(opts).await?;
@@ -374,11 +380,8 @@ impl ServerTransportOptions {
         listen: Option<&str>,
         host_key: &russh::keys::PrivateKey,
     ) -> Result<Box<dyn Acceptor>> {
-        use super::{IrohAcceptor, IrohEndpoint, IrohOptions, IrohRelay, derive_secret_key};
-        let relay: IrohRelay = match &self.iroh_relay {
-            Some(r) => r.parse()?,
-            None => IrohRelay::default(),
-        };
+        use super::{IrohAcceptor, IrohEndpoint, IrohOptions, derive_secret_key};
+        let relay = iroh_relay(self.iroh_relay.as_deref())?;
         let mut opts = IrohOptions::new(relay);
         opts.secret_key = Some(derive_secret_key(host_key)?);
         opts.bind = match listen {
