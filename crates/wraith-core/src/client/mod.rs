@@ -22,6 +22,7 @@ mod forward;
 pub mod forward_spec;
 mod host_key;
 mod opener;
+mod read_ahead;
 mod session;
 mod socks5;
 pub(crate) mod socks5_proto;

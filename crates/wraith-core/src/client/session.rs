@@ -171,6 +171,7 @@ pub(crate) async fn establish(p: &SessionParams) -> Result<(SessionHandle, Sessi
             server: server.clone(),
             reason: format!("timed out after {}s", timeout.as_secs()),
         })??;
+    let stream = super::read_ahead::read_ahead(stream);
 
     let host_key_error = Arc::new(Mutex::new(None));
     let disconnect_reason = Arc::new(Mutex::new(None));

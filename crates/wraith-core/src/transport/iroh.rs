@@ -406,30 +406,11 @@ fn describe_connect_error(e: &str) -> String {
     }
 }
 
-/// How far the client reads ahead of its SSH session (see [`Inbound`]).
-const CLIENT_READ_AHEAD: usize = 64 << 20;
-
-/// The receiving half of an [`IrohStream`].
-///
-/// russh writes a whole flush before it reads again. When both peers flush
-/// more than the transport buffers (a bidirectional bulk transfer fills the
-/// 2 MiB SSH windows each way; QUIC's stream window is 1.25 MB), each
-/// waits for the other to read: a deadlock that TCP's larger kernel
-/// buffers hide. The client therefore keeps reading into memory while its
-/// session flushes, so the server's writes always complete. The buffer
-/// holds what the server may send under SSH flow control, capped at
-/// [`CLIENT_READ_AHEAD`]; the server reads directly (its memory stays
-/// bounded by the QUIC window whatever a client does).
-enum Inbound {
-    Direct(RecvStream),
-    ReadAhead(tokio::io::DuplexStream),
-}
-
 /// One SSH session's QUIC stream. Owns its connection, so the connection
 /// closes when the session drops the stream.
 pub struct IrohStream {
     send: SendStream,
-    recv: Inbound,
+    recv: RecvStream,
     conn: Connection,
     /// The client's connection carries exactly this session: close it with
     /// the stream. The server leaves that to the client, because one
@@ -448,19 +429,6 @@ impl IrohStream {
         recv: RecvStream,
         close_on_drop: bool,
     ) -> Self {
-        // Only the client (which closes its connection on drop) reads ahead.
-        let recv = if close_on_drop {
-            let (mut ahead, reader) = tokio::io::duplex(CLIENT_READ_AHEAD);
-            let mut quic = recv;
-            tokio::spawn(async move {
-                // Ends when the stream ends or the session drops the reader.
-                let _ = tokio::io::copy(&mut quic, &mut ahead).await;
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut ahead).await;
-            });
-            Inbound::ReadAhead(reader)
-        } else {
-            Inbound::Direct(recv)
-        };
         IrohStream {
             send,
             recv,
@@ -494,10 +462,7 @@ impl AsyncRead for IrohStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.recv {
-            Inbound::Direct(r) => Pin::new(r).poll_read(cx, buf),
-            Inbound::ReadAhead(r) => Pin::new(r).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.recv).poll_read(cx, buf)
     }
 }
 
