@@ -7,6 +7,20 @@ use std::borrow::Cow;
 use russh::keys::Algorithm;
 use russh::{Preferred, cipher, compression, kex, mac};
 
+/// Receive window a channel opens with, on both sides: what a channel whose
+/// reader stops may hold, and enough for a single stream on short paths.
+pub(crate) const WINDOW_SIZE: u32 = 2 * 1024 * 1024;
+/// Largest receive window a channel grows to when the path (its round
+/// trip), not its reader, limits it: one stream then keeps up to this much
+/// in flight, about 200 MB/s at 150 ms. See vendor/russh/PATCHES.md.
+pub(crate) const WINDOW_MAX: u32 = 32 * 1024 * 1024;
+/// Most bytes all receive windows of one session add up to: what a session
+/// can make this process hold, however many channels it opens (beyond it,
+/// each new channel still gets 64 KiB).
+pub(crate) const WINDOW_BUDGET: u64 = 256 * 1024 * 1024;
+/// Largest SSH packet we accept (russh rejects more than 65535).
+pub(crate) const MAX_PACKET_SIZE: u32 = 32 * 1024;
+
 const KEX: &[kex::Name] = &[
     kex::MLKEM768X25519_SHA256,
     kex::CURVE25519,

@@ -180,6 +180,11 @@ pub enum Error {
     #[error("Inactivity timeout")]
     InactivityTimeout,
 
+    /// The peer sent more channel data than the window it was granted
+    /// (RFC 4254 §5.2), or flooded a channel whose reader had stopped.
+    #[error("Peer exceeded a channel window")]
+    WindowExceeded,
+
     /// Missing authentication method.
     #[error("No authentication method")]
     NoAuthMethod,
@@ -512,6 +517,15 @@ pub(crate) struct ChannelParams {
     pending_data: std::collections::VecDeque<(bytes::Bytes, Option<u32>, usize)>,
     pending_eof: bool,
     pending_close: bool,
+    /// Receive window of this channel (wraith patch): what the peer may
+    /// have in flight plus what waits for our reader.
+    recv_window: u32,
+    /// Consumed bytes not yet given back to the peer.
+    uncredited: u32,
+    /// Bytes received on this channel, and the count at the last growth
+    /// check.
+    recv_total: u64,
+    recv_at_check: u64,
 }
 
 impl ChannelParams {

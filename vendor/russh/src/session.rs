@@ -25,6 +25,7 @@ use log::{debug, trace};
 use ssh_encoding::Encode;
 use tokio::sync::oneshot;
 
+use crate::channels::flow::Limits as WindowLimits;
 use crate::cipher::OpeningKey;
 use crate::client::GexParams;
 use crate::kex::dh::groups::DhGroup;
@@ -59,6 +60,38 @@ pub(crate) struct Encrypted {
     pub rekey_wanted: bool,
     pub received_extensions: Vec<String>,
     pub extension_info_awaiters: HashMap<String, Vec<oneshot::Sender<()>>>,
+    /// Receive flow control across this session's channels (wraith patch).
+    pub flow: FlowState,
+}
+
+/// Smallest spacing between two round-trip probes.
+const PROBE_SPACING: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Session-wide state of receive flow control (wraith patch).
+#[derive(Debug)]
+pub(crate) struct FlowState {
+    /// Where channel readers report what they consumed.
+    pub credit: std::sync::Arc<crate::channels::CreditQueue>,
+    /// When the round-trip probe in flight was sent.
+    probe_sent: Option<russh_util::time::Instant>,
+    /// When the last probe was sent.
+    last_probe: Option<russh_util::time::Instant>,
+    /// When channel growth was last checked.
+    last_check: Option<russh_util::time::Instant>,
+    /// The smallest round trip measured.
+    min_rtt: Option<std::time::Duration>,
+}
+
+impl Default for FlowState {
+    fn default() -> Self {
+        FlowState {
+            credit: crate::channels::CreditQueue::new(),
+            probe_sent: None,
+            last_probe: None,
+            last_check: None,
+            min_rtt: None,
+        }
+    }
 }
 
 pub(crate) struct CommonSession<Config> {
@@ -189,6 +222,7 @@ impl<C> CommonSession<C> {
             rekey_wanted: false,
             received_extensions: Vec::new(),
             extension_info_awaiters: HashMap::new(),
+            flow: Default::default(),
         });
         self.remote_to_local = newkeys.cipher.remote_to_local;
         self.packet_writer
@@ -302,37 +336,163 @@ impl Encrypted {
         }
     }
 
-    pub fn adjust_window_size(
+    /// Window for a channel opened now (wraith patch): `limits.initial`,
+    /// less when the session's channels already hold most of the budget.
+    pub(crate) fn initial_recv_window(&self, limits: &WindowLimits) -> u32 {
+        limits.initial_window(self.committed_recv_windows())
+    }
+
+    fn committed_recv_windows(&self) -> u64 {
+        self.channels
+            .values()
+            .map(|c| u64::from(c.recv_window))
+            .sum()
+    }
+
+    /// Take `len` bytes of channel data off the window the peer was
+    /// granted (wraith patch). A peer that sends beyond it is cut off:
+    /// RFC 4254 §5.2 forbids it, and honouring it is what bounds memory.
+    pub(crate) fn debit_recv_window(
         &mut self,
         channel: ChannelId,
-        data: &[u8],
-        target: u32,
-    ) -> Result<bool, crate::Error> {
-        if let Some(channel) = self.channels.get_mut(&channel) {
-            trace!(
-                "adjust_window_size, channel = {}, size = {},",
-                channel.sender_channel, target
-            );
-            // Ignore extra data.
-            // https://tools.ietf.org/html/rfc4254#section-5.2
-            if data.len() as u32 <= channel.sender_window_size {
-                channel.sender_window_size -= data.len() as u32;
-            }
-            if channel.sender_window_size < target / 2 {
+        len: usize,
+    ) -> Result<(), crate::Error> {
+        if let Some(c) = self.channels.get_mut(&channel) {
+            let len32 = u32::try_from(len).map_err(|_| crate::Error::WindowExceeded)?;
+            if len32 > c.sender_window_size {
                 debug!(
-                    "sender_window_size {:?}, target {:?}",
-                    channel.sender_window_size, target
+                    "channel {:?}: {len} bytes beyond a window of {}",
+                    c.sender_channel, c.sender_window_size
                 );
-                push_packet!(self.write, {
-                    self.write.push(msg::CHANNEL_WINDOW_ADJUST);
-                    channel.recipient_channel.encode(&mut self.write)?;
-                    (target - channel.sender_window_size).encode(&mut self.write)?;
-                });
-                channel.sender_window_size = target;
-                return Ok(true);
+                return Err(crate::Error::WindowExceeded);
+            }
+            c.sender_window_size -= len32;
+            c.recv_total += u64::from(len32);
+        }
+        Ok(())
+    }
+
+    /// The window threshold at which `channel`'s reader reports
+    /// consumption.
+    pub(crate) fn credit_threshold(&self, channel: ChannelId) -> usize {
+        self.channels
+            .get(&channel)
+            .map_or(usize::MAX, |c| crate::channels::flow::credit_threshold(c.recv_window))
+    }
+
+    /// Give `amount` consumed bytes back to the peer (wraith patch), in one
+    /// WINDOW_ADJUST once they add up to the channel's credit threshold.
+    pub(crate) fn credit_recv_window(
+        &mut self,
+        channel: ChannelId,
+        amount: usize,
+    ) -> Result<(), crate::Error> {
+        if let Some(c) = self.channels.get_mut(&channel) {
+            let amount = u32::try_from(amount).unwrap_or(u32::MAX);
+            c.uncredited = c.uncredited.saturating_add(amount);
+            if c.uncredited as usize >= crate::channels::flow::credit_threshold(c.recv_window) {
+                // Never grant more than the window: what we hold plus what
+                // the peer may send stays within it.
+                let room = c.recv_window.saturating_sub(c.sender_window_size);
+                let adjust = std::mem::take(&mut c.uncredited).min(room);
+                if adjust > 0 {
+                    push_packet!(self.write, {
+                        self.write.push(msg::CHANNEL_WINDOW_ADJUST);
+                        c.recipient_channel.encode(&mut self.write)?;
+                        adjust.encode(&mut self.write)?;
+                    });
+                    c.sender_window_size += adjust;
+                }
             }
         }
-        Ok(false)
+        Ok(())
+    }
+
+    /// Whether to send a round-trip probe now: window growth is on, data
+    /// is arriving, and no probe is in flight.
+    pub(crate) fn want_rtt_probe(&self, limits: &WindowLimits) -> bool {
+        if limits.max <= limits.initial || self.flow.probe_sent.is_some() {
+            return false;
+        }
+        let now = russh_util::time::Instant::now();
+        self.flow
+            .last_probe
+            .is_none_or(|t| now.duration_since(t) >= PROBE_SPACING)
+    }
+
+    /// Send a round-trip probe: a keepalive the peer must answer, success
+    /// or failure (OpenSSH answers unknown requests with failure). The
+    /// caller records it among its open global requests.
+    pub(crate) fn push_rtt_probe(&mut self) -> Result<(), crate::Error> {
+        push_packet!(self.write, {
+            msg::GLOBAL_REQUEST.encode(&mut self.write)?;
+            "keepalive@openssh.com".encode(&mut self.write)?;
+            1u8.encode(&mut self.write)?;
+        });
+        self.rtt_probe_sent();
+        Ok(())
+    }
+
+    /// A round-trip probe is on its way.
+    fn rtt_probe_sent(&mut self) {
+        let now = russh_util::time::Instant::now();
+        self.flow.probe_sent = Some(now);
+        self.flow.last_probe = Some(now);
+        if self.flow.last_check.is_none() {
+            self.flow.last_check = Some(now);
+            for c in self.channels.values_mut() {
+                c.recv_at_check = c.recv_total;
+            }
+        }
+    }
+
+    /// The peer answered the probe: update the round trip and grow the
+    /// windows of channels the window limits (wraith patch). `queued`
+    /// tells how many bytes wait for a channel's reader.
+    pub(crate) fn rtt_probe_answered(
+        &mut self,
+        limits: &WindowLimits,
+        queued: impl Fn(ChannelId) -> u64,
+    ) -> Result<(), crate::Error> {
+        let now = russh_util::time::Instant::now();
+        let Some(sent) = self.flow.probe_sent.take() else {
+            return Ok(());
+        };
+        let rtt = now.duration_since(sent);
+        let min_rtt = self.flow.min_rtt.map_or(rtt, |m| m.min(rtt));
+        self.flow.min_rtt = Some(min_rtt);
+        let Some(last_check) = self.flow.last_check.replace(now) else {
+            return Ok(());
+        };
+        let interval = now.duration_since(last_check);
+        let mut committed = self.committed_recv_windows();
+        for (id, c) in self.channels.iter_mut() {
+            let received = c.recv_total - c.recv_at_check;
+            c.recv_at_check = c.recv_total;
+            if received == 0 || !c.confirmed {
+                continue;
+            }
+            let sample = crate::channels::flow::Sample {
+                received,
+                interval,
+                min_rtt,
+                queued: queued(*id),
+            };
+            let grown = crate::channels::flow::grown_window(limits, c.recv_window, &sample, committed);
+            if grown > c.recv_window {
+                let extra = grown - c.recv_window;
+                debug!("channel {id:?}: receive window {} -> {grown}", c.recv_window);
+                c.recv_window = grown;
+                committed += u64::from(extra);
+                push_packet!(self.write, {
+                    self.write.push(msg::CHANNEL_WINDOW_ADJUST);
+                    c.recipient_channel.encode(&mut self.write)?;
+                    extra.encode(&mut self.write)?;
+                });
+                c.sender_window_size = c.sender_window_size.saturating_add(extra);
+            }
+        }
+        Ok(())
     }
 
     fn flush_channel(
@@ -783,6 +943,10 @@ impl Encrypted {
                     pending_data: std::collections::VecDeque::new(),
                     pending_eof: false,
                     pending_close: false,
+                    recv_window: window_size,
+                    uncredited: 0,
+                    recv_total: 0,
+                    recv_at_check: 0,
                 });
                 return ChannelId(self.last_channel_id.0);
             }
@@ -838,6 +1002,9 @@ pub(crate) enum GlobalRequestResponse {
     Keepalive,
     /// request was for Keepalive but with notification of the result
     Ping(oneshot::Sender<()>),
+    /// a keepalive that measures the round trip for window growth
+    /// (wraith patch)
+    RttProbe,
     /// request was for NoMoreSessions, disallow additional sessions
     NoMoreSessions,
     /// request was for TcpIpForward, sends Some(port) for success or None for failure
@@ -891,6 +1058,7 @@ mod tests {
             rekey_wanted: false,
             received_extensions: Vec::new(),
             extension_info_awaiters: HashMap::new(),
+            flow: Default::default(),
         }
     }
 
@@ -912,6 +1080,10 @@ mod tests {
             pending_data: VecDeque::from([(Bytes::from_static(b"hello"), None, 0)]),
             pending_eof,
             pending_close,
+            recv_window: 1024,
+            uncredited: 0,
+            recv_total: 0,
+            recv_at_check: 0,
         }
     }
 
@@ -966,6 +1138,10 @@ mod tests {
             pending_data: VecDeque::from([(Bytes::from_static(b"hello"), None, 0)]),
             pending_eof,
             pending_close,
+            recv_window: 1024,
+            uncredited: 0,
+            recv_total: 0,
+            recv_at_check: 0,
         }
     }
 

@@ -1798,3 +1798,213 @@ mod rekey_under_load {
         assert!(echoed == payload, "echoed data differs from what was sent");
     }
 }
+
+/// Channel flow control (wraith patch, see PATCHES.md): a reader that stops
+/// stalls only its own channel, and a peer that ignores its window is cut
+/// off.
+mod flow_control {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use keys::PrivateKeyWithHashAlg;
+    use ssh_key::PrivateKey;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::cert::PublicKeyOrCertificate;
+
+    const WINDOW: u32 = 2 * 1024 * 1024;
+
+    struct Client {
+        /// Send this many bytes on the first confirmed channel, ignoring
+        /// its window.
+        flood: usize,
+    }
+
+    impl client::Handler for Client {
+        type Error = crate::Error;
+
+        async fn check_server_key(&mut self, _: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+            Ok(true)
+        }
+
+        async fn channel_open_confirmation(
+            &mut self,
+            id: ChannelId,
+            _max_packet_size: u32,
+            _window_size: u32,
+            session: &mut client::Session,
+        ) -> Result<(), Self::Error> {
+            let flood = std::mem::take(&mut self.flood);
+            if flood == 0 {
+                return Ok(());
+            }
+            let enc = session.common.encrypted.as_mut().unwrap();
+            let recipient = enc.channels[&id].recipient_channel;
+            let chunk = vec![0u8; 32 * 1024];
+            let mut sent = 0;
+            while sent < flood {
+                // A packet: length, then the CHANNEL_DATA message.
+                let len = 1 + 4 + 4 + chunk.len() as u32;
+                len.encode(&mut enc.write)?;
+                enc.write.push(msg::CHANNEL_DATA);
+                recipient.encode(&mut enc.write)?;
+                chunk.as_slice().encode(&mut enc.write)?;
+                sent += chunk.len();
+            }
+            Ok(())
+        }
+    }
+
+    /// Hands every session channel it accepts to the test.
+    struct Server {
+        channels: mpsc::UnboundedSender<Channel<server::Msg>>,
+    }
+
+    impl server::Handler for Server {
+        type Error = crate::Error;
+
+        async fn auth_publickey(
+            &mut self,
+            _: &str,
+            _: server::VerifiedPublicKey<'_>,
+        ) -> Result<server::Auth, Self::Error> {
+            Ok(server::Auth::Accept)
+        }
+
+        async fn channel_open_session(
+            &mut self,
+            channel: Channel<server::Msg>,
+            reply: server::ChannelOpenHandle,
+            _session: &mut server::Session,
+        ) -> Result<(), Self::Error> {
+            let _ = self.channels.send(channel);
+            reply.accept().await;
+            Ok(())
+        }
+    }
+
+    /// A connected, authenticated client, and the channels the server
+    /// accepts.
+    async fn connect(
+        flood: usize,
+    ) -> (
+        client::Handle<Client>,
+        mpsc::UnboundedReceiver<Channel<server::Msg>>,
+        tokio::task::JoinHandle<Result<(), crate::Error>>,
+    ) {
+        let _ = env_logger::try_init();
+        let mut config = server::Config::default();
+        config.inactivity_timeout = None;
+        config.window_size = WINDOW;
+        config
+            .keys
+            .push(PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap());
+        let config = Arc::new(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            server::run_stream(config, socket, Server { channels: tx })
+                .await?
+                .await
+        });
+        let key = PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap();
+        let mut session = client::connect(Arc::new(client::Config::default()), addr, Client { flood })
+            .await
+            .unwrap();
+        let auth = session
+            .authenticate_publickey("user", PrivateKeyWithHashAlg::new(Arc::new(key), None))
+            .await
+            .unwrap();
+        assert!(auth.success());
+        (session, rx, server)
+    }
+
+    #[tokio::test]
+    async fn a_stalled_reader_does_not_stall_other_channels() {
+        let (client, mut accepted, _server) = connect(0).await;
+
+        // Channel 1: the server keeps it and never reads it.
+        let stalled = client.channel_open_session().await.unwrap();
+        let _kept = accepted.recv().await.unwrap();
+        let written = Arc::new(AtomicUsize::new(0));
+        let counter = written.clone();
+        let writer = tokio::spawn(async move {
+            let mut w = stalled.make_writer();
+            let buf = vec![1u8; 64 * 1024];
+            for _ in 0..256 {
+                if w.write_all(&buf).await.is_err() {
+                    break;
+                }
+                counter.fetch_add(buf.len(), Ordering::Relaxed);
+            }
+        });
+        // Wait until the stalled channel has used its whole window.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while written.load(Ordering::Relaxed) < WINDOW as usize {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the first window was never sent");
+        // ... and give the old code time to refill it and park its loop.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stalled_at = written.load(Ordering::Relaxed);
+
+        // Channel 2 echoes 4 MiB, more than a window, while channel 1 stays full.
+        let echo = client.channel_open_session().await.unwrap();
+        let served = tokio::time::timeout(Duration::from_secs(5), accepted.recv())
+            .await
+            .expect("the server session loop is stuck: no new channel")
+            .unwrap();
+        tokio::spawn(async move {
+            let mut s = served.into_stream();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let (mut rd, mut wr) = tokio::io::split(echo.into_stream());
+        let payload: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let sent = payload.clone();
+        let send = tokio::spawn(async move { wr.write_all(&sent).await.map(|_| wr) });
+        let mut back = vec![0u8; payload.len()];
+        tokio::time::timeout(Duration::from_secs(20), rd.read_exact(&mut back))
+            .await
+            .expect("echo through a second channel stalled")
+            .unwrap();
+        assert!(back == payload);
+        let _ = send.await;
+        // The stalled channel got its window and not a byte more.
+        let now = written.load(Ordering::Relaxed);
+        assert_eq!(now, stalled_at);
+        assert!(now <= WINDOW as usize + 64 * 1024, "{now} bytes written into a stalled channel");
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_ignores_the_window_is_disconnected() {
+        let (client, mut accepted, server) = connect(3 * WINDOW as usize).await;
+        let _channel = client.channel_open_session().await.unwrap();
+        let _kept = accepted.recv().await.unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .expect("the server kept a session whose peer ignored the window")
+            .unwrap();
+        assert!(
+            matches!(result, Err(crate::Error::WindowExceeded)),
+            "{result:?}"
+        );
+    }
+}

@@ -40,11 +40,6 @@ use opener::ChannelOpener;
 use session::SessionParams;
 use socks5::Socks5Listener;
 
-/// SSH channel window. Large enough that a single stream is not
-/// window-limited on fast links.
-pub(crate) const WINDOW_SIZE: u32 = 2 * 1024 * 1024;
-/// Largest SSH packet we accept (russh rejects more than 65535).
-pub(crate) const MAX_PACKET_SIZE: u32 = 32 * 1024;
 
 /// Everything the client needs. Build it from the CLI or in code.
 #[non_exhaustive]
@@ -178,8 +173,10 @@ pub(crate) fn ssh_config(opts: &ConnectOptions) -> Arc<russh::client::Config> {
             format!("SSH-2.0-wraith_{}", env!("CARGO_PKG_VERSION")).into(),
         ),
         preferred: crate::algorithms::preferred(),
-        window_size: WINDOW_SIZE,
-        maximum_packet_size: MAX_PACKET_SIZE,
+        window_size: crate::algorithms::WINDOW_SIZE,
+        window_max: crate::algorithms::WINDOW_MAX,
+        window_budget: crate::algorithms::WINDOW_BUDGET,
+        maximum_packet_size: crate::algorithms::MAX_PACKET_SIZE,
         keepalive_interval: Some(opts.keepalive_interval),
         keepalive_max: opts.keepalive_count_max,
         inactivity_timeout: None,

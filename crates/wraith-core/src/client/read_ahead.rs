@@ -8,7 +8,7 @@
 //! always reads, the other's flush always completes, so the client keeps
 //! reading into memory while its session flushes. What it holds is what
 //! the server may send under SSH flow control (the windows the client
-//! granted), capped at [`READ_AHEAD`]; the server, which must stay
+//! granted), capped at [`READ_AHEAD`] (the session's window budget); the server, which must stay
 //! bounded whatever a client does, reads directly.
 
 use std::pin::Pin;
@@ -18,8 +18,10 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf, WriteHalf};
 
 use crate::transport::BoxStream;
 
-/// Most bytes read ahead of the session.
-const READ_AHEAD: usize = 64 << 20;
+/// Most bytes read ahead of the session: all the server may send under the
+/// windows a session grants, and some room for its own messages. Memory is
+/// taken as bytes wait, not up front.
+const READ_AHEAD: usize = crate::algorithms::WINDOW_BUDGET as usize + (16 << 20);
 
 /// Bytes moved per read from the transport.
 const CHUNK: usize = 256 << 10;

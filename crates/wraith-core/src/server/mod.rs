@@ -176,8 +176,10 @@ impl Server {
             keepalive_interval: Some(options.keepalive_interval),
             keepalive_max: options.keepalive_count_max,
             preferred: crate::algorithms::preferred(),
-            window_size: crate::client::WINDOW_SIZE,
-            maximum_packet_size: crate::client::MAX_PACKET_SIZE,
+            window_size: crate::algorithms::WINDOW_SIZE,
+            window_max: crate::algorithms::WINDOW_MAX,
+            window_budget: crate::algorithms::WINDOW_BUDGET,
+            maximum_packet_size: crate::algorithms::MAX_PACKET_SIZE,
             nodelay: true,
             ..Default::default()
         };

@@ -28,6 +28,7 @@ use crate::client::{ChannelOpenHandle, Handler, Msg, Prompt, Reply, Session};
 use crate::helpers::{AlgorithmExt, EncodedExt, NameList, sign_with_hash_alg};
 use crate::keys::key::parse_public_key;
 use crate::parsing::{ChannelOpenConfirmation, ChannelType, OpenChannelMessage, ensure_end};
+use crate::channels::Delivery;
 use crate::session::{Encrypted, EncryptedState, GlobalRequestResponse};
 use crate::{
     Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelParams, CryptoVec, Error, MethodSet,
@@ -595,22 +596,11 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                let target = self.common.config.window_size;
-                #[allow(clippy::collapsible_if)]
-                if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let next_window =
-                            client.adjust_window(channel_num, self.target_window_size);
-                        if next_window > 0 {
-                            self.target_window_size = next_window
-                        }
-                    }
-                }
-
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan.send(ChannelMsg::Data { data: data.clone() }).await;
-                }
-
+                self.receive_channel_data(
+                    channel_num,
+                    ChannelMsg::Data { data: data.clone() },
+                    data.len(),
+                )?;
                 client.data(channel_num, &data, self).await
             }
             Some((&msg::CHANNEL_EXTENDED_DATA, mut r)) => {
@@ -622,27 +612,14 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                let target = self.common.config.window_size;
-                #[allow(clippy::collapsible_if)]
-                if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let next_window =
-                            client.adjust_window(channel_num, self.target_window_size);
-                        if next_window > 0 {
-                            self.target_window_size = next_window
-                        }
-                    }
-                }
-
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan
-                        .send(ChannelMsg::ExtendedData {
-                            ext: extended_code,
-                            data: data.clone(),
-                        })
-                        .await;
-                }
-
+                self.receive_channel_data(
+                    channel_num,
+                    ChannelMsg::ExtendedData {
+                        ext: extended_code,
+                        data: data.clone(),
+                    },
+                    data.len(),
+                )?;
                 client
                     .extended_data(channel_num, extended_code, &data, self)
                     .await
@@ -837,8 +814,9 @@ impl Session {
             Some((&msg::CHANNEL_OPEN, mut r)) => {
                 let msg = OpenChannelMessage::parse(&mut r)?;
 
-                let id = if let Some(ref mut enc) = self.common.encrypted {
-                    enc.new_channel_id()
+                let limits = self.common.config.window_limits();
+                let (id, window) = if let Some(ref mut enc) = self.common.encrypted {
+                    (enc.new_channel_id(), enc.initial_recv_window(&limits))
                 } else {
                     return Err(crate::Error::Inconsistent.into());
                 };
@@ -847,7 +825,7 @@ impl Session {
                     recipient_channel: msg.recipient_channel,
                     sender_channel: id,
                     recipient_window_size: msg.recipient_window_size,
-                    sender_window_size: self.common.config.window_size,
+                    sender_window_size: window,
                     recipient_maximum_packet_size: msg.recipient_maximum_packet_size,
                     sender_maximum_packet_size: self.common.config.maximum_packet_size,
                     confirmed: true,
@@ -855,6 +833,10 @@ impl Session {
                     pending_data: std::collections::VecDeque::new(),
                     pending_eof: false,
                     pending_close: false,
+                    recv_window: window,
+                    uncredited: 0,
+                    recv_total: 0,
+                    recv_at_check: 0,
                 };
 
                 let (channel, channel_ref) = Channel::new(
@@ -862,13 +844,12 @@ impl Session {
                     self.inbound_channel_sender.clone(),
                     channel_params.recipient_maximum_packet_size,
                     channel_params.recipient_window_size,
-                    self.common.config.channel_buffer_size,
                 );
 
                 let pending = crate::PendingChannelOpen {
                     recipient_channel: msg.recipient_channel,
                     sender_channel: id,
-                    window_size: self.common.config.window_size,
+                    window_size: window,
                     packet_size: self.common.config.maximum_packet_size,
                     channel_ref,
                     channel_params,
@@ -972,6 +953,9 @@ impl Session {
                         map_err!(ensure_end(&r))?;
                         // ignore keepalives
                     }
+                    Some(GlobalRequestResponse::RttProbe) => {
+                        self.rtt_probe_answered()?;
+                    }
                     Some(GlobalRequestResponse::Ping(return_channel)) => {
                         map_err!(ensure_end(&r))?;
                         let _ = return_channel.send(());
@@ -1044,6 +1028,9 @@ impl Session {
                 match self.open_global_requests.pop_front() {
                     Some(GlobalRequestResponse::Keepalive) => {
                         // ignore keepalives
+                    }
+                    Some(GlobalRequestResponse::RttProbe) => {
+                        self.rtt_probe_answered()?;
                     }
                     Some(GlobalRequestResponse::Ping(return_channel)) => {
                         let _ = return_channel.send(());
@@ -1122,6 +1109,67 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Account for channel data from the server and hand it to the
+    /// channel's reader without waiting (wraith patch): the window is
+    /// given back as the reader consumes, so a reader that stops stalls
+    /// only its own channel.
+    fn receive_channel_data(
+        &mut self,
+        channel_num: ChannelId,
+        msg: ChannelMsg,
+        len: usize,
+    ) -> Result<(), crate::Error> {
+        let limits = self.common.config.window_limits();
+        let Some(enc) = self.common.encrypted.as_mut() else {
+            return Ok(());
+        };
+        enc.debit_recv_window(channel_num, len)?;
+        let threshold = enc.credit_threshold(channel_num);
+        let delivery = match self.channels.get(&channel_num) {
+            Some(chan) => chan.deliver(channel_num, &enc.flow.credit, threshold, msg),
+            None => Delivery::Discarded,
+        };
+        match delivery {
+            Delivery::Queued => {}
+            Delivery::Discarded => enc.credit_recv_window(channel_num, len)?,
+            Delivery::Overflow => return Err(crate::Error::WindowExceeded),
+        }
+        if !self.kex.active() && enc.want_rtt_probe(&limits) {
+            enc.push_rtt_probe()?;
+            self.open_global_requests
+                .push_back(GlobalRequestResponse::RttProbe);
+        }
+        Ok(())
+    }
+
+    /// Credit the windows of channels whose readers consumed (wraith patch).
+    pub(crate) fn credit_consumed(&mut self) -> Result<(), crate::Error> {
+        let Some(enc) = self.common.encrypted.as_mut() else {
+            return Ok(());
+        };
+        for id in enc.flow.credit.take() {
+            let threshold = enc.credit_threshold(id);
+            if let Some(chan) = self.channels.get(&id) {
+                let consumed = chan.take_consumed(threshold);
+                enc.credit_recv_window(id, consumed)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rtt_probe_answered(&mut self) -> Result<(), crate::Error> {
+        let limits = self.common.config.window_limits();
+        let channels = &self.channels;
+        if let Some(enc) = self.common.encrypted.as_mut() {
+            enc.rtt_probe_answered(&limits, |id| {
+                channels.get(&id).map_or(0, |c| c.queued_bytes() as u64)
+            })?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -1156,6 +1204,7 @@ mod tests {
             rekey_wanted: false,
             received_extensions: Vec::new(),
             extension_info_awaiters: HashMap::new(),
+            flow: Default::default(),
         }
     }
 

@@ -88,10 +88,12 @@ mod test;
 #[derive(Debug)]
 pub struct Session {
     kex: SessionKexState<ClientKex>,
-    common: CommonSession<Arc<Config>>,
+    pub(crate) common: CommonSession<Arc<Config>>,
     receiver: Receiver<Msg>,
     sender: UnboundedSender<Reply>,
     channels: HashMap<ChannelId, ChannelRef>,
+    // Unused since windows follow consumption (wraith patch).
+    #[allow(dead_code)]
     target_window_size: u32,
     pending_reads: Vec<Vec<u8>>,
     pending_len: u32,
@@ -317,6 +319,8 @@ pub struct Handle<H: Handler> {
     sender: Sender<Msg>,
     receiver: UnboundedReceiver<Reply>,
     join: russh_util::runtime::JoinHandle<Result<(), H::Error>>,
+    // Unused since channel queues are bounded by windows (wraith patch).
+    #[allow(dead_code)]
     channel_buffer_size: usize,
     agent_session_binding: Option<crate::keys::agent::AgentSessionBinding>,
 }
@@ -740,7 +744,7 @@ impl<H: Handler> Handle<H> {
     /// Wait for confirmation that a channel is open
     async fn wait_channel_confirmation(
         &self,
-        mut receiver: Receiver<ChannelMsg>,
+        mut receiver: crate::channels::InboxRx,
         window_size_ref: WindowSizeRef,
     ) -> Result<Channel<Msg>, crate::Error> {
         loop {
@@ -842,7 +846,7 @@ impl<H: Handler> Handle<H> {
     /// usable when it's confirmed by the server, as indicated by the
     /// `confirmed` field of the corresponding `Channel`.
     pub async fn channel_open_session(&self) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -860,7 +864,7 @@ impl<H: Handler> Handle<H> {
         originator_address: A,
         originator_port: u32,
     ) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -891,7 +895,7 @@ impl<H: Handler> Handle<H> {
         originator_address: B,
         originator_port: u32,
     ) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -913,7 +917,7 @@ impl<H: Handler> Handle<H> {
         &self,
         socket_path: S,
     ) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -1417,8 +1421,22 @@ impl Session {
         let reading = start_reading(stream_read, buffer, opening_cipher);
         pin!(reading);
 
+        // Where channel readers report consumption (wraith patch). Before
+        // the first key exchange there are no channels.
+        let mut credit = self
+            .common
+            .encrypted
+            .as_ref()
+            .map(|enc| enc.flow.credit.clone())
+            .unwrap_or_else(crate::channels::CreditQueue::new);
+
         #[allow(clippy::panic)] // false positive in select! macro
         while !self.common.disconnected {
+            if let Some(enc) = self.common.encrypted.as_ref()
+                && !std::sync::Arc::ptr_eq(&credit, &enc.flow.credit)
+            {
+                credit = enc.flow.credit.clone();
+            }
             self.common.received_data = false;
             // Set whenever the keepalive timer elapses, even if no keepalive
             // could be sent yet, so that the timer is always re-armed below.
@@ -1492,6 +1510,10 @@ impl Session {
                 () = &mut inactivity_timer => {
                     debug!("timeout");
                     return Err(crate::Error::InactivityTimeout.into());
+                }
+                () = credit.notified() => {
+                    // Readers consumed: give the window back (wraith patch).
+                    self.credit_consumed()?;
                 }
                 msg = self.receiver.recv(), if can_receive_outbound => {
                     self.drain_priority_msgs()?;
@@ -2178,6 +2200,7 @@ mod tests {
                     rekey_wanted: false,
                     received_extensions: Vec::new(),
                     extension_info_awaiters: HashMap::new(),
+                    flow: Default::default(),
                 }),
                 config,
                 wants_reply: false,
@@ -2485,6 +2508,7 @@ mod tests {
                     rekey_wanted: false,
                     received_extensions: Vec::new(),
                     extension_info_awaiters: HashMap::new(),
+                    flow: Default::default(),
                 }),
                 config,
                 wants_reply: false,
@@ -2728,6 +2752,13 @@ pub struct Config {
     pub limits: Limits,
     /// The initial size of a channel (used for flow control).
     pub window_size: u32,
+    /// Largest receive window a channel grows to when the path, not its
+    /// reader, limits it (wraith patch). At or below `window_size`,
+    /// windows stay fixed.
+    pub window_max: u32,
+    /// Most bytes the receive windows of all channels of a session add up
+    /// to (wraith patch); each channel still gets at least 64 KiB.
+    pub window_budget: u64,
     /// The maximal size of a single packet.
     pub maximum_packet_size: u32,
     /// Buffer size for each channel (a number of unprocessed messages to store before propagating backpressure to the TCP stream)
@@ -2748,6 +2779,17 @@ pub struct Config {
     pub nodelay: bool,
 }
 
+impl Config {
+    /// Receive-window sizing for this session's channels.
+    pub(crate) fn window_limits(&self) -> crate::channels::flow::Limits {
+        crate::channels::flow::Limits {
+            initial: self.window_size,
+            max: self.window_max.max(self.window_size),
+            budget: self.window_budget,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -2759,6 +2801,8 @@ impl Default for Config {
             ))),
             limits: Limits::default(),
             window_size: 2097152,
+            window_max: 2097152,
+            window_budget: u64::MAX,
             maximum_packet_size: 32768,
             channel_buffer_size: 100,
             preferred: Default::default(),

@@ -18,10 +18,9 @@ impl Session {
         let result = if let Some(ref mut enc) = self.common.encrypted {
             match enc.state {
                 EncryptedState::Authenticated => {
-                    let sender_channel = enc.new_channel(
-                        self.common.config.window_size,
-                        self.common.config.maximum_packet_size,
-                    );
+                    let window = enc.initial_recv_window(&self.common.config.window_limits());
+                    let sender_channel =
+                        enc.new_channel(window, self.common.config.maximum_packet_size);
                     push_packet!(enc.write, {
                         msg::CHANNEL_OPEN.encode(&mut enc.write)?;
                         kind.encode(&mut enc.write)?;
@@ -30,11 +29,7 @@ impl Session {
                         sender_channel.encode(&mut enc.write)?;
 
                         // window.
-                        self.common
-                            .config
-                            .as_ref()
-                            .window_size
-                            .encode(&mut enc.write)?;
+                        window.encode(&mut enc.write)?;
 
                         // max packet size.
                         self.common

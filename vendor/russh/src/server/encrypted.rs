@@ -28,6 +28,7 @@ use ssh_key::{PublicKey, Signature};
 use tokio::time::Instant;
 
 use super::*;
+use crate::channels::Delivery;
 use crate::helpers::{AlgorithmExt, NameList};
 use crate::map_err;
 use crate::parsing::{ChannelOpenConfirmation, ChannelType, OpenChannelMessage, ensure_end};
@@ -160,6 +161,67 @@ impl Session {
             }
             _ => Ok(()),
         }
+    }
+}
+
+impl Session {
+    /// Account for channel data from the client and hand it to the
+    /// channel's reader without waiting (wraith patch): the window is
+    /// given back as the reader consumes, so a reader that stops stalls
+    /// only its own channel.
+    fn receive_channel_data(
+        &mut self,
+        channel_num: ChannelId,
+        msg: ChannelMsg,
+        len: usize,
+    ) -> Result<(), Error> {
+        let limits = self.common.config.window_limits();
+        let Some(enc) = self.common.encrypted.as_mut() else {
+            return Ok(());
+        };
+        enc.debit_recv_window(channel_num, len)?;
+        let threshold = enc.credit_threshold(channel_num);
+        let delivery = match self.channels.get(&channel_num) {
+            Some(chan) => chan.deliver(channel_num, &enc.flow.credit, threshold, msg),
+            None => Delivery::Discarded,
+        };
+        match delivery {
+            Delivery::Queued => {}
+            Delivery::Discarded => enc.credit_recv_window(channel_num, len)?,
+            Delivery::Overflow => return Err(Error::WindowExceeded),
+        }
+        if !self.kex.active() && enc.want_rtt_probe(&limits) {
+            enc.push_rtt_probe()?;
+            self.open_global_requests
+                .push_back(GlobalRequestResponse::RttProbe);
+        }
+        Ok(())
+    }
+
+    /// Credit the windows of channels whose readers consumed (wraith patch).
+    pub(crate) fn credit_consumed(&mut self) -> Result<(), Error> {
+        let Some(enc) = self.common.encrypted.as_mut() else {
+            return Ok(());
+        };
+        for id in enc.flow.credit.take() {
+            let threshold = enc.credit_threshold(id);
+            if let Some(chan) = self.channels.get(&id) {
+                let consumed = chan.take_consumed(threshold);
+                enc.credit_recv_window(id, consumed)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rtt_probe_answered(&mut self) -> Result<(), Error> {
+        let limits = self.common.config.window_limits();
+        let channels = &self.channels;
+        if let Some(enc) = self.common.encrypted.as_mut() {
+            enc.rtt_probe_answered(&limits, |id| {
+                channels.get(&id).map_or(0, |c| c.queued_bytes() as u64)
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -753,7 +815,7 @@ mod tests {
                 session.common.config.window_size,
                 session.common.config.maximum_packet_size,
             );
-        let (sender, _receiver) = tokio::sync::mpsc::channel(1);
+        let (sender, _receiver) = crate::channels::inbox();
         session
             .channels
             .insert(channel, crate::channels::ChannelRef::new(sender));
@@ -886,6 +948,7 @@ mod tests {
             rekey_wanted: false,
             received_extensions: Vec::new(),
             extension_info_awaiters: std::collections::HashMap::new(),
+            flow: Default::default(),
         }
     }
 }
@@ -1487,34 +1550,18 @@ impl Session {
                 trace!("handler.data {ext:?} {channel_num:?}");
                 let data = map_err!(Bytes::decode(r))?;
                 map_err!(ensure_end(r))?;
-                let target = self.target_window_size;
-
-                #[allow(clippy::collapsible_if)]
-                if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let window = handler.adjust_window(channel_num, self.target_window_size);
-                        if window > 0 {
-                            self.target_window_size = window
-                        }
-                    }
-                }
+                let msg = match ext {
+                    Some(ext) => ChannelMsg::ExtendedData {
+                        ext,
+                        data: data.clone(),
+                    },
+                    None => ChannelMsg::Data { data: data.clone() },
+                };
+                self.receive_channel_data(channel_num, msg, data.len())?;
                 self.flush()?;
                 if let Some(ext) = ext {
-                    if let Some(chan) = self.channels.get(&channel_num) {
-                        chan.send(ChannelMsg::ExtendedData {
-                            ext,
-                            data: data.clone(),
-                        })
-                        .await
-                        .unwrap_or(())
-                    }
                     handler.extended_data(channel_num, ext, &data, self).await
                 } else {
-                    if let Some(chan) = self.channels.get(&channel_num) {
-                        chan.send(ChannelMsg::Data { data: data.clone() })
-                            .await
-                            .unwrap_or(())
-                    }
                     handler.data(channel_num, &data, self).await
                 }
             }
@@ -1957,6 +2004,9 @@ impl Session {
                         map_err!(ensure_end(r))?;
                         // ignore keepalives
                     }
+                    Some(GlobalRequestResponse::RttProbe) => {
+                        self.rtt_probe_answered()?;
+                    }
                     Some(GlobalRequestResponse::Ping(return_channel)) => {
                         map_err!(ensure_end(r))?;
                         let _ = return_channel.send(());
@@ -2002,6 +2052,9 @@ impl Session {
                     Some(GlobalRequestResponse::Keepalive) => {
                         // ignore keepalives
                     }
+                    Some(GlobalRequestResponse::RttProbe) => {
+                        self.rtt_probe_answered()?;
+                    }
                     Some(GlobalRequestResponse::Ping(return_channel)) => {
                         let _ = return_channel.send(());
                     }
@@ -2031,8 +2084,9 @@ impl Session {
     ) -> Result<(), H::Error> {
         let msg = OpenChannelMessage::parse(r)?;
 
-        let sender_channel = if let Some(ref mut enc) = self.common.encrypted {
-            enc.new_channel_id()
+        let limits = self.common.config.window_limits();
+        let (sender_channel, window) = if let Some(ref mut enc) = self.common.encrypted {
+            (enc.new_channel_id(), enc.initial_recv_window(&limits))
         } else {
             unreachable!()
         };
@@ -2043,7 +2097,7 @@ impl Session {
             sender_channel,
 
             recipient_window_size: msg.recipient_window_size,
-            sender_window_size: self.common.config.window_size,
+            sender_window_size: window,
             recipient_maximum_packet_size: msg.recipient_maximum_packet_size,
             sender_maximum_packet_size: self.common.config.maximum_packet_size,
             confirmed: true,
@@ -2051,6 +2105,10 @@ impl Session {
             pending_data: std::collections::VecDeque::new(),
             pending_eof: false,
             pending_close: false,
+            recv_window: window,
+            uncredited: 0,
+            recv_total: 0,
+            recv_at_check: 0,
         };
 
         let (channel, channel_ref) = Channel::new(
@@ -2058,13 +2116,12 @@ impl Session {
             self.sender.sender.clone(),
             channel_params.recipient_maximum_packet_size,
             channel_params.recipient_window_size,
-            self.common.config.channel_buffer_size,
         );
 
         let pending = PendingChannelOpen {
             recipient_channel: msg.recipient_channel,
             sender_channel,
-            window_size: self.common.config.window_size,
+            window_size: window,
             packet_size: self.common.config.maximum_packet_size,
             channel_ref,
             channel_params,

@@ -81,6 +81,13 @@ pub struct Config {
     pub limits: Limits,
     /// The initial size of a channel (used for flow control).
     pub window_size: u32,
+    /// Largest receive window a channel grows to when the path, not its
+    /// reader, limits it (wraith patch). At or below `window_size`,
+    /// windows stay fixed.
+    pub window_max: u32,
+    /// Most bytes the receive windows of all channels of a session add up
+    /// to (wraith patch); each channel still gets at least 64 KiB.
+    pub window_budget: u64,
     /// The maximal size of a single packet.
     pub maximum_packet_size: u32,
     /// Buffer size for each channel (a number of unprocessed messages to store before propagating backpressure to the TCP stream)
@@ -101,6 +108,17 @@ pub struct Config {
     pub nodelay: bool,
 }
 
+impl Config {
+    /// Receive-window sizing for this session's channels.
+    pub(crate) fn window_limits(&self) -> crate::channels::flow::Limits {
+        crate::channels::flow::Limits {
+            initial: self.window_size,
+            max: self.window_max.max(self.window_size),
+            budget: self.window_budget,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -116,6 +134,8 @@ impl Default for Config {
             keys: Vec::new(),
             certificates: Vec::new(),
             window_size: 2097152,
+            window_max: 2097152,
+            window_budget: u64::MAX,
             maximum_packet_size: 32768,
             channel_buffer_size: 100,
             event_buffer_size: 10,

@@ -7,7 +7,7 @@ use channels::WindowSizeRef;
 use kex::ServerKex;
 use log::debug;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::{Receiver, Sender, UnboundedReceiver, UnboundedSender, channel};
+use tokio::sync::mpsc::{Receiver, Sender, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use super::*;
@@ -23,6 +23,8 @@ pub struct Session {
     pub(crate) sender: Handle,
     pub(crate) priority_receiver: UnboundedReceiver<Msg>,
     pub(crate) receiver: Receiver<Msg>,
+    // Unused since windows follow consumption (wraith patch).
+    #[allow(dead_code)]
     pub(crate) target_window_size: u32,
     pub(crate) pending_reads: Vec<Vec<u8>>,
     pub(crate) pending_len: u32,
@@ -112,6 +114,8 @@ pub type ChannelOpenHandle = crate::ChannelOpenHandleInner<Msg>;
 pub struct Handle {
     pub(crate) priority_sender: UnboundedSender<Msg>,
     pub(crate) sender: Sender<Msg>,
+    // Unused since channel queues are bounded by windows (wraith patch).
+    #[allow(dead_code)]
     pub(crate) channel_buffer_size: usize,
 }
 
@@ -246,7 +250,7 @@ impl Handle {
     /// confirmed that it allows agent forwarding. See
     /// [PROTOCOL.agent](https://datatracker.ietf.org/doc/html/draft-miller-ssh-agent).
     pub async fn channel_open_agent(&self) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -265,7 +269,7 @@ impl Handle {
     /// usable when it's confirmed by the server, as indicated by the
     /// `confirmed` field of the corresponding `Channel`.
     pub async fn channel_open_session(&self) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -290,7 +294,7 @@ impl Handle {
         originator_address: B,
         originator_port: u32,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -313,7 +317,7 @@ impl Handle {
         &self,
         socket_path: A,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -335,7 +339,7 @@ impl Handle {
         originator_address: B,
         originator_port: u32,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -357,7 +361,7 @@ impl Handle {
         &self,
         server_socket_path: A,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -377,7 +381,7 @@ impl Handle {
         originator_address: A,
         originator_port: u32,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (sender, receiver) = crate::channels::inbox();
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -395,7 +399,7 @@ impl Handle {
 
     async fn wait_channel_confirmation(
         &self,
-        mut receiver: Receiver<ChannelMsg>,
+        mut receiver: crate::channels::InboxRx,
         window_size_ref: WindowSizeRef,
     ) -> Result<Channel<Msg>, Error> {
         loop {
@@ -661,8 +665,21 @@ impl Session {
         pin!(reading);
         let mut is_reading = None;
 
+        // Where channel readers report consumption (wraith patch).
+        let mut credit = self
+            .common
+            .encrypted
+            .as_ref()
+            .map(|enc| enc.flow.credit.clone())
+            .unwrap_or_else(crate::channels::CreditQueue::new);
+
         #[allow(clippy::panic)] // false positive in macro
         while !self.common.disconnected {
+            if let Some(enc) = self.common.encrypted.as_ref()
+                && !std::sync::Arc::ptr_eq(&credit, &enc.flow.credit)
+            {
+                credit = enc.flow.credit.clone();
+            }
             self.common.received_data = false;
             let mut sent_keepalive = false;
 
@@ -779,6 +796,10 @@ impl Session {
                 () = &mut inactivity_timer => {
                     debug!("timeout");
                     return Err(crate::Error::InactivityTimeout.into());
+                }
+                () = credit.notified() => {
+                    // Readers consumed: give the window back (wraith patch).
+                    self.credit_consumed()?;
                 }
                 msg = self.priority_receiver.recv(), if !self.kex.active() => {
                     match msg {
@@ -1411,10 +1432,8 @@ impl Session {
                 return Err(Error::Inconsistent);
             }
 
-            let sender_channel = enc.new_channel(
-                self.common.config.window_size,
-                self.common.config.maximum_packet_size,
-            );
+            let window = enc.initial_recv_window(&self.common.config.window_limits());
+            let sender_channel = enc.new_channel(window, self.common.config.maximum_packet_size);
             push_packet!(enc.write, {
                 enc.write.push(msg::CHANNEL_OPEN);
                 kind.encode(&mut enc.write)?;
@@ -1423,11 +1442,7 @@ impl Session {
                 sender_channel.encode(&mut enc.write)?;
 
                 // window.
-                self.common
-                    .config
-                    .as_ref()
-                    .window_size
-                    .encode(&mut enc.write)?;
+                window.encode(&mut enc.write)?;
 
                 // max packet size.
                 self.common
@@ -1651,6 +1666,7 @@ mod tests {
                     rekey_wanted: false,
                     received_extensions: Vec::new(),
                     extension_info_awaiters: HashMap::new(),
+                    flow: Default::default(),
                 }),
                 auth_method: None,
                 auth_attempts: 0,
