@@ -19,7 +19,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -61,6 +61,36 @@ pub fn require_tool(name: &str) -> bool {
 /// [`require_tool`] for each name; false if any is missing.
 pub fn require_tools(names: &[&str]) -> bool {
     names.iter().all(|name| require_tool(name))
+}
+
+/// A Python interpreter that can import `module`. Debian's packages
+/// (`apt-get install <debian_package>`) install for `/usr/bin/python3`,
+/// which may not be the `python3` first on `PATH` (pyenv), so that one is
+/// tried first. When none can: panics if `CI=true`, otherwise prints why the
+/// test is skipped and returns `None`.
+pub fn require_python_module(module: &str, debian_package: &str) -> Option<PathBuf> {
+    let found = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .filter_map(find_tool)
+        .find(|python| {
+            let mut cmd = Command::new(python);
+            cmd.args(["-c", &format!("import {module}")]);
+            run(cmd, TIMEOUT).status.success()
+        });
+    if found.is_some() {
+        return found;
+    }
+    if in_ci() {
+        panic!(
+            "no python3 can import `{module}`; CI must provide it \
+             (apt-get install {debian_package}, see .ci/run)"
+        );
+    }
+    eprintln!(
+        "skipping test: no python3 can import `{module}` ({debian_package}; \
+         with CI=true this is a failure)"
+    );
+    None
 }
 
 fn in_ci() -> bool {
@@ -931,6 +961,18 @@ impl OpenSsh {
     }
 }
 
+impl OpenSsh {
+    /// `ssh -N -D 127.0.0.1:<free port>`, once its SOCKS port accepts
+    /// connections.
+    pub fn dynamic_forward(&self) -> (WraithProcess, SocketAddr) {
+        let socks = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let process =
+            WraithProcess::spawn_command(self.command(&["-N", "-D", &socks.to_string()], &[]));
+        process.wait_for_port(socks, TIMEOUT);
+        (process, socks)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // curl
 
@@ -989,6 +1031,22 @@ impl Target {
 
 fn spawn_target(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Target {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
+    serve_target(listener, handler)
+}
+
+/// [`spawn_target`] whose accepted connections have small kernel buffers
+/// ([`LOAD_SOCKET_BUFFER`]), set on the listener so that they apply from
+/// the handshake on.
+fn spawn_load_target(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Target {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
+    small_socket_buffers(socket2::SockRef::from(&listener));
+    serve_target(listener, handler)
+}
+
+fn serve_target(
+    listener: TcpListener,
+    handler: impl Fn(TcpStream) + Send + Sync + 'static,
+) -> Target {
     let addr = listener.local_addr().expect("target address");
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&accepted);
@@ -1210,4 +1268,435 @@ pub fn mentions_port(text: &str, port: u16) -> bool {
         );
         separated_before && !after.is_some_and(char::is_alphanumeric)
     })
+}
+
+// ---------------------------------------------------------------------------
+// Flow-control load: targets that stream or never read, SOCKS5 by hand,
+// progress and memory
+
+/// Each load loop (a target streaming into a connection nobody reads, a
+/// client uploading into a target that never reads) stops by itself after
+/// this long, even if the test that started it forgot to.
+pub const LOAD_TIME_LIMIT: Duration = Duration::from_secs(150);
+
+/// ... or after moving this many bytes on one connection.
+pub const LOAD_BYTE_LIMIT: u64 = 1 << 30;
+
+/// How long one blocked write of a load loop waits before it looks at its
+/// stop signal again.
+const LOAD_WRITE_SLICE: Duration = Duration::from_millis(100);
+
+/// SO_RCVBUF / SO_SNDBUF on the test's own ends of stalled connections
+/// (the kernel doubles it). Loopback buffers otherwise grow to several MiB
+/// per connection, so 64 stalled connections would park over a GiB in the
+/// kernel, push TCP into memory pressure (`net.ipv4.tcp_mem`) and slow
+/// every other connection of the machine, including the one under test.
+/// wraith's own sockets keep their defaults.
+pub const LOAD_SOCKET_BUFFER: usize = 64 * 1024;
+
+/// Sets both kernel buffers of `socket` to [`LOAD_SOCKET_BUFFER`].
+fn small_socket_buffers(socket: socket2::SockRef<'_>) {
+    socket
+        .set_recv_buffer_size(LOAD_SOCKET_BUFFER)
+        .expect("SO_RCVBUF");
+    socket
+        .set_send_buffer_size(LOAD_SOCKET_BUFFER)
+        .expect("SO_SNDBUF");
+}
+
+/// A one-way signal (unset → set) that threads can wait for with a timeout.
+#[derive(Clone, Default)]
+pub struct Latch(Arc<(Mutex<bool>, Condvar)>);
+
+impl Latch {
+    pub fn set(&self) {
+        *self.0.0.lock().unwrap() = true;
+        self.0.1.notify_all();
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.0.0.lock().unwrap()
+    }
+
+    /// Waits until set or `timeout` passes; true if set.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.0.0.lock().unwrap();
+        let (guard, _) = self
+            .0
+            .1
+            .wait_timeout_while(guard, timeout, |set| !*set)
+            .unwrap();
+        *guard
+    }
+}
+
+/// Bytes moved so far on each connection of a load, one counter per
+/// connection in the order they started.
+#[derive(Clone, Default)]
+pub struct Progress(Arc<Mutex<Vec<Arc<AtomicU64>>>>);
+
+impl Progress {
+    /// A new counter for one more connection.
+    pub fn add(&self) -> Arc<AtomicU64> {
+        let counter = Arc::new(AtomicU64::new(0));
+        self.0.lock().unwrap().push(Arc::clone(&counter));
+        counter
+    }
+
+    /// Bytes per connection now.
+    pub fn snapshot(&self) -> Vec<u64> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|counter| counter.load(Ordering::SeqCst))
+            .collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.snapshot().iter().sum()
+    }
+
+    /// `"<total> MiB in all (<min> to <max> MiB per connection)"`.
+    pub fn describe(&self) -> String {
+        let each = self.snapshot();
+        format!(
+            "{} in all, {} to {} per connection",
+            mib(each.iter().sum::<u64>()),
+            mib(each.iter().min().copied().unwrap_or(0)),
+            mib(each.iter().max().copied().unwrap_or(0))
+        )
+    }
+
+    /// Polls until no counter has moved for `quiet` (the load stalled: the
+    /// receivers stopped taking bytes) and returns the total then; `Err`
+    /// with the progress seen if that does not happen within `timeout`.
+    /// `on_poll` runs at every poll (e.g. to sample memory).
+    pub fn wait_until_quiet(
+        &self,
+        quiet: Duration,
+        timeout: Duration,
+        mut on_poll: impl FnMut(),
+    ) -> Result<u64, String> {
+        let start = Instant::now();
+        let mut last = self.snapshot();
+        let mut last_change = start;
+        loop {
+            on_poll();
+            let now = Instant::now();
+            let current = self.snapshot();
+            if current != last {
+                last = current;
+                last_change = now;
+            } else if now - last_change >= quiet {
+                return Ok(last.iter().sum());
+            }
+            if now - start >= timeout {
+                return Err(format!(
+                    "the load kept moving for {timeout:?} without stalling: {}",
+                    self.describe()
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A target that, once [`StreamingTarget::release`] is called, writes to
+/// every connection as fast as the connection takes bytes, without pause,
+/// until the target is dropped (or [`LOAD_TIME_LIMIT`] /
+/// [`LOAD_BYTE_LIMIT`]). Holding the data back until release lets a test
+/// open all its channels before any of them stalls.
+pub struct StreamingTarget {
+    pub target: Target,
+    /// Bytes written to each connection.
+    pub written: Progress,
+    release: Latch,
+    stop: Latch,
+}
+
+impl StreamingTarget {
+    pub fn start() -> Self {
+        let written = Progress::default();
+        let release = Latch::default();
+        let stop = Latch::default();
+        let (counters, go, halt) = (written.clone(), release.clone(), stop.clone());
+        let target = spawn_load_target(move |mut stream| {
+            let counter = counters.add();
+            let start = Instant::now();
+            if !go.wait(LOAD_TIME_LIMIT) || halt.is_set() {
+                return;
+            }
+            let _ = stream.set_write_timeout(Some(LOAD_WRITE_SLICE));
+            let chunk = pseudo_random_bytes(64 * 1024, 0x57ea);
+            while !halt.is_set()
+                && start.elapsed() < LOAD_TIME_LIMIT
+                && counter.load(Ordering::SeqCst) < LOAD_BYTE_LIMIT
+            {
+                match stream.write(&chunk) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        counter.fetch_add(n as u64, Ordering::SeqCst);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                        ) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        Self {
+            target,
+            written,
+            release,
+            stop,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.target.addr
+    }
+
+    /// Lets every connection, present and future, start streaming.
+    pub fn release(&self) {
+        self.release.set();
+    }
+}
+
+impl Drop for StreamingTarget {
+    fn drop(&mut self) {
+        self.stop.set();
+    }
+}
+
+/// A target that accepts connections and never reads from them; each is
+/// held open until the target is dropped (or [`LOAD_TIME_LIMIT`]).
+pub struct NeverReadingTarget {
+    pub target: Target,
+    stop: Latch,
+}
+
+impl NeverReadingTarget {
+    pub fn start() -> Self {
+        let stop = Latch::default();
+        let halt = stop.clone();
+        let target = spawn_load_target(move |stream| {
+            halt.wait(LOAD_TIME_LIMIT);
+            drop(stream);
+        });
+        Self { target, stop }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.target.addr
+    }
+}
+
+impl Drop for NeverReadingTarget {
+    fn drop(&mut self) {
+        self.stop.set();
+    }
+}
+
+/// Reads until it has `expect` bytes (or EOF, or a read stalls for
+/// [`TIMEOUT`]), then answers with the count as 8 bytes big-endian and
+/// closes. Lets a test check an upload's byte count without relying on
+/// half-close.
+pub fn counting_sink_target(expect: u64) -> Target {
+    spawn_target(move |mut stream| {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0u64;
+        while got < expect {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got += n as u64,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = stream.write_all(&got.to_be_bytes());
+    })
+}
+
+/// Writes to `stream` as fast as it takes bytes, counting them in
+/// `counter`, until `stop` is set, the stream fails, or the load limits
+/// are reached. Runs on its own thread; join the handle after `stop`.
+pub fn spawn_uploader(
+    mut stream: TcpStream,
+    counter: Arc<AtomicU64>,
+    stop: Latch,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let _ = stream.set_write_timeout(Some(LOAD_WRITE_SLICE));
+        let chunk = pseudo_random_bytes(64 * 1024, 0x0091_0ad5);
+        let start = Instant::now();
+        while !stop.is_set()
+            && start.elapsed() < LOAD_TIME_LIMIT
+            && counter.load(Ordering::SeqCst) < LOAD_BYTE_LIMIT
+        {
+            match stream.write(&chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    counter.fetch_add(n as u64, Ordering::SeqCst);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return,
+            }
+        }
+    })
+}
+
+/// A SOCKS5 CONNECT (no auth) through `proxy` to the IPv4 `target`, all
+/// within `timeout`. `Err` says which step failed and when, e.g.
+/// `"SOCKS reply 6 after 3.1s"` or `"no SOCKS reply within 5s"`.
+pub fn socks5_open(
+    proxy: SocketAddr,
+    target: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, String> {
+    socks5_open_with(proxy, target, timeout, false)
+}
+
+/// [`socks5_open`] for one connection of a load that will stall: its
+/// kernel buffers are [`LOAD_SOCKET_BUFFER`] from the handshake on.
+pub fn socks5_open_for_load(
+    proxy: SocketAddr,
+    target: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, String> {
+    socks5_open_with(proxy, target, timeout, true)
+}
+
+fn socks5_open_with(
+    proxy: SocketAddr,
+    target: SocketAddr,
+    timeout: Duration,
+    small_buffers: bool,
+) -> Result<TcpStream, String> {
+    let start = Instant::now();
+    let SocketAddr::V4(v4) = target else {
+        return Err(format!("{target} is not an IPv4 address"));
+    };
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(|e| format!("cannot create a socket: {e}"))?;
+    if small_buffers {
+        small_socket_buffers(socket2::SockRef::from(&socket));
+    }
+    socket
+        .connect_timeout(&proxy.into(), timeout)
+        .map_err(|e| format!("cannot connect to the SOCKS port {proxy}: {e}"))?;
+    let mut stream = TcpStream::from(socket);
+    let _ = stream.set_nodelay(true);
+    let step = |stream: &mut TcpStream, what: &str, send: &[u8], reply: &mut [u8]| {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(format!("no {what} within {timeout:?}"));
+        }
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        stream.set_write_timeout(Some(left)).expect("write timeout");
+        stream
+            .write_all(send)
+            .map_err(|e| format!("sending the {what} request failed: {e}"))?;
+        stream.read_exact(reply).map_err(|e| match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                format!("no {what} within {timeout:?}")
+            }
+            _ => format!(
+                "the SOCKS server closed before its {what} ({e}) after {:.2?}",
+                start.elapsed()
+            ),
+        })
+    };
+    let mut method = [0u8; 2];
+    step(&mut stream, "SOCKS method reply", &[5, 1, 0], &mut method)?;
+    if method != [5, 0] {
+        return Err(format!("SOCKS method reply {method:?}"));
+    }
+    let mut request = vec![5, 1, 0, 1];
+    request.extend_from_slice(&v4.ip().octets());
+    request.extend_from_slice(&v4.port().to_be_bytes());
+    // VER REP RSV ATYP, then the bound address; every server here answers
+    // with an IPv4 (or, rarely, IPv6) bound address.
+    let mut head = [0u8; 4];
+    step(&mut stream, "SOCKS reply", &request, &mut head)?;
+    if head[1] != 0 {
+        return Err(format!(
+            "SOCKS reply {} after {:.2?}",
+            head[1],
+            start.elapsed()
+        ));
+    }
+    let rest = match head[3] {
+        1 => 4 + 2,
+        4 => 16 + 2,
+        other => return Err(format!("SOCKS reply with address type {other}")),
+    };
+    let mut bound = vec![0u8; rest];
+    step(&mut stream, "SOCKS bound address", &[], &mut bound)?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .expect("write timeout");
+    Ok(stream)
+}
+
+/// Resident memory of process `pid` in bytes (`VmRSS` in
+/// `/proc/<pid>/status`); `None` if the process is gone. Bytes queued in
+/// kernel socket buffers are not part of it: RSS measures what the process
+/// buffers in user space.
+pub fn vm_rss(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The largest [`vm_rss`] seen of one process since it was created.
+pub struct RssPeak {
+    pub pid: u32,
+    pub baseline: u64,
+    pub peak: u64,
+}
+
+impl RssPeak {
+    /// Starts watching `pid`; its RSS now is the baseline.
+    pub fn new(pid: u32) -> Self {
+        let baseline = vm_rss(pid).unwrap_or_else(|| panic!("process {pid} has no VmRSS"));
+        Self {
+            pid,
+            baseline,
+            peak: baseline,
+        }
+    }
+
+    pub fn sample(&mut self) {
+        if let Some(rss) = vm_rss(self.pid) {
+            self.peak = self.peak.max(rss);
+        }
+    }
+
+    /// Peak minus baseline.
+    pub fn growth(&self) -> u64 {
+        self.peak.saturating_sub(self.baseline)
+    }
+}
+
+/// `n` bytes as MiB with one decimal, for messages.
+pub fn mib(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+}
+
+/// The last `lines` lines of `text`, for assertion messages about noisy
+/// processes.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
