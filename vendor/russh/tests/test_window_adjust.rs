@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::server::{self, Auth, Msg, Server as _, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelMsg, Disconnect, client};
+use russh::{Channel, ChannelMsg, Disconnect, client};
 use ssh_key::PrivateKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
@@ -114,11 +114,6 @@ impl server::Handler for Server {
         Ok(Auth::Accept)
     }
 
-    fn adjust_window(&mut self, _: ChannelId, current: u32) -> u32 {
-        self.adjusts += 1;
-        if self.adjusts < ADJUSTS { current } else { 1 }
-    }
-
     async fn channel_open_session(
         &mut self,
         mut channel: Channel<Msg>,
@@ -126,14 +121,18 @@ impl server::Handler for Server {
         _: &mut Session,
     ) -> Result<(), Self::Error> {
         reply.accept().await;
+        self.adjusts += 1;
         tokio::spawn(async move {
-            loop {
-                match timeout(Duration::from_millis(200), channel.wait()).await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => return,
-                    Err(_) => break,
+            // Read a few messages, then stop reading: the window is given
+            // back only as data is consumed (wraith patch), so the client
+            // uses it up and waits. Then close the channel.
+            for _ in 0..ADJUSTS {
+                match channel.wait().await {
+                    Some(_) => {}
+                    None => return,
                 }
             }
+            tokio::time::sleep(Duration::from_millis(300)).await;
             let _ = channel.close().await;
         });
         Ok(())

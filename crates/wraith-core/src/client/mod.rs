@@ -40,7 +40,6 @@ use opener::ChannelOpener;
 use session::SessionParams;
 use socks5::Socks5Listener;
 
-
 /// Everything the client needs. Build it from the CLI or in code.
 #[non_exhaustive]
 pub struct ConnectOptions {
