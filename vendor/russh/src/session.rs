@@ -996,6 +996,65 @@ pub(crate) struct NewKeys {
     pub session_id: CryptoVec,
 }
 
+/// Account for channel data from the peer and hand it to the channel's
+/// reader without waiting (wraith patch): the window is given back as the
+/// reader consumes, so a reader that stops stalls only its own channel.
+/// Shared by the client and server sessions.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn receive_channel_data(
+    enc: &mut Encrypted,
+    channels: &HashMap<ChannelId, crate::channels::ChannelRef>,
+    open_global_requests: &mut std::collections::VecDeque<GlobalRequestResponse>,
+    kex_active: bool,
+    limits: &WindowLimits,
+    channel: ChannelId,
+    msg: crate::ChannelMsg,
+    len: usize,
+) -> Result<(), crate::Error> {
+    enc.debit_recv_window(channel, len)?;
+    let threshold = enc.credit_threshold(channel);
+    let delivery = match channels.get(&channel) {
+        Some(chan) => chan.deliver(channel, &enc.flow.credit, threshold, msg),
+        None => crate::channels::Delivery::Discarded,
+    };
+    match delivery {
+        crate::channels::Delivery::Queued => {}
+        crate::channels::Delivery::Discarded => enc.credit_recv_window(channel, len)?,
+        crate::channels::Delivery::Overflow => return Err(crate::Error::WindowExceeded),
+    }
+    if !kex_active && enc.want_rtt_probe(limits) {
+        enc.push_rtt_probe()?;
+        open_global_requests.push_back(GlobalRequestResponse::RttProbe);
+    }
+    Ok(())
+}
+
+/// Credit the windows of channels whose readers consumed (wraith patch).
+pub(crate) fn credit_consumed(
+    enc: &mut Encrypted,
+    channels: &HashMap<ChannelId, crate::channels::ChannelRef>,
+) -> Result<(), crate::Error> {
+    for id in enc.flow.credit.take() {
+        let threshold = enc.credit_threshold(id);
+        if let Some(chan) = channels.get(&id) {
+            let consumed = chan.take_consumed(threshold);
+            enc.credit_recv_window(id, consumed)?;
+        }
+    }
+    Ok(())
+}
+
+/// The peer answered a round-trip probe (wraith patch).
+pub(crate) fn rtt_probe_answered(
+    enc: &mut Encrypted,
+    channels: &HashMap<ChannelId, crate::channels::ChannelRef>,
+    limits: &WindowLimits,
+) -> Result<(), crate::Error> {
+    enc.rtt_probe_answered(limits, |id| {
+        channels.get(&id).map_or(0, |c| c.queued_bytes() as u64)
+    })
+}
+
 #[derive(Debug)]
 pub(crate) enum GlobalRequestResponse {
     /// request was for Keepalive, ignore result

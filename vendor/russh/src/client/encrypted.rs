@@ -28,7 +28,6 @@ use crate::client::{ChannelOpenHandle, Handler, Msg, Prompt, Reply, Session};
 use crate::helpers::{AlgorithmExt, EncodedExt, NameList, sign_with_hash_alg};
 use crate::keys::key::parse_public_key;
 use crate::parsing::{ChannelOpenConfirmation, ChannelType, OpenChannelMessage, ensure_end};
-use crate::channels::Delivery;
 use crate::session::{Encrypted, EncryptedState, GlobalRequestResponse};
 use crate::{
     Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelParams, CryptoVec, Error, MethodSet,
@@ -1110,10 +1109,6 @@ impl Session {
 }
 
 impl Session {
-    /// Account for channel data from the server and hand it to the
-    /// channel's reader without waiting (wraith patch): the window is
-    /// given back as the reader consumes, so a reader that stops stalls
-    /// only its own channel.
     fn receive_channel_data(
         &mut self,
         channel_num: ChannelId,
@@ -1121,52 +1116,35 @@ impl Session {
         len: usize,
     ) -> Result<(), crate::Error> {
         let limits = self.common.config.window_limits();
-        let Some(enc) = self.common.encrypted.as_mut() else {
-            return Ok(());
-        };
-        enc.debit_recv_window(channel_num, len)?;
-        let threshold = enc.credit_threshold(channel_num);
-        let delivery = match self.channels.get(&channel_num) {
-            Some(chan) => chan.deliver(channel_num, &enc.flow.credit, threshold, msg),
-            None => Delivery::Discarded,
-        };
-        match delivery {
-            Delivery::Queued => {}
-            Delivery::Discarded => enc.credit_recv_window(channel_num, len)?,
-            Delivery::Overflow => return Err(crate::Error::WindowExceeded),
+        let kex_active = self.kex.active();
+        match self.common.encrypted.as_mut() {
+            Some(enc) => crate::session::receive_channel_data(
+                enc,
+                &self.channels,
+                &mut self.open_global_requests,
+                kex_active,
+                &limits,
+                channel_num,
+                msg,
+                len,
+            ),
+            None => Ok(()),
         }
-        if !self.kex.active() && enc.want_rtt_probe(&limits) {
-            enc.push_rtt_probe()?;
-            self.open_global_requests
-                .push_back(GlobalRequestResponse::RttProbe);
-        }
-        Ok(())
     }
 
-    /// Credit the windows of channels whose readers consumed (wraith patch).
     pub(crate) fn credit_consumed(&mut self) -> Result<(), crate::Error> {
-        let Some(enc) = self.common.encrypted.as_mut() else {
-            return Ok(());
-        };
-        for id in enc.flow.credit.take() {
-            let threshold = enc.credit_threshold(id);
-            if let Some(chan) = self.channels.get(&id) {
-                let consumed = chan.take_consumed(threshold);
-                enc.credit_recv_window(id, consumed)?;
-            }
+        match self.common.encrypted.as_mut() {
+            Some(enc) => crate::session::credit_consumed(enc, &self.channels),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn rtt_probe_answered(&mut self) -> Result<(), crate::Error> {
         let limits = self.common.config.window_limits();
-        let channels = &self.channels;
-        if let Some(enc) = self.common.encrypted.as_mut() {
-            enc.rtt_probe_answered(&limits, |id| {
-                channels.get(&id).map_or(0, |c| c.queued_bytes() as u64)
-            })?;
+        match self.common.encrypted.as_mut() {
+            Some(enc) => crate::session::rtt_probe_answered(enc, &self.channels, &limits),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

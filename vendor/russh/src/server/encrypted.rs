@@ -28,7 +28,6 @@ use ssh_key::{PublicKey, Signature};
 use tokio::time::Instant;
 
 use super::*;
-use crate::channels::Delivery;
 use crate::helpers::{AlgorithmExt, NameList};
 use crate::map_err;
 use crate::parsing::{ChannelOpenConfirmation, ChannelType, OpenChannelMessage, ensure_end};
@@ -165,10 +164,6 @@ impl Session {
 }
 
 impl Session {
-    /// Account for channel data from the client and hand it to the
-    /// channel's reader without waiting (wraith patch): the window is
-    /// given back as the reader consumes, so a reader that stops stalls
-    /// only its own channel.
     fn receive_channel_data(
         &mut self,
         channel_num: ChannelId,
@@ -176,52 +171,35 @@ impl Session {
         len: usize,
     ) -> Result<(), Error> {
         let limits = self.common.config.window_limits();
-        let Some(enc) = self.common.encrypted.as_mut() else {
-            return Ok(());
-        };
-        enc.debit_recv_window(channel_num, len)?;
-        let threshold = enc.credit_threshold(channel_num);
-        let delivery = match self.channels.get(&channel_num) {
-            Some(chan) => chan.deliver(channel_num, &enc.flow.credit, threshold, msg),
-            None => Delivery::Discarded,
-        };
-        match delivery {
-            Delivery::Queued => {}
-            Delivery::Discarded => enc.credit_recv_window(channel_num, len)?,
-            Delivery::Overflow => return Err(Error::WindowExceeded),
+        let kex_active = self.kex.active();
+        match self.common.encrypted.as_mut() {
+            Some(enc) => crate::session::receive_channel_data(
+                enc,
+                &self.channels,
+                &mut self.open_global_requests,
+                kex_active,
+                &limits,
+                channel_num,
+                msg,
+                len,
+            ),
+            None => Ok(()),
         }
-        if !self.kex.active() && enc.want_rtt_probe(&limits) {
-            enc.push_rtt_probe()?;
-            self.open_global_requests
-                .push_back(GlobalRequestResponse::RttProbe);
-        }
-        Ok(())
     }
 
-    /// Credit the windows of channels whose readers consumed (wraith patch).
     pub(crate) fn credit_consumed(&mut self) -> Result<(), Error> {
-        let Some(enc) = self.common.encrypted.as_mut() else {
-            return Ok(());
-        };
-        for id in enc.flow.credit.take() {
-            let threshold = enc.credit_threshold(id);
-            if let Some(chan) = self.channels.get(&id) {
-                let consumed = chan.take_consumed(threshold);
-                enc.credit_recv_window(id, consumed)?;
-            }
+        match self.common.encrypted.as_mut() {
+            Some(enc) => crate::session::credit_consumed(enc, &self.channels),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn rtt_probe_answered(&mut self) -> Result<(), Error> {
         let limits = self.common.config.window_limits();
-        let channels = &self.channels;
-        if let Some(enc) = self.common.encrypted.as_mut() {
-            enc.rtt_probe_answered(&limits, |id| {
-                channels.get(&id).map_or(0, |c| c.queued_bytes() as u64)
-            })?;
+        match self.common.encrypted.as_mut() {
+            Some(enc) => crate::session::rtt_probe_answered(enc, &self.channels, &limits),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
