@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use iroh::endpoint::{Connection, RecvStream, SendStream, presets};
+use iroh::endpoint::{Connection, QuicTransportConfig, RecvStream, SendStream, VarInt, presets};
 use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, RelayUrl, SecretKey, Watcher as _};
 use iroh_tickets::endpoint::EndpointTicket;
 use russh::keys::PrivateKey;
@@ -51,6 +51,39 @@ const MAX_PENDING_HANDSHAKES: usize = 128;
 
 /// How long one QUIC handshake may take on the server.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// QUIC flow-control windows sized for long paths. iroh's defaults (noq's:
+/// a stream receive window of 1.25 MB, "12.5 MB/s at 100 ms") let one
+/// stream, and so one SSH session, keep only that much in flight, which
+/// caps it near window / RTT: about 25 MB/s at 50 ms, 8 MB/s at 150 ms.
+/// 32 MiB per stream fills about 220 MB/s at 150 ms; the connection window
+/// leaves room for a second stream beside a full one.
+///
+/// These are maxima, not buffers allocated up front (checked in
+/// noq-proto 1.4: `connection/streams/recv.rs` only advertises credit,
+/// MAX_STREAM_DATA = bytes read + window, and its assembler holds only the
+/// bytes that arrived and are not yet read; `streams/state.rs` accepts
+/// writes only while unacknowledged data stays under the send window). A
+/// session whose reader keeps up holds little. One connection holds at most
+/// `RECEIVE_WINDOW` unread plus `SEND_WINDOW` unacknowledged bytes however
+/// many streams it opens; noq's default connection receive window is
+/// unlimited (100 streams × 1.25 MB). That bound holds on the server for a
+/// peer that has not logged in yet too, and only while SSH is not reading.
+const STREAM_RECEIVE_WINDOW: u32 = 32 << 20;
+/// See [`STREAM_RECEIVE_WINDOW`].
+const RECEIVE_WINDOW: u32 = 64 << 20;
+/// See [`STREAM_RECEIVE_WINDOW`].
+const SEND_WINDOW: u64 = 64 << 20;
+
+/// iroh's transport config (its multipath and hole-punching settings kept)
+/// with the windows above.
+fn quic_transport_config() -> QuicTransportConfig {
+    QuicTransportConfig::builder()
+        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+        .receive_window(VarInt::from_u32(RECEIVE_WINDOW))
+        .send_window(SEND_WINDOW)
+        .build()
+}
 
 /// Which relay servers an endpoint uses (`--iroh-relay`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -168,7 +201,8 @@ impl IrohEndpoint {
                 Endpoint::builder(presets::Minimal).relay_mode(RelayMode::custom([url.clone()]))
             }
         }
-        .alpns(vec![IROH_ALPN.to_vec()]);
+        .alpns(vec![IROH_ALPN.to_vec()])
+        .transport_config(quic_transport_config());
         if let Some(key) = opts.secret_key {
             builder = builder.secret_key(key);
         }
