@@ -309,8 +309,12 @@ fn proxy_err(proxy: &ProxyUrl, e: url::ParseError) -> Error {
     }
 }
 
-/// Who to dial (`--peer`): an endpoint ticket as the server prints it, or
-/// a bare endpoint id.
+/// Who to dial (`--peer`): an endpoint ticket as the server prints it, a
+/// bare endpoint id, or `ID@IP:PORT[,IP:PORT...]`: the endpoint at those
+/// UDP addresses instead of the ones a ticket carries (a known port, or
+/// something in front of it such as a UDP relay or a test delay line).
+/// Once connected, iroh may still add paths to addresses the server
+/// announces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IrohPeer {
     addr: EndpointAddr,
@@ -340,17 +344,34 @@ impl FromStr for IrohPeer {
                 from_ticket: true,
             });
         }
-        match s.parse::<EndpointId>() {
-            Ok(id) => Ok(IrohPeer {
-                addr: EndpointAddr::new(id),
-                from_ticket: false,
-            }),
-            Err(_) => Err(Error::Config {
-                flag: "--peer",
-                value: s.to_string(),
-                reason: "expected the `ticket:` or `endpoint:` value the server printed".into(),
-            }),
+        let bad = |reason: &str| Error::Config {
+            flag: "--peer",
+            value: s.to_string(),
+            reason: reason.into(),
+        };
+        let (id, addrs) = match s.split_once('@') {
+            Some((id, addrs)) => (id, Some(addrs)),
+            None => (s, None),
+        };
+        let Ok(id) = id.parse::<EndpointId>() else {
+            return Err(bad(
+                "expected the `ticket:` or `endpoint:` value the server printed \
+                 (or ENDPOINT_ID@IP:PORT)",
+            ));
+        };
+        let mut addr = EndpointAddr::new(id);
+        for a in addrs.into_iter().flat_map(|a| a.split(',')) {
+            let Ok(sa) = a.trim().parse::<SocketAddr>() else {
+                return Err(bad(
+                    "after `@` expected UDP addresses as IP:PORT ([IPv6]:PORT), comma-separated",
+                ));
+            };
+            addr = addr.with_ip_addr(sa);
         }
+        Ok(IrohPeer {
+            addr,
+            from_ticket: false,
+        })
     }
 }
 
@@ -364,19 +385,21 @@ pub struct IrohTransport {
 impl IrohTransport {
     /// A transport to `peer` over `endpoint`. A bare endpoint id needs a
     /// way to find the peer: n0's address lookup (the default relay mode)
-    /// or a self-hosted relay, which the peer is then assumed to use.
+    /// or a self-hosted relay, which the peer is then assumed to use; with
+    /// relays disabled it needs addresses (`ID@IP:PORT`).
     pub fn new(endpoint: IrohEndpoint, peer: IrohPeer) -> Result<Self> {
         let mut addr = peer.addr;
         if !peer.from_ticket {
             match endpoint.relay() {
                 IrohRelay::Default => {}
                 IrohRelay::Custom(url) => addr = addr.with_relay_url(url.clone()),
+                IrohRelay::Disabled if !addr.is_empty() => {}
                 IrohRelay::Disabled => {
                     return Err(Error::Config {
                         flag: "--peer",
                         value: addr.id.to_string(),
                         reason: "with --iroh-relay disabled a bare endpoint id cannot be found; \
-                                 give the `ticket:` line the server printed"
+                                 give the `ticket:` line the server printed, or ID@IP:PORT"
                             .into(),
                     });
                 }
@@ -699,5 +722,29 @@ mod tests {
         assert!(p.addr().is_empty());
         let err = "nonsense".parse::<IrohPeer>().unwrap_err().to_string();
         assert!(err.contains("--peer"), "{err}");
+    }
+
+    #[test]
+    fn peer_with_addresses_dials_only_those() {
+        let id = SecretKey::from_bytes(&[9; 32]).public();
+        let p: IrohPeer = format!("{id}@127.0.0.1:4000,[::1]:4001").parse().unwrap();
+        assert_eq!(p.id(), id);
+        let addrs: Vec<SocketAddr> = p.addr().ip_addrs().copied().collect();
+        assert_eq!(
+            addrs,
+            [
+                "127.0.0.1:4000".parse::<SocketAddr>().unwrap(),
+                "[::1]:4001".parse().unwrap()
+            ]
+        );
+        assert_eq!(p.addr().relay_urls().count(), 0);
+        for bad in [
+            format!("{id}@"),
+            format!("{id}@host:1"),
+            format!("{id}@1.2.3.4"),
+        ] {
+            let err = bad.parse::<IrohPeer>().unwrap_err().to_string();
+            assert!(err.contains("IP:PORT"), "{bad}: {err}");
+        }
     }
 }
