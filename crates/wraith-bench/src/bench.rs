@@ -14,7 +14,7 @@ use crate::process::{Launcher, OtherLoad, Side, cpu_delta};
 use crate::report::{Better, Row};
 use crate::targets::Targets;
 use crate::tools::{Keys, Tools};
-use crate::tunnel::{Implementation, Mode, Tunnel, TunnelSpec};
+use crate::tunnel::{Implementation, Link, Mode, Tunnel, TunnelSpec};
 
 /// The figures the bench can measure (`--only`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -31,6 +31,9 @@ pub(crate) enum Figure {
     Cpu,
     /// Instructions per byte under callgrind (slow; noise-free).
     Instructions,
+    /// Single-stream upload and download through delay lines at each
+    /// `--rtt`: no tunnel, ssh -D, wraith over tcp, tls and iroh.
+    Longpath,
 }
 
 /// What to measure and how much.
@@ -47,6 +50,10 @@ pub(crate) struct Settings {
     /// Where to keep the callgrind profiles (else the run's temporary
     /// directory).
     pub(crate) callgrind_dir: Option<std::path::PathBuf>,
+    /// Round-trip times the long-path figure adds, in milliseconds.
+    pub(crate) longpath_rtts_ms: Vec<u64>,
+    /// How long each long-path transfer runs.
+    pub(crate) longpath_time: std::time::Duration,
 }
 
 impl Settings {
@@ -64,9 +71,10 @@ pub(crate) struct Bench {
     pub(crate) clock_ticks: u64,
     /// Most idle connections this process can hold (it holds both ends).
     pub(crate) idle_cap: usize,
-    /// The one OpenSSH cipher the idle figure runs with (wraith's when
-    /// selected): memory per connection does not depend on the cipher, and
-    /// OpenSSH needs minutes to open 10 000 channels on one session.
+    /// The one OpenSSH cipher the idle, instruction and long-path figures
+    /// run with (wraith's when selected): memory per connection does not
+    /// depend on the cipher, OpenSSH needs minutes to open 10 000 channels
+    /// on one session, and a long path is bound by windows, not ciphers.
     pub(crate) idle_openssh_cipher: Option<String>,
     /// CPU used by the rest of the machine, sampled throughout.
     pub(crate) other_load: OtherLoad,
@@ -89,7 +97,8 @@ pub(crate) fn size(bytes: u64) -> String {
 /// latency run with all tunnels up at once, round-robin (run 1 of each
 /// tunnel, then run 2 of each, ...), so a change in machine load during the
 /// run hits every tunnel alike instead of one tunnel's block of runs. The
-/// idle figure then runs one fresh session at a time.
+/// long-path figure then starts the tunnels again behind delay lines, once
+/// per round-trip time; the idle figure runs one fresh session at a time.
 pub(crate) async fn run_all(b: &Bench, specs: &[TunnelSpec]) -> Vec<Row> {
     let s = &b.settings;
     let mut rows = Vec::new();
@@ -98,7 +107,16 @@ pub(crate) async fn run_all(b: &Bench, specs: &[TunnelSpec]) -> Vec<Row> {
         let mut live = Vec::new();
         for spec in specs {
             eprintln!("== starting {}", spec.label());
-            match Tunnel::start(spec, &b.tools, &b.keys, &b.targets, &Launcher::Plain).await {
+            match Tunnel::start(
+                spec,
+                &b.tools,
+                &b.keys,
+                &b.targets,
+                &Launcher::Plain,
+                Link::Loopback,
+            )
+            .await
+            {
                 Ok(t) => live.push(Live::new(t)),
                 Err(e) => {
                     eprintln!("   failed: {e:#}");
@@ -110,6 +128,9 @@ pub(crate) async fn run_all(b: &Bench, specs: &[TunnelSpec]) -> Vec<Row> {
         for l in live {
             l.tunnel.stop().await;
         }
+    }
+    if s.has(Figure::Longpath) {
+        rows.extend(crate::longpath::rows(b, specs).await);
     }
     if s.has(Figure::Idle) {
         for spec in specs {
@@ -163,13 +184,13 @@ impl Live {
 }
 
 /// Tracks the CPU other processes use during one phase of the run.
-struct Phase {
+pub(crate) struct Phase {
     ticks: u64,
     start: Instant,
 }
 
 impl Phase {
-    fn start(b: &Bench) -> Self {
+    pub(crate) fn start(b: &Bench) -> Self {
         Self {
             ticks: b.other_load.ticks(),
             start: Instant::now(),
@@ -177,7 +198,7 @@ impl Phase {
     }
 
     /// Records the phase's load and attaches it to its rows.
-    fn finish(self, b: &Bench, name: &str, mut rows: Vec<Row>) -> Vec<Row> {
+    pub(crate) fn finish(self, b: &Bench, name: &str, mut rows: Vec<Row>) -> Vec<Row> {
         let ticks = b.other_load.ticks().saturating_sub(self.ticks);
         let secs = self.start.elapsed().as_secs_f64().max(1e-3);
         let cpus = ticks as f64 / b.clock_ticks as f64 / secs;
@@ -559,13 +580,23 @@ fn fig_name(f: Figure) -> &'static str {
         Figure::Idle => "idle",
         Figure::Cpu => "cpu",
         Figure::Instructions => "instructions",
+        Figure::Longpath => "longpath",
     }
 }
 
 async fn idle_rows(b: &Bench, spec: &TunnelSpec, requested: usize) -> Vec<Row> {
     let n = requested.min(b.idle_cap);
     eprintln!("== {} ({n} idle connections, fresh session)", spec.label());
-    let t = match Tunnel::start(spec, &b.tools, &b.keys, &b.targets, &Launcher::Plain).await {
+    let t = match Tunnel::start(
+        spec,
+        &b.tools,
+        &b.keys,
+        &b.targets,
+        &Launcher::Plain,
+        Link::Loopback,
+    )
+    .await
+    {
         Ok(t) => t,
         Err(e) => {
             eprintln!("   failed: {e:#}");

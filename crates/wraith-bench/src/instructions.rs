@@ -18,7 +18,7 @@ use crate::measure::{self, Direction};
 use crate::process::{Launcher, Side};
 use crate::report::{Better, Row};
 use crate::tools::{command, run_once};
-use crate::tunnel::{Implementation, Tunnel, TunnelSpec};
+use crate::tunnel::{Implementation, Link, Tunnel, TunnelSpec};
 
 /// Bytes moved before the counters are zeroed (connection set-up paths,
 /// lazily grown buffers).
@@ -70,7 +70,15 @@ async fn measure_tunnel(b: &Bench, spec: &TunnelSpec, bytes: u64) -> Result<Vec<
         valgrind,
         dir: dir.clone(),
     };
-    let t = Tunnel::start(spec, &b.tools, &b.keys, &b.targets, &launcher).await?;
+    let t = Tunnel::start(
+        spec,
+        &b.tools,
+        &b.keys,
+        &b.targets,
+        &launcher,
+        Link::Loopback,
+    )
+    .await?;
     let out = measure_on(&t, &control, &dir, bytes).await;
     t.stop().await;
     out

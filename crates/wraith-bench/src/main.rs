@@ -20,9 +20,12 @@ use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
 mod bench;
+mod delayline;
 mod instructions;
+mod longpath;
 mod machine;
 mod measure;
+mod netns;
 mod openssh;
 mod process;
 mod report;
@@ -34,7 +37,7 @@ mod wraith;
 
 use bench::{Bench, Figure, Settings};
 use process::Launcher;
-use tunnel::{Kind, Tunnel, TunnelSpec};
+use tunnel::{Kind, Link, Tunnel, TunnelSpec};
 
 const AFTER_HELP: &str = "\
 Run it (from the workspace root):
@@ -45,6 +48,9 @@ Quick smoke run (seconds; what CI may run; never compare its figures):
 
 Iterate on one figure or tunnel:
   target/release/wraith-bench --only bulk --tunnels wraith-socks5,openssh-socks5 --ciphers aes128-gcm
+
+Long path (delay lines add the round trip; no netem needed):
+  target/release/wraith-bench --only longpath --rtt 0,50,150 --longpath-time 8
 
 Noise: runs are interleaved across tunnels (a different one first each round);
 the table gives the median, the min–max of the runs and the per-round
@@ -107,6 +113,15 @@ struct Cli {
     /// directory, removed].
     #[arg(long, value_name = "DIR")]
     callgrind_dir: Option<PathBuf>,
+    /// Round-trip times (milliseconds) the long-path figure adds with its
+    /// delay lines [default: 0,50,150; 50 with --quick].
+    #[arg(long, value_delimiter = ',', value_name = "MS,...",
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    rtt: Vec<u64>,
+    /// Seconds each long-path transfer runs; the rate is the bytes
+    /// delivered in that time [default: 8, 2 with --quick].
+    #[arg(long, value_parser = parse_seconds, value_name = "SECONDS")]
+    longpath_time: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -153,6 +168,18 @@ fn parse_size(s: &str) -> Result<u64, String> {
     }
 }
 
+/// `8`, `0.5` (seconds, more than 0 and at most 600).
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v > 0.0 && v <= 600.0) {
+        return Err(format!("{s:?}: give between 0 and 600 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
+}
+
 /// The workspace this binary was built in; defaults are relative to it.
 fn workspace_root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -169,6 +196,7 @@ fn settings(cli: &Cli) -> Settings {
             Figure::Cpu,
         ];
         if !cli.quick {
+            all.push(Figure::Longpath);
             all.push(Figure::Instructions);
         }
         all
@@ -198,6 +226,16 @@ fn settings(cli: &Cli) -> Settings {
         },
         instructions_bytes: cli.instructions_size,
         callgrind_dir: cli.callgrind_dir.clone(),
+        longpath_rtts_ms: if !cli.rtt.is_empty() {
+            cli.rtt.clone()
+        } else if q {
+            vec![50]
+        } else {
+            vec![0, 50, 150]
+        },
+        longpath_time: cli
+            .longpath_time
+            .unwrap_or(std::time::Duration::from_secs(if q { 2 } else { 8 })),
     }
 }
 
@@ -217,7 +255,16 @@ async fn wraith_cipher(b: &Bench, aes_flag: bool, probe: bool) -> WraithCipher {
             kind: Kind::WraithSocks5,
             cipher: None,
         };
-        match Tunnel::start(&spec, &b.tools, &b.keys, &b.targets, &Launcher::Plain).await {
+        match Tunnel::start(
+            &spec,
+            &b.tools,
+            &b.keys,
+            &b.targets,
+            &Launcher::Plain,
+            Link::Loopback,
+        )
+        .await
+        {
             Ok(t) => {
                 let found = t.cipher.clone();
                 t.stop().await;
@@ -293,6 +340,8 @@ struct SettingsDoc {
     latency_samples: usize,
     idle_counts: Vec<usize>,
     instructions_bytes: u64,
+    longpath_rtts_ms: Vec<u64>,
+    longpath_seconds: f64,
     nofile_limit: u64,
     idle_cap: usize,
 }
@@ -521,6 +570,8 @@ async fn run(cli: Cli) -> Result<()> {
             latency_samples: s.latency_samples,
             idle_counts: s.idle_counts.clone(),
             instructions_bytes: s.instructions_bytes,
+            longpath_rtts_ms: s.longpath_rtts_ms.clone(),
+            longpath_seconds: s.longpath_time.as_secs_f64(),
             nofile_limit: nofile,
             idle_cap,
         },
@@ -613,6 +664,38 @@ mod tests {
         assert_eq!((full.runs, full.streams, full.latency_samples), (5, 8, 200));
         assert_eq!(full.idle_counts, [1000, 10_000]);
         assert!(full.has(Figure::Instructions) && !quick.has(Figure::Instructions));
+        assert!(full.has(Figure::Longpath) && !quick.has(Figure::Longpath));
+        assert_eq!(full.longpath_rtts_ms, [0, 50, 150]);
+        assert_eq!(full.longpath_time, std::time::Duration::from_secs(8));
+        let quick_longpath = settings(&Cli::parse_from([
+            "wraith-bench",
+            "--quick",
+            "--only",
+            "longpath",
+        ]));
+        assert_eq!(quick_longpath.longpath_rtts_ms, [50]);
+        assert_eq!(
+            quick_longpath.longpath_time,
+            std::time::Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn rtt_list_and_transfer_time_are_overridable() {
+        let s = settings(&Cli::parse_from([
+            "wraith-bench",
+            "--only",
+            "longpath",
+            "--rtt",
+            "0,20,300",
+            "--longpath-time",
+            "1.5",
+        ]));
+        assert_eq!(s.figures, [Figure::Longpath]);
+        assert_eq!(s.longpath_rtts_ms, [0, 20, 300]);
+        assert_eq!(s.longpath_time, std::time::Duration::from_millis(1500));
+        assert!(Cli::try_parse_from(["wraith-bench", "--rtt", "20000"]).is_err());
+        assert!(parse_seconds("0").is_err() && parse_seconds("x").is_err());
     }
 
     #[test]

@@ -145,6 +145,107 @@ fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6
 }
 
+/// What a time-bounded transfer moved.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timed {
+    /// Bytes the receiving end got.
+    pub(crate) bytes: u64,
+    /// Seconds from the request to the end of the measurement.
+    pub(crate) seconds: f64,
+}
+
+impl Timed {
+    pub(crate) fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.seconds.max(1e-9) / 1e6
+    }
+}
+
+/// What a time-bounded transfer asks for: more than any run can move, so
+/// the clock, not the size, ends it.
+const TIMED_REQUEST: u64 = 1 << 50;
+
+/// One stream for `duration`, counted where the bytes arrive, from the
+/// moment the request is sent (so both directions include one round trip
+/// of set-up).
+///
+/// Download: the bench reads from the source for `duration`, then drops
+/// the connection; the rate is what it read over that time. Upload: the
+/// bench writes into the sink for `duration`, then half-closes; the sink
+/// answers with the count it received, and the rate is that count over
+/// the time until the answer arrived (so bytes still in flight at the end
+/// are counted, and so is the time to deliver them).
+pub(crate) async fn timed(route: &Route, dir: Direction, duration: Duration) -> Result<Timed> {
+    let mut s = open(route, dir).await?;
+    let start = Instant::now();
+    let deadline = start + duration;
+    io(
+        "send the request",
+        s.write_all(&TIMED_REQUEST.to_be_bytes()),
+    )
+    .await?;
+    match dir {
+        Direction::Download => {
+            let mut buf = vec![0u8; CHUNK];
+            let mut got = 0u64;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match timeout(left.min(STALL), s.read(&mut buf)).await {
+                    Ok(Ok(0)) => bail!("download closed after {got} bytes"),
+                    Ok(Ok(n)) => got += n as u64,
+                    Ok(Err(e)) => return Err(e).context("download"),
+                    Err(_) if Instant::now() >= deadline => break,
+                    Err(_) => bail!("download: no progress for {STALL:?}"),
+                }
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            Ok(Timed {
+                bytes: got,
+                seconds,
+            })
+        }
+        Direction::Upload => {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                // Cut short at the deadline: bytes written so far count.
+                match timeout(left.min(STALL), s.write_all(&ZEROS)).await {
+                    Ok(r) => r.context("upload")?,
+                    Err(_) if Instant::now() >= deadline => break,
+                    Err(_) => bail!("upload: no progress for {STALL:?}"),
+                }
+            }
+            io("half-close the upload", s.shutdown()).await?;
+            let mut ack = [0u8; 8];
+            io("read the sink's count", s.read_exact(&mut ack)).await?;
+            Ok(Timed {
+                bytes: u64::from_be_bytes(ack),
+                seconds: start.elapsed().as_secs_f64(),
+            })
+        }
+    }
+}
+
+/// The round trip of one byte on an open connection to the echo target
+/// (connection set-up not included), in milliseconds: the least of
+/// `tries`, since a path only ever adds delay.
+pub(crate) async fn echo_round_trip(route: &Route, tries: usize) -> Result<f64> {
+    let mut s = route.connect(Target::Echo).await?;
+    let mut best = f64::INFINITY;
+    for _ in 0..tries.max(1) {
+        let start = Instant::now();
+        io("send one byte", s.write_all(b"x")).await?;
+        let mut b = [0u8; 1];
+        io("read the echo", s.read_exact(&mut b)).await?;
+        best = best.min(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(best)
+}
+
 /// `samples` sequential "connect (with SOCKS5 handshake), send one byte,
 /// read it back, close" round trips; returns each in milliseconds.
 pub(crate) async fn latency(route: &Route, samples: usize) -> Result<Vec<f64>> {

@@ -190,10 +190,14 @@ fn format_ratio(r: &Row) -> String {
     out
 }
 
-/// The human-readable table: rows grouped by figure, in measuring order.
+/// The human-readable table: rows grouped by figure, in measuring order;
+/// the long-path rows as one block per RTT with both directions side by side.
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut figures: Vec<&str> = Vec::new();
     for r in rows {
+        if is_longpath(r) {
+            continue;
+        }
         if !figures.contains(&r.figure.as_str()) {
             figures.push(&r.figure);
         }
@@ -234,6 +238,124 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 spread(r),
                 note
             );
+        }
+    }
+    out.push_str(&longpath_table(rows));
+    out
+}
+
+fn is_longpath(r: &Row) -> bool {
+    r.figure.starts_with("longpath_")
+}
+
+fn detail_u64(r: &Row, key: &str) -> Option<u64> {
+    r.detail.get(key).and_then(serde_json::Value::as_u64)
+}
+
+/// One block per RTT: upload and download MB/s of each tunnel side by
+/// side, wraith ÷ `ssh -D` for each, and the echo round trip that shows
+/// the delay was on the path. Errors are listed under the block.
+fn longpath_table(rows: &[Row]) -> String {
+    let lp: Vec<&Row> = rows.iter().filter(|r| is_longpath(r)).collect();
+    let mut rtts: Vec<u64> = Vec::new();
+    for r in &lp {
+        if let Some(rtt) = detail_u64(r, "rtt_ms")
+            && !rtts.contains(&rtt)
+        {
+            rtts.push(rtt);
+        }
+    }
+    let label_width = lp.iter().map(|r| r.label().len()).max().unwrap_or(10) + 2;
+    let mut out = String::new();
+    for rtt in rtts {
+        let here: Vec<&Row> = lp
+            .iter()
+            .copied()
+            .filter(|r| detail_u64(r, "rtt_ms") == Some(rtt))
+            .collect();
+        let mut labels: Vec<String> = Vec::new();
+        for r in &here {
+            if !labels.contains(&r.label()) {
+                labels.push(r.label());
+            }
+        }
+        let title = here
+            .first()
+            .map(|r| {
+                r.title
+                    .replacen(" upload,", ",", 1)
+                    .replacen(" download,", ",", 1)
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "
+{title} [MB/s; higher is better]"
+        );
+        let _ = writeln!(
+            out,
+            "  {:<label_width$}{:>10} {:>10}   {:>9}   wraith/ssh -D (up, down)",
+            "tunnel", "upload", "download", "echo ms"
+        );
+        let mut errors = Vec::new();
+        for label in labels {
+            let find = |dir: &str| {
+                here.iter().copied().find(|r| {
+                    r.label() == label
+                        && r.detail.get("direction").and_then(|d| d.as_str()) == Some(dir)
+                })
+            };
+            let (up, down) = (find("upload"), find("download"));
+            let cell = |r: Option<&Row>| match r.and_then(|r| r.value) {
+                Some(v) => format_value(v, "MB/s"),
+                None => "-".to_string(),
+            };
+            let ratio = |r: Option<&Row>| {
+                r.and_then(|r| r.ratio_vs_openssh)
+                    .map_or("-".to_string(), |x| format!("{x:.2}x"))
+            };
+            let echo = up
+                .or(down)
+                .and_then(|r| r.detail.get("echo_rtt_ms"))
+                .and_then(serde_json::Value::as_f64)
+                .map_or("-".to_string(), |ms| format!("{ms:.1}"));
+            let ratios = if up
+                .or(down)
+                .is_some_and(|r| r.implementation == Implementation::Wraith)
+            {
+                format!("{}, {}", ratio(up), ratio(down))
+            } else {
+                String::new()
+            };
+            let mut note = ratios;
+            if let Some(serde_json::Value::String(n)) =
+                up.or(down).and_then(|r| r.detail.get("note"))
+            {
+                note.push_str("  ");
+                note.push_str(n);
+            }
+            let _ = writeln!(
+                out,
+                "  {:<label_width$}{:>10} {:>10}   {:>9}   {}",
+                label,
+                cell(up),
+                cell(down),
+                echo,
+                note.trim_start()
+            );
+            for r in [up, down].into_iter().flatten() {
+                if let Some(e) = &r.error {
+                    let dir = r
+                        .detail
+                        .get("direction")
+                        .and_then(|d| d.as_str())
+                        .unwrap_or("");
+                    errors.push(format!("{label} {dir}: {}", truncate(e, 110)));
+                }
+            }
+        }
+        for e in errors {
+            let _ = writeln!(out, "  error: {e}");
         }
     }
     out
@@ -313,6 +435,58 @@ mod tests {
         assert_eq!(format_ratio(&r), "0.50x (better)");
         r.ratio_vs_openssh = Some(1.02);
         assert_eq!(format_ratio(&r), "1.02x (on par)");
+    }
+
+    fn longpath_row(kind: Kind, dir: &str, rtt: u64, value: Option<f64>) -> Row {
+        let s = spec(kind, "aes128-gcm@openssh.com");
+        let r = Row::new(
+            &s,
+            s.cipher.clone(),
+            format!("longpath_{dir}_{rtt}ms"),
+            format!("long path {dir}, RTT {rtt} ms (delay line): 1 stream for 8 s"),
+            "MB/s",
+            Better::Higher,
+        )
+        .detail("rtt_ms", rtt)
+        .detail("direction", dir)
+        .detail("echo_rtt_ms", rtt as f64 + 0.4);
+        match value {
+            Some(v) => r.value(Some(v), vec![v]),
+            None => r.error(&anyhow::anyhow!("cannot start wraith serve")),
+        }
+    }
+
+    #[test]
+    fn longpath_rows_print_one_block_per_rtt_with_both_directions_and_ratios() {
+        let mut rows = Vec::new();
+        for rtt in [0, 50] {
+            for dir in ["upload", "download"] {
+                rows.push(longpath_row(Kind::OpensshSocks5, dir, rtt, Some(40.0)));
+                rows.push(longpath_row(Kind::WraithSocks5, dir, rtt, Some(20.0)));
+                rows.push(longpath_row(Kind::WraithIrohSocks5, dir, rtt, None));
+            }
+        }
+        add_ratios(&mut rows);
+        let t = table(&rows);
+        assert_eq!(t.matches("long path, RTT").count(), 2, "{t}");
+        assert!(t.contains("long path, RTT 50 ms (delay line)"), "{t}");
+        let wraith = t
+            .lines()
+            .find(|l| l.trim_start().starts_with("wraith socks5"))
+            .unwrap();
+        assert!(
+            wraith.contains("20.0") && wraith.contains("0.50x, 0.50x"),
+            "{wraith}"
+        );
+        assert!(wraith.contains("0.4"), "echo column missing: {wraith}");
+        assert!(
+            t.contains("error: wraith iroh socks5 aes128-gcm upload: cannot start wraith serve"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("long path upload"),
+            "no per-direction groups: {t}"
+        );
     }
 
     #[test]

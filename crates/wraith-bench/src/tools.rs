@@ -3,7 +3,7 @@
 //! file lives in a temporary directory, and variables that would change how
 //! wraith or ssh behave are removed from their environment.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ pub(crate) struct Tools {
     /// `valgrind` and `callgrind_control`, for the instruction counts.
     pub(crate) valgrind: Option<PathBuf>,
     pub(crate) callgrind_control: Option<PathBuf>,
+    /// iproute2's `ip`, for the iroh client's network namespace on a long path.
+    pub(crate) ip: Option<PathBuf>,
 }
 
 impl Tools {
@@ -47,6 +49,7 @@ impl Tools {
             openssl: find_in_path("openssl"),
             valgrind: find_in_path("valgrind"),
             callgrind_control: find_in_path("callgrind_control"),
+            ip: find_in_path("ip"),
         })
     }
 
@@ -278,6 +281,13 @@ fn copy_pub(key: &Path, authorized: &Path) -> Result<()> {
 pub(crate) fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("cannot find a free port on 127.0.0.1")?;
     Ok(l.local_addr()?.port())
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago, for an iroh server
+/// whose socket address the bench must know (it prints only its ticket).
+pub(crate) fn free_udp_port() -> Result<u16> {
+    let s = UdpSocket::bind("127.0.0.1:0").context("cannot find a free UDP port on 127.0.0.1")?;
+    Ok(s.local_addr()?.port())
 }
 
 /// Parses the `IP:PORT` that ends a readiness line.

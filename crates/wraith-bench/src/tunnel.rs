@@ -1,7 +1,8 @@
 //! The tunnels under test: what each one is ([`TunnelSpec`]), how the bench
 //! reaches a target through it ([`Route`]), and a running instance with its
-//! client and server processes ([`Tunnel`]). Starting and stopping is all
-//! this module does; measuring lives in `measure`.
+//! client and server processes ([`Tunnel`]), over loopback or over a long
+//! path ([`Link`]: delay lines between client and server). Starting and
+//! stopping is all this module does; measuring lives in `measure`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,9 +12,11 @@ use clap::ValueEnum;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
+use crate::delayline::DelayLine;
+use crate::netns::{self, ClientNetns};
 use crate::process::{Launcher, Proc, Side, descendants, kill_pid};
 use crate::targets::{Target, Targets};
-use crate::tools::{Keys, Tools};
+use crate::tools::{Keys, Tools, free_udp_port};
 use crate::{openssh, socks5, wraith};
 
 /// Bound for connecting to a tunnel's local port (or a target directly).
@@ -128,6 +131,18 @@ pub(crate) enum Mode {
     Forward,
 }
 
+/// What lies between a tunnel's client and its server (for no tunnel:
+/// between the bench and the targets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// Loopback, nothing in between.
+    Loopback,
+    /// Delay lines that hold each direction for this long (RTT/2): TCP
+    /// relays, or for iroh a UDP relay that the client, in its own network
+    /// namespace (`netns`), dials instead of the server.
+    Delayed(Duration),
+}
+
 /// One tunnel to measure. `cipher` is forced for OpenSSH and expected (as
 /// negotiated) for wraith; `None` for no tunnel.
 #[derive(Clone, Debug)]
@@ -220,22 +235,28 @@ pub(crate) struct Tunnel {
     pub(crate) cipher: Option<String>,
     /// Client first, then server.
     procs: Vec<Proc>,
+    /// The delay lines of a [`Link::Delayed`] tunnel; they stop with it.
+    delay_lines: Vec<DelayLine>,
+    /// The iroh client's namespace on a [`Link::Delayed`] path; removed
+    /// after the client has stopped.
+    netns: Option<ClientNetns>,
 }
 
 impl Tunnel {
     /// Starts the tunnel's processes through `launcher` (as users run
-    /// them, or under a profiler).
+    /// them, or under a profiler), connected over `link`.
     pub(crate) async fn start(
         spec: &TunnelSpec,
         tools: &Tools,
         keys: &Keys,
         targets: &Targets,
         launcher: &Launcher,
+        link: Link,
     ) -> Result<Self> {
         let bound = START * launcher.slowdown();
         tokio::time::timeout(
             bound,
-            Self::start_inner(spec, tools, keys, targets, launcher),
+            Self::start_inner(spec, tools, keys, targets, launcher, link),
         )
         .await
         .map_err(|_| anyhow!("{} did not start within {bound:?}", spec.label()))?
@@ -248,6 +269,7 @@ impl Tunnel {
         keys: &Keys,
         targets: &Targets,
         launcher: &Launcher,
+        link: Link,
     ) -> Result<Self> {
         let (source, sink, echo) = (
             targets.addr(Target::Source),
@@ -255,28 +277,56 @@ impl Tunnel {
             targets.addr(Target::Echo),
         );
         let all = [source, sink, echo];
-        let tunnel = |route, client, server, cipher, procs| Self {
+        let mut delay_lines = Vec::new();
+        let tunnel = |route, client, server, cipher, procs, delay_lines, netns| Self {
             spec: spec.clone(),
             route,
             client,
             server,
             cipher,
             procs,
+            delay_lines,
+            netns,
         };
         match spec.kind {
-            Kind::Direct => Ok(tunnel(
-                Route::Direct { source, sink, echo },
-                None,
-                None,
-                None,
-                Vec::new(),
-            )),
+            Kind::Direct => {
+                let [source, sink, echo] = match link {
+                    Link::Loopback => all,
+                    Link::Delayed(one_way) => {
+                        let mut via = all;
+                        for addr in &mut via {
+                            let dl = DelayLine::tcp(*addr, one_way).await?;
+                            *addr = dl.addr();
+                            delay_lines.push(dl);
+                        }
+                        via
+                    }
+                };
+                Ok(tunnel(
+                    Route::Direct { source, sink, echo },
+                    None,
+                    None,
+                    None,
+                    Vec::new(),
+                    delay_lines,
+                    None,
+                ))
+            }
             Kind::OpensshSocks5 | Kind::OpensshForward => {
                 let cipher = spec
                     .cipher
                     .clone()
                     .ok_or_else(|| anyhow!("no cipher chosen for OpenSSH"))?;
                 let (sshd, addr) = openssh::start_sshd(tools, keys, launcher).await?;
+                let addr = match link {
+                    Link::Loopback => addr,
+                    Link::Delayed(one_way) => {
+                        let dl = DelayLine::tcp(addr, one_way).await?;
+                        let via = dl.addr();
+                        delay_lines.push(dl);
+                        via
+                    }
+                };
                 let listen = if spec.kind == Kind::OpensshSocks5 {
                     openssh::Listen::Socks
                 } else {
@@ -305,6 +355,8 @@ impl Tunnel {
                     Some(server),
                     Some(cipher),
                     vec![ssh, sshd],
+                    delay_lines,
+                    None,
                 ))
             }
             Kind::WraithSocks5
@@ -315,15 +367,63 @@ impl Tunnel {
                     .kind
                     .wraith_transport()
                     .ok_or_else(|| anyhow!("no wraith transport for {}", spec.label()))?;
-                let (server, addr) = wraith::start_server(tools, keys, transport, launcher).await?;
+                let iroh = transport == wraith::WraithTransport::Iroh;
+                // iroh prints no socket address: give it a port to learn it.
+                let listen = match link {
+                    Link::Delayed(_) if iroh => {
+                        SocketAddr::from(([127, 0, 0, 1], free_udp_port()?))
+                    }
+                    _ => SocketAddr::from(([127, 0, 0, 1], 0)),
+                };
+                let (server, srv) =
+                    wraith::start_server(tools, keys, transport, listen, launcher).await?;
+                let mut client_netns = None;
+                let addr = match link {
+                    Link::Loopback => srv.connect.clone(),
+                    Link::Delayed(one_way) => {
+                        let socket = srv
+                            .socket
+                            .ok_or_else(|| anyhow!("wraith serve printed no address"))?;
+                        if iroh {
+                            // The client dials only the relay's address (the
+                            // ticket would also give the server's own), from
+                            // a namespace where the addresses the server
+                            // announces for hole punching lead nowhere.
+                            let id = srv
+                                .endpoint_id
+                                .as_deref()
+                                .ok_or_else(|| anyhow!("wraith serve printed no endpoint id"))?;
+                            let ip = netns::check_allowed(tools.ip.as_deref())?;
+                            let ns = ClientNetns::create(&ip).await?;
+                            let listen = SocketAddr::from((ns.host_ip(), 0));
+                            let dl = DelayLine::udp(listen, socket, one_way).await?;
+                            let peer = format!("{id}@{}", dl.addr());
+                            delay_lines.push(dl);
+                            client_netns = Some(ns);
+                            peer
+                        } else {
+                            let dl = DelayLine::tcp(socket, one_way).await?;
+                            let via = dl.addr().to_string();
+                            delay_lines.push(dl);
+                            via
+                        }
+                    }
+                };
                 let forward_to: &[SocketAddr] = if spec.kind.mode() == Mode::Forward {
                     &all
                 } else {
                     &[]
                 };
-                let (client, l) =
-                    wraith::start_client(tools, keys, transport, &addr, forward_to, launcher)
-                        .await?;
+                let (client, l) = wraith::start_client(
+                    tools,
+                    keys,
+                    transport,
+                    &addr,
+                    forward_to,
+                    launcher,
+                    client_netns.as_ref(),
+                )
+                .await?;
                 let route = match l.socks5 {
                     Some(proxy) => Route::Socks5 {
                         proxy,
@@ -353,6 +453,8 @@ impl Tunnel {
                     Some(Side::Process(server.pid())),
                     cipher,
                     vec![client, server],
+                    delay_lines,
+                    client_netns,
                 ))
             }
         }
@@ -383,5 +485,7 @@ impl Tunnel {
         for p in procs {
             p.stop().await;
         }
+        drop(self.delay_lines);
+        drop(self.netns);
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use crate::netns::ClientNetns;
 use crate::process::{Launcher, Proc};
 use crate::tools::{Keys, Tools, addr_at_end, pub_path};
 
@@ -26,7 +27,8 @@ pub(crate) enum WraithTransport {
     Tls,
     /// SSH over an iroh QUIC stream, both endpoints on 127.0.0.1 with
     /// relays disabled: `start_server` returns the printed ticket as the
-    /// server address and `start_client` passes it as `--peer`.
+    /// server address and `start_client` passes it as `--peer` (or
+    /// `ID@IP:PORT` to dial the endpoint at a delay line instead).
     Iroh,
 }
 
@@ -34,14 +36,28 @@ pub(crate) enum WraithTransport {
 /// key exchange, so it costs nothing during a transfer).
 const CLIENT_LOG: &str = "error,russh::client::kex=debug";
 
-/// Starts `wraith serve` on a free port; returns it and what the client
-/// passes as `--server`.
+/// A started `wraith serve`: how a client names it, and where its socket is.
+pub(crate) struct Server {
+    /// What `wraith connect` is given: `--server IP:PORT`, or the ticket
+    /// for `--peer` (iroh).
+    pub(crate) connect: String,
+    /// The server's socket (TCP; UDP for iroh), for a delay line to point
+    /// at. `None` for iroh on a port it chose itself.
+    pub(crate) socket: Option<SocketAddr>,
+    /// The iroh endpoint id (iroh only).
+    pub(crate) endpoint_id: Option<String>,
+}
+
+/// Starts `wraith serve` on `listen` (port 0: a free port; for iroh the
+/// UDP socket, which it does not print, so give a port to learn it);
+/// returns it and how to reach it.
 pub(crate) async fn start_server(
     tools: &Tools,
     keys: &Keys,
     transport: WraithTransport,
+    listen: SocketAddr,
     launcher: &Launcher,
-) -> Result<(Proc, String)> {
+) -> Result<(Proc, Server)> {
     let mut cmd = launcher.command(&tools.wraith, "wraith-serve", false);
     cmd.arg("-q")
         .arg("serve")
@@ -49,7 +65,8 @@ pub(crate) async fn start_server(
         .arg(&keys.wraith_host)
         .arg("--authorized-keys")
         .arg(&keys.wraith_authorized)
-        .args(["--listen", "127.0.0.1:0"]);
+        .arg("--listen")
+        .arg(listen.to_string());
     if transport == WraithTransport::Tls {
         let tls = keys.tls.as_ref().map_err(|e| anyhow!("{e}"))?;
         cmd.args(["--transport", "tls"])
@@ -62,17 +79,30 @@ pub(crate) async fn start_server(
         cmd.args(["--transport", "iroh", "--iroh-relay", "disabled"]);
     }
     let mut server = Proc::spawn("wraith serve", cmd)?;
+    let ready = READY * launcher.slowdown();
     if transport == WraithTransport::Iroh {
-        let line = server
-            .stdout_lines("ticket: ", 1, READY * launcher.slowdown())
-            .await?;
-        return Ok((server, line[0].trim().to_string()));
+        let ticket = server.stdout_lines("ticket: ", 1, ready).await?;
+        let id = server.stdout_lines("endpoint: ", 1, ready).await?;
+        let known = (listen.port() != 0).then_some(listen);
+        return Ok((
+            server,
+            Server {
+                connect: ticket[0].trim().to_string(),
+                socket: known,
+                endpoint_id: Some(id[0].trim().to_string()),
+            },
+        ));
     }
-    let line = server
-        .stdout_lines("listening on ", 1, READY * launcher.slowdown())
-        .await?;
+    let line = server.stdout_lines("listening on ", 1, ready).await?;
     let addr = addr_at_end(&line[0])?;
-    Ok((server, addr.to_string()))
+    Ok((
+        server,
+        Server {
+            connect: addr.to_string(),
+            socket: Some(addr),
+            endpoint_id: None,
+        },
+    ))
 }
 
 /// What a started client listens on.
@@ -85,7 +115,8 @@ pub(crate) struct ClientListeners {
 }
 
 /// Starts `wraith connect` with SOCKS5 on a free port, or with one
-/// `--forward 0:<target>` per target and SOCKS5 off.
+/// `--forward 0:<target>` per target and SOCKS5 off; inside `netns` if
+/// given (SOCKS5 then listens on the namespace's end of its link).
 pub(crate) async fn start_client(
     tools: &Tools,
     keys: &Keys,
@@ -93,9 +124,17 @@ pub(crate) async fn start_client(
     server: &str,
     forward_to: &[SocketAddr],
     launcher: &Launcher,
+    netns: Option<&ClientNetns>,
 ) -> Result<(Proc, ClientListeners)> {
     let ready = READY * launcher.slowdown();
-    let mut cmd = launcher.command(&tools.wraith, "wraith-connect", false);
+    let mut cmd = match netns {
+        None => launcher.command(&tools.wraith, "wraith-connect", false),
+        Some(ns) => {
+            let mut cmd = launcher.command(ns.ip_tool(), "wraith-connect", false);
+            cmd.args(["netns", "exec", ns.name()]).arg(&tools.wraith);
+            cmd
+        }
+    };
     cmd.env("RUST_LOG", CLIENT_LOG).arg("-q").arg("connect");
     if transport == WraithTransport::Iroh {
         cmd.args(["--transport", "iroh", "--iroh-relay", "disabled", "--peer"])
@@ -114,7 +153,8 @@ pub(crate) async fn start_client(
             .arg(&tls.ca);
     }
     if forward_to.is_empty() {
-        cmd.args(["--socks5", "127.0.0.1:0"]);
+        let ip = netns.map_or(std::net::Ipv4Addr::LOCALHOST, ClientNetns::ns_ip);
+        cmd.arg("--socks5").arg(format!("{ip}:0"));
     } else {
         cmd.arg("--no-socks5");
         for t in forward_to {

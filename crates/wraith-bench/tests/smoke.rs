@@ -1,8 +1,11 @@
 //! Smoke test: runs the real `wraith-bench` binary in a tiny `--quick` mode
 //! against the debug `wraith` binary and real OpenSSH, and checks that the
-//! JSON it writes has a row for every tunnel that moved bytes both ways. It
-//! never asserts a speed: figures from a debug build on a busy CI machine
-//! mean nothing, and a benchmark must not be a timed pass/fail test.
+//! JSON it writes has a row for every tunnel that moved bytes both ways;
+//! then a short long-path run at 20 ms, checking that every tunnel moved
+//! bytes through the delay lines and that the delay was really on the path
+//! (an echo through each tunnel took at least the RTT). It never asserts a
+//! speed: figures from a debug build on a busy CI machine mean nothing, and
+//! a benchmark must not be a timed pass/fail test.
 //!
 //! The `wraith` binary is not a dependency (a binary cannot be one). A
 //! workspace test run (`cargo test --workspace`) builds it anyway, because
@@ -59,10 +62,10 @@ fn on_path(name: &str) -> bool {
         .any(|d| d.join(name).is_file())
 }
 
-#[test]
-fn quick_run_measures_every_tunnel() {
-    let wraith = wraith_binary();
-    let present = require(
+/// Whether the wraith binary and the tools the bench needs are here
+/// (skips, or fails under CI, when not).
+fn tools_present(wraith: &Path) -> bool {
+    require(
         &format!(
             "the wraith binary at {} (build it with `cargo build -p wraith`)",
             wraith.display()
@@ -71,17 +74,18 @@ fn quick_run_measures_every_tunnel() {
     ) && require("OpenSSH `ssh`", on_path("ssh"))
         && require("OpenSSH `sshd`", on_path("sshd"))
         && require("`ssh-keygen`", on_path("ssh-keygen"))
-        && require("`openssl` (the TLS rows' certificate)", on_path("openssl"));
-    if !present {
-        return;
-    }
+        && require("`openssl` (the TLS rows' certificate)", on_path("openssl"))
+}
+
+/// Runs wraith-bench with `args` (plus `--wraith` and `--json`), bounded by
+/// [`TIMEOUT`]; returns the JSON it wrote and its output for messages.
+fn run_bench(wraith: &Path, args: &[&str]) -> (serde_json::Value, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("results.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_wraith-bench"))
-        .args(["--quick", "--bulk-size", "2MiB", "--latency-samples", "5"])
-        .args(["--idle", "20", "--ciphers", "aes128-gcm,chacha20-poly1305"])
+        .args(args)
         .arg("--wraith")
-        .arg(&wraith)
+        .arg(wraith)
         .arg("--json")
         .arg(&json)
         .stdin(Stdio::null())
@@ -120,9 +124,31 @@ fn quick_run_measures_every_tunnel() {
     let shown = format!("--- stdout ---\n{out}\n--- stderr ---\n{err}");
     let status = status.unwrap_or_else(|| panic!("wraith-bench ran over {TIMEOUT:?}\n{shown}"));
     assert!(status.success(), "wraith-bench failed: {status}\n{shown}");
-
     let text = std::fs::read_to_string(&json).expect("the JSON file was written");
     let doc: serde_json::Value = serde_json::from_str(&text).expect("the JSON parses");
+    (doc, shown)
+}
+
+#[test]
+fn quick_run_measures_every_tunnel() {
+    let wraith = wraith_binary();
+    if !tools_present(&wraith) {
+        return;
+    }
+    let (doc, shown) = run_bench(
+        &wraith,
+        &[
+            "--quick",
+            "--bulk-size",
+            "2MiB",
+            "--latency-samples",
+            "5",
+            "--idle",
+            "20",
+            "--ciphers",
+            "aes128-gcm,chacha20-poly1305",
+        ],
+    );
     let rows = doc["rows"].as_array().expect("rows is an array");
     for tunnel in TUNNELS {
         for figure in ["bulk_upload", "bulk_download"] {
@@ -149,4 +175,84 @@ fn quick_run_measures_every_tunnel() {
             .any(|r| r["tunnel"] == "wraith-socks5" && r["ratio_vs_openssh"].is_f64()),
         "wraith rows carry no ratio against OpenSSH\n{shown}"
     );
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?.to_string();
+            line.split_whitespace().nth(2).map(|uid| uid == "0")
+        })
+        .unwrap_or(false)
+}
+
+/// Every tunnel of the long-path figure.
+const LONGPATH_TUNNELS: [&str; 5] = [
+    "direct",
+    "openssh-socks5",
+    "wraith-socks5",
+    "wraith-tls-socks5",
+    "wraith-iroh-socks5",
+];
+
+#[test]
+fn quick_longpath_run_moves_bytes_through_a_real_delay() {
+    const RTT_MS: f64 = 20.0;
+    let wraith = wraith_binary();
+    if !tools_present(&wraith) {
+        return;
+    }
+    let (doc, shown) = run_bench(
+        &wraith,
+        &[
+            "--quick",
+            "--only",
+            "longpath",
+            "--rtt",
+            "20",
+            "--longpath-time",
+            "1",
+            "--ciphers",
+            "aes128-gcm",
+        ],
+    );
+    let rows = doc["rows"].as_array().expect("rows is an array");
+    // The iroh row runs its client in a network namespace (so hole
+    // punching cannot go around the delay line), which needs root and `ip`.
+    let netns = is_root() && on_path("ip");
+    if !netns {
+        let why = "the iroh long-path row needs root and iproute2's `ip` (a network namespace)";
+        assert!(!in_ci(), "{why}; CI must provide them (see .ci/run)");
+        eprintln!("not checking the iroh long-path row: {why}");
+    }
+    for tunnel in LONGPATH_TUNNELS
+        .into_iter()
+        .filter(|t| netns || *t != "wraith-iroh-socks5")
+    {
+        for figure in ["longpath_upload_20ms", "longpath_download_20ms"] {
+            let row = rows
+                .iter()
+                .find(|r| r["tunnel"] == tunnel && r["figure"] == figure)
+                .unwrap_or_else(|| panic!("no {figure} row for {tunnel}\n{shown}"));
+            assert!(
+                row["error"].is_null() && row["value"].as_f64().is_some_and(|v| v > 0.0),
+                "{figure} for {tunnel} moved nothing: {row}\n{shown}"
+            );
+            // The delay is on the path only if a 1-byte echo through the
+            // tunnel takes at least the RTT.
+            let echo = row["detail"]["echo_rtt_ms"].as_f64();
+            assert!(
+                echo.is_some_and(|ms| ms >= RTT_MS),
+                "{tunnel}: echo through the delay line took {echo:?} ms, under {RTT_MS} ms\n{shown}"
+            );
+        }
+    }
+    assert!(
+        rows.iter().any(|r| r["tunnel"] == "wraith-socks5"
+            && r["figure"] == "longpath_upload_20ms"
+            && r["ratio_vs_openssh"].is_f64()),
+        "long-path wraith rows carry no ratio against ssh -D\n{shown}"
+    );
+    assert_eq!(doc["settings"]["longpath_rtts_ms"], serde_json::json!([20]));
 }

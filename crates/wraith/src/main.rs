@@ -251,9 +251,10 @@ struct ServeTransportArgs {
 /// `wraith connect` flags that configure the transport.
 #[derive(Args, Debug)]
 struct ConnectTransportArgs {
-    /// The server's iroh endpoint: the `ticket:` (or `endpoint:`) value it printed
+    /// The server's iroh endpoint: the `ticket:` (or `endpoint:`) value it printed,
+    /// or ID@IP:PORT[,IP:PORT] to dial it at those UDP addresses instead of a ticket's
     /// (with --transport iroh).
-    #[arg(long, env = "WRAITH_PEER", value_name = "TICKET|ID")]
+    #[arg(long, env = "WRAITH_PEER", value_name = "TICKET|ID[@IP:PORT]")]
     peer: Option<String>,
     /// iroh relay: an http(s):// URL of a self-hosted relay, "default" (n0's public
     /// relays) or "disabled" (direct addresses only) [default: default].

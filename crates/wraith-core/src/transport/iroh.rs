@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use iroh::endpoint::{Connection, RecvStream, SendStream, presets};
+use iroh::endpoint::{Connection, QuicTransportConfig, RecvStream, SendStream, VarInt, presets};
 use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, RelayUrl, SecretKey, Watcher as _};
 use iroh_tickets::endpoint::EndpointTicket;
 use russh::keys::PrivateKey;
@@ -51,6 +51,39 @@ const MAX_PENDING_HANDSHAKES: usize = 128;
 
 /// How long one QUIC handshake may take on the server.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// QUIC flow-control windows sized for long paths. iroh's defaults (noq's:
+/// a stream receive window of 1.25 MB, "12.5 MB/s at 100 ms") let one
+/// stream, and so one SSH session, keep only that much in flight, which
+/// caps it near window / RTT: about 25 MB/s at 50 ms, 8 MB/s at 150 ms.
+/// 32 MiB per stream fills about 220 MB/s at 150 ms; the connection window
+/// leaves room for a second stream beside a full one.
+///
+/// These are maxima, not buffers allocated up front (checked in
+/// noq-proto 1.4: `connection/streams/recv.rs` only advertises credit,
+/// MAX_STREAM_DATA = bytes read + window, and its assembler holds only the
+/// bytes that arrived and are not yet read; `streams/state.rs` accepts
+/// writes only while unacknowledged data stays under the send window). A
+/// session whose reader keeps up holds little. One connection holds at most
+/// `RECEIVE_WINDOW` unread plus `SEND_WINDOW` unacknowledged bytes however
+/// many streams it opens; noq's default connection receive window is
+/// unlimited (100 streams × 1.25 MB). That bound holds on the server for a
+/// peer that has not logged in yet too, and only while SSH is not reading.
+const STREAM_RECEIVE_WINDOW: u32 = 32 << 20;
+/// See [`STREAM_RECEIVE_WINDOW`].
+const RECEIVE_WINDOW: u32 = 64 << 20;
+/// See [`STREAM_RECEIVE_WINDOW`].
+const SEND_WINDOW: u64 = 64 << 20;
+
+/// iroh's transport config (its multipath and hole-punching settings kept)
+/// with the windows above.
+fn quic_transport_config() -> QuicTransportConfig {
+    QuicTransportConfig::builder()
+        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+        .receive_window(VarInt::from_u32(RECEIVE_WINDOW))
+        .send_window(SEND_WINDOW)
+        .build()
+}
 
 /// Which relay servers an endpoint uses (`--iroh-relay`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -168,7 +201,8 @@ impl IrohEndpoint {
                 Endpoint::builder(presets::Minimal).relay_mode(RelayMode::custom([url.clone()]))
             }
         }
-        .alpns(vec![IROH_ALPN.to_vec()]);
+        .alpns(vec![IROH_ALPN.to_vec()])
+        .transport_config(quic_transport_config());
         if let Some(key) = opts.secret_key {
             builder = builder.secret_key(key);
         }
@@ -275,8 +309,12 @@ fn proxy_err(proxy: &ProxyUrl, e: url::ParseError) -> Error {
     }
 }
 
-/// Who to dial (`--peer`): an endpoint ticket as the server prints it, or
-/// a bare endpoint id.
+/// Who to dial (`--peer`): an endpoint ticket as the server prints it, a
+/// bare endpoint id, or `ID@IP:PORT[,IP:PORT...]`: the endpoint at those
+/// UDP addresses instead of the ones a ticket carries (a known port, or
+/// something in front of it such as a UDP relay or a test delay line).
+/// Once connected, iroh may still add paths to addresses the server
+/// announces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IrohPeer {
     addr: EndpointAddr,
@@ -306,17 +344,34 @@ impl FromStr for IrohPeer {
                 from_ticket: true,
             });
         }
-        match s.parse::<EndpointId>() {
-            Ok(id) => Ok(IrohPeer {
-                addr: EndpointAddr::new(id),
-                from_ticket: false,
-            }),
-            Err(_) => Err(Error::Config {
-                flag: "--peer",
-                value: s.to_string(),
-                reason: "expected the `ticket:` or `endpoint:` value the server printed".into(),
-            }),
+        let bad = |reason: &str| Error::Config {
+            flag: "--peer",
+            value: s.to_string(),
+            reason: reason.into(),
+        };
+        let (id, addrs) = match s.split_once('@') {
+            Some((id, addrs)) => (id, Some(addrs)),
+            None => (s, None),
+        };
+        let Ok(id) = id.parse::<EndpointId>() else {
+            return Err(bad(
+                "expected the `ticket:` or `endpoint:` value the server printed \
+                 (or ENDPOINT_ID@IP:PORT)",
+            ));
+        };
+        let mut addr = EndpointAddr::new(id);
+        for a in addrs.into_iter().flat_map(|a| a.split(',')) {
+            let Ok(sa) = a.trim().parse::<SocketAddr>() else {
+                return Err(bad(
+                    "after `@` expected UDP addresses as IP:PORT ([IPv6]:PORT), comma-separated",
+                ));
+            };
+            addr = addr.with_ip_addr(sa);
         }
+        Ok(IrohPeer {
+            addr,
+            from_ticket: false,
+        })
     }
 }
 
@@ -330,19 +385,21 @@ pub struct IrohTransport {
 impl IrohTransport {
     /// A transport to `peer` over `endpoint`. A bare endpoint id needs a
     /// way to find the peer: n0's address lookup (the default relay mode)
-    /// or a self-hosted relay, which the peer is then assumed to use.
+    /// or a self-hosted relay, which the peer is then assumed to use; with
+    /// relays disabled it needs addresses (`ID@IP:PORT`).
     pub fn new(endpoint: IrohEndpoint, peer: IrohPeer) -> Result<Self> {
         let mut addr = peer.addr;
         if !peer.from_ticket {
             match endpoint.relay() {
                 IrohRelay::Default => {}
                 IrohRelay::Custom(url) => addr = addr.with_relay_url(url.clone()),
+                IrohRelay::Disabled if !addr.is_empty() => {}
                 IrohRelay::Disabled => {
                     return Err(Error::Config {
                         flag: "--peer",
                         value: addr.id.to_string(),
                         reason: "with --iroh-relay disabled a bare endpoint id cannot be found; \
-                                 give the `ticket:` line the server printed"
+                                 give the `ticket:` line the server printed, or ID@IP:PORT"
                             .into(),
                     });
                 }
@@ -665,5 +722,29 @@ mod tests {
         assert!(p.addr().is_empty());
         let err = "nonsense".parse::<IrohPeer>().unwrap_err().to_string();
         assert!(err.contains("--peer"), "{err}");
+    }
+
+    #[test]
+    fn peer_with_addresses_dials_only_those() {
+        let id = SecretKey::from_bytes(&[9; 32]).public();
+        let p: IrohPeer = format!("{id}@127.0.0.1:4000,[::1]:4001").parse().unwrap();
+        assert_eq!(p.id(), id);
+        let addrs: Vec<SocketAddr> = p.addr().ip_addrs().copied().collect();
+        assert_eq!(
+            addrs,
+            [
+                "127.0.0.1:4000".parse::<SocketAddr>().unwrap(),
+                "[::1]:4001".parse().unwrap()
+            ]
+        );
+        assert_eq!(p.addr().relay_urls().count(), 0);
+        for bad in [
+            format!("{id}@"),
+            format!("{id}@host:1"),
+            format!("{id}@1.2.3.4"),
+        ] {
+            let err = bad.parse::<IrohPeer>().unwrap_err().to_string();
+            assert!(err.contains("IP:PORT"), "{bad}: {err}");
+        }
     }
 }
