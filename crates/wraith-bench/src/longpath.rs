@@ -98,7 +98,12 @@ async fn one_rtt(b: &Bench, specs: &[&TunnelSpec], rtt_ms: u64) -> Vec<Row> {
                     m.bytes / 1_000_000,
                     m.seconds
                 ),
-                Err(e) => eprintln!("   {}: {} failed: {e:#}", t.spec.label(), dir.name()),
+                Err(e) => eprintln!(
+                    "   {}: {} failed: {e:#}\n{}",
+                    t.spec.label(),
+                    dir.name(),
+                    t.stderr_excerpts()
+                ),
             }
             results[i][d] = Some(r);
         }

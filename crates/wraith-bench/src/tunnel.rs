@@ -243,6 +243,15 @@ pub(crate) struct Tunnel {
 }
 
 impl Tunnel {
+    /// What the tunnel's processes wrote to stderr, for a failed transfer.
+    pub(crate) fn stderr_excerpts(&self) -> String {
+        self.procs
+            .iter()
+            .map(|p| format!("--- {} ---\n{}", p.label(), p.stderr_excerpt()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Starts the tunnel's processes through `launcher` (as users run
     /// them, or under a profiler), connected over `link`.
     pub(crate) async fn start(

@@ -34,7 +34,7 @@ pub(crate) enum WraithTransport {
 
 /// Logs nothing but errors and the key exchange result (printed once per
 /// key exchange, so it costs nothing during a transfer).
-const CLIENT_LOG: &str = "error,russh::client::kex=debug";
+const CLIENT_LOG: &str = "warn,russh::client::kex=debug";
 
 /// A started `wraith serve`: how a client names it, and where its socket is.
 pub(crate) struct Server {

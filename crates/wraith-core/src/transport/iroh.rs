@@ -56,8 +56,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// a stream receive window of 1.25 MB, "12.5 MB/s at 100 ms") let one
 /// stream, and so one SSH session, keep only that much in flight, which
 /// caps it near window / RTT: about 25 MB/s at 50 ms, 8 MB/s at 150 ms.
-/// 32 MiB per stream fills about 220 MB/s at 150 ms; the connection window
-/// leaves room for a second stream beside a full one.
+/// 4 MiB per stream fills about 80 MB/s at 50 ms and 28 MB/s at 150 ms;
+/// the connection window leaves room for a second stream beside a full one.
+///
+/// Not more: noq-proto 1.4 keeps at most 1 024 separate spans of a stream
+/// waiting for a retransmission (`connection/assembler.rs`, `MAX_CHUNKS`)
+/// and closes the connection with "too many gaps in stream buffer" beyond
+/// that. With 32 MiB (about 27 000 datagrams) in flight, and with 8 MiB,
+/// the loss on the benchmark's UDP delay line killed sessions at 50 ms RTT
+/// within two seconds; 4 MiB (about 3 500 datagrams) has held, with room
+/// for a gap at one datagram in four before that limit.
 ///
 /// These are maxima, not buffers allocated up front (checked in
 /// noq-proto 1.4: `connection/streams/recv.rs` only advertises credit,
@@ -69,11 +77,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// many streams it opens; noq's default connection receive window is
 /// unlimited (100 streams × 1.25 MB). That bound holds on the server for a
 /// peer that has not logged in yet too, and only while SSH is not reading.
-const STREAM_RECEIVE_WINDOW: u32 = 32 << 20;
+const STREAM_RECEIVE_WINDOW: u32 = 4 << 20;
 /// See [`STREAM_RECEIVE_WINDOW`].
-const RECEIVE_WINDOW: u32 = 64 << 20;
+const RECEIVE_WINDOW: u32 = 8 << 20;
 /// See [`STREAM_RECEIVE_WINDOW`].
-const SEND_WINDOW: u64 = 64 << 20;
+const SEND_WINDOW: u64 = 8 << 20;
 
 /// iroh's transport config (its multipath and hole-punching settings kept)
 /// with the windows above.
