@@ -82,6 +82,18 @@ pub(crate) struct Bench {
     pub(crate) phases: Mutex<Vec<PhaseLoad>>,
 }
 
+impl Bench {
+    /// Starts `spec` with this run's tools, keys and targets.
+    pub(crate) async fn start(
+        &self,
+        spec: &TunnelSpec,
+        launcher: &Launcher,
+        link: Link,
+    ) -> anyhow::Result<Tunnel> {
+        Tunnel::start(spec, &self.tools, &self.keys, &self.targets, launcher, link).await
+    }
+}
+
 /// "1 GiB", "16 MiB", "1000 B".
 pub(crate) fn size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
@@ -107,16 +119,7 @@ pub(crate) async fn run_all(b: &Bench, specs: &[TunnelSpec]) -> Vec<Row> {
         let mut live = Vec::new();
         for spec in specs {
             eprintln!("== starting {}", spec.label());
-            match Tunnel::start(
-                spec,
-                &b.tools,
-                &b.keys,
-                &b.targets,
-                &Launcher::Plain,
-                Link::Loopback,
-            )
-            .await
-            {
+            match b.start(spec, &Launcher::Plain, Link::Loopback).await {
                 Ok(t) => live.push(Live::new(t)),
                 Err(e) => {
                     eprintln!("   failed: {e:#}");
@@ -587,16 +590,7 @@ fn fig_name(f: Figure) -> &'static str {
 async fn idle_rows(b: &Bench, spec: &TunnelSpec, requested: usize) -> Vec<Row> {
     let n = requested.min(b.idle_cap);
     eprintln!("== {} ({n} idle connections, fresh session)", spec.label());
-    let t = match Tunnel::start(
-        spec,
-        &b.tools,
-        &b.keys,
-        &b.targets,
-        &Launcher::Plain,
-        Link::Loopback,
-    )
-    .await
-    {
+    let t = match b.start(spec, &Launcher::Plain, Link::Loopback).await {
         Ok(t) => t,
         Err(e) => {
             eprintln!("   failed: {e:#}");

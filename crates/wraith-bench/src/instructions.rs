@@ -70,15 +70,7 @@ async fn measure_tunnel(b: &Bench, spec: &TunnelSpec, bytes: u64) -> Result<Vec<
         valgrind,
         dir: dir.clone(),
     };
-    let t = Tunnel::start(
-        spec,
-        &b.tools,
-        &b.keys,
-        &b.targets,
-        &launcher,
-        Link::Loopback,
-    )
-    .await?;
+    let t = b.start(spec, &launcher, Link::Loopback).await?;
     let out = measure_on(&t, &control, &dir, bytes).await;
     t.stop().await;
     out

@@ -19,7 +19,7 @@ use crate::bench::{Bench, Phase};
 use crate::measure::{self, Direction};
 use crate::process::Launcher;
 use crate::report::{Better, Row};
-use crate::tunnel::{Implementation, Kind, Link, Tunnel, TunnelSpec};
+use crate::tunnel::{Implementation, Kind, Link, TunnelSpec};
 
 /// The tunnels this figure runs (OpenSSH with wraith's cipher only).
 const KINDS: [Kind; 5] = [
@@ -72,8 +72,7 @@ async fn one_rtt(b: &Bench, specs: &[&TunnelSpec], rtt_ms: u64) -> Vec<Row> {
     let mut slots = Vec::new();
     for spec in specs {
         eprintln!("   starting {} behind delay lines", spec.label());
-        let started =
-            Tunnel::start(spec, &b.tools, &b.keys, &b.targets, &Launcher::Plain, link).await;
+        let started = b.start(spec, &Launcher::Plain, link).await;
         if let Err(e) = &started {
             eprintln!("   failed: {e:#}");
         }

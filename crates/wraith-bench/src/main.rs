@@ -37,7 +37,7 @@ mod wraith;
 
 use bench::{Bench, Figure, Settings};
 use process::Launcher;
-use tunnel::{Kind, Link, Tunnel, TunnelSpec};
+use tunnel::{Kind, Link, TunnelSpec};
 
 const AFTER_HELP: &str = "\
 Run it (from the workspace root):
@@ -255,16 +255,7 @@ async fn wraith_cipher(b: &Bench, aes_flag: bool, probe: bool) -> WraithCipher {
             kind: Kind::WraithSocks5,
             cipher: None,
         };
-        match Tunnel::start(
-            &spec,
-            &b.tools,
-            &b.keys,
-            &b.targets,
-            &Launcher::Plain,
-            Link::Loopback,
-        )
-        .await
-        {
+        match b.start(&spec, &Launcher::Plain, Link::Loopback).await {
             Ok(t) => {
                 let found = t.cipher.clone();
                 t.stop().await;

@@ -367,11 +367,7 @@ fn bulk_download(
                 got += n;
                 last_progress = Instant::now();
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
+            Err(e) if slice_elapsed(&e) => {}
             Err(e) => {
                 return Err(format!(
                     "the download failed after {} of {}: {e}",
@@ -380,20 +376,7 @@ fn bulk_download(
                 ));
             }
         }
-        if last_progress.elapsed() >= NO_PROGRESS_LIMIT {
-            return Err(format!(
-                "stalled after {} of {}: nothing arrived for {NO_PROGRESS_LIMIT:?}",
-                mib(got as u64),
-                mib(len as u64)
-            ));
-        }
-        if start.elapsed() >= BULK_TIMEOUT {
-            return Err(format!(
-                "only {} of {} within {BULK_TIMEOUT:?}",
-                mib(got as u64),
-                mib(len as u64)
-            ));
-        }
+        transfer_deadlines(start, last_progress, got, len, "arrived")?;
     }
     if got != len {
         return Err(format!(
@@ -402,6 +385,40 @@ fn bulk_download(
         ));
     }
     Ok(start.elapsed())
+}
+
+/// A read or write that only ran out its [`SLICE`]: try again.
+fn slice_elapsed(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
+/// Fails a bulk transfer that moved nothing for [`NO_PROGRESS_LIMIT`] or
+/// runs past [`BULK_TIMEOUT`]; `done` of `len` bytes have `what` so far.
+fn transfer_deadlines(
+    start: Instant,
+    last_progress: Instant,
+    done: usize,
+    len: usize,
+    what: &str,
+) -> Result<(), String> {
+    if last_progress.elapsed() >= NO_PROGRESS_LIMIT {
+        return Err(format!(
+            "stalled after {} of {} {what}: nothing moved for {NO_PROGRESS_LIMIT:?}",
+            mib(done as u64),
+            mib(len as u64)
+        ));
+    }
+    if start.elapsed() >= BULK_TIMEOUT {
+        return Err(format!(
+            "only {} of {} {what} within {BULK_TIMEOUT:?}",
+            mib(done as u64),
+            mib(len as u64)
+        ));
+    }
+    Ok(())
 }
 
 /// Writes `len` bytes to a [`counting_sink_target`] through a new SOCKS
@@ -424,11 +441,7 @@ fn bulk_upload(socks: SocketAddr, sink: SocketAddr, len: usize) -> Result<Durati
                 sent += n;
                 last_progress = Instant::now();
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
+            Err(e) if slice_elapsed(&e) => {}
             Err(e) => {
                 return Err(format!(
                     "the upload failed after {} of {}: {e}",
@@ -437,20 +450,7 @@ fn bulk_upload(socks: SocketAddr, sink: SocketAddr, len: usize) -> Result<Durati
                 ));
             }
         }
-        if last_progress.elapsed() >= NO_PROGRESS_LIMIT {
-            return Err(format!(
-                "stalled after {} of {} written: no byte taken for {NO_PROGRESS_LIMIT:?}",
-                mib(sent as u64),
-                mib(len as u64)
-            ));
-        }
-        if start.elapsed() >= BULK_TIMEOUT {
-            return Err(format!(
-                "only {} of {} written within {BULK_TIMEOUT:?}",
-                mib(sent as u64),
-                mib(len as u64)
-            ));
-        }
+        transfer_deadlines(start, last_progress, sent, len, "written")?;
     }
     // The sink answers with its count once it has every byte.
     stream
