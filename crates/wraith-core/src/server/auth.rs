@@ -142,6 +142,11 @@ impl AuthorizedKeys {
         self.lookup(&blob, true)
     }
 
+    /// The usable lines, in file order.
+    pub(crate) fn entries(&self) -> &[AuthorizedKey] {
+        &self.entries
+    }
+
     /// Number of usable lines.
     pub fn len(&self) -> usize {
         self.entries.len()

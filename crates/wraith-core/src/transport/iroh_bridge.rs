@@ -125,7 +125,7 @@ async fn read_head(conn: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 /// `CONNECT host:port HTTP/1.x` → (host, port); IPv6 hosts in brackets.
-fn parse_connect(head: &[u8]) -> Option<(String, u16)> {
+pub(crate) fn parse_connect(head: &[u8]) -> Option<(String, u16)> {
     let text = std::str::from_utf8(head).ok()?;
     let line = text.lines().next()?;
     let mut parts = line.split_ascii_whitespace();
