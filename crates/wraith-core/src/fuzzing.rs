@@ -306,7 +306,8 @@ pub fn authorized_keys(data: &[u8]) {
             "warning for line {}",
             w.line
         );
-        check_reason("authorized_keys warning", &w.reason, 512);
+        // The file is the admin's: long lines may give long reasons.
+        check_reason("authorized_keys warning", &w.reason, 256 + text.len());
     }
     for entry in keys.entries() {
         assert!(entry.line >= 1 && entry.line <= lines);
@@ -449,8 +450,11 @@ pub fn decoy(data: &[u8]) {
     let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
     let pieces = run(&mut data.chunks(step));
     assert_eq!(whole, pieces, "whole vs pieces of {step}");
-    let bytewise = run(&mut data.chunks(1));
-    assert_eq!(whole, bytewise, "whole vs byte by byte");
+    // Byte by byte is quadratic in the decoy's rescans; short inputs only.
+    if data.len() <= 512 {
+        let bytewise = run(&mut data.chunks(1));
+        assert_eq!(whole, bytewise, "whole vs byte by byte");
+    }
 }
 
 #[cfg(feature = "tls")]
@@ -492,10 +496,11 @@ pub fn http_connect_response(data: &[u8]) {
     match http::check_response(head) {
         Ok(()) => {
             let line = head.split(|&b| b == b'\n').next().unwrap_or(b"");
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
             assert!(line.starts_with(b"HTTP/1."), "{line:?}");
             let code = line.split(|&b| b == b' ').nth(1).unwrap_or(b"");
             assert!(
-                code.len() == 3 && code[0] == b'2',
+                code.len() == 3 && code[0] == b'2' && code.iter().all(u8::is_ascii_digit),
                 "accepted status {code:?}"
             );
         }
