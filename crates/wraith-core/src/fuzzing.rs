@@ -306,8 +306,9 @@ pub fn authorized_keys(data: &[u8]) {
             "warning for line {}",
             w.line
         );
-        // The file is the admin's: long lines may give long reasons.
-        check_reason("authorized_keys warning", &w.reason, 256 + text.len());
+        // The file is the admin's: long lines may give long reasons (and
+        // escaping grows a byte to at most 10: \u{10ffff}).
+        check_reason("authorized_keys warning", &w.reason, 256 + 10 * text.len());
     }
     for entry in keys.entries() {
         assert!(entry.line >= 1 && entry.line <= lines);

@@ -155,7 +155,14 @@ fn parse_line(raw: &str) -> Result<Option<Entry<'_>>, String> {
     let kind = words.next().ok_or("missing key type")?;
     let b64 = words.next().ok_or("missing key data")?;
     let key = PublicKey::from_openssh(&format!("{kind} {b64}"))
-        .map_err(|e| format!("invalid {:?} key ({e})", shorten(kind)))?;
+        // ssh-key's messages may quote the decoded data.
+        .map_err(|e| {
+            format!(
+                "invalid {:?} key ({})",
+                shorten(kind),
+                e.to_string().escape_debug()
+            )
+        })?;
     if key.algorithm().as_str() != kind {
         return Err(format!(
             "key type {:?} does not match the key data ({})",
@@ -278,7 +285,7 @@ pub(crate) fn hash_host(name: &str, salt: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn ed(comment: &str) -> PublicKey {
@@ -416,6 +423,27 @@ mod tests {
         // Tabs and runs of spaces separate fields too.
         let tabbed = format!("h\t\t{}", a.to_openssh().unwrap().replacen(' ', "   ", 1));
         assert_eq!(lookup(&tabbed, "h", 22, &a), Ok(Verdict::Known { line: 1 }));
+    }
+
+    /// A key blob whose algorithm label holds a control character.
+    pub(crate) fn bad_label_blob() -> String {
+        let label = b"ssh-ed2550\x04";
+        let mut blob = (label.len() as u32).to_be_bytes().to_vec();
+        blob.extend_from_slice(label);
+        blob.extend_from_slice(&32u32.to_be_bytes());
+        blob.extend_from_slice(&[7; 32]);
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    }
+
+    #[test]
+    fn errors_quote_decoded_key_data_printably() {
+        // Found by fuzz/fuzz_targets/known_hosts.rs: ssh-key's error quotes
+        // the label it decoded, control characters and all.
+        let a = ed("a");
+        let text = format!("h ssh-ed25519 {}\n", bad_label_blob());
+        let err = lookup(&text, "h", 22, &a).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+        assert!(!err.chars().any(char::is_control), "{err:?}");
     }
 
     #[test]
