@@ -544,7 +544,8 @@ pub fn http_connect_response(data: &[u8]) {
             }
             Err(e) => {
                 // The error quotes the URL with its user info replaced.
-                if let Some((_, rest)) = s.split_once("://")
+                if let Some((scheme, rest)) = s.split_once("://")
+                    && scheme.bytes().all(|b| b.is_ascii_alphanumeric())
                     && let Some((userinfo, _)) = rest.rsplit_once('@')
                     && !userinfo.is_empty()
                     && !userinfo.contains('*')

@@ -99,14 +99,25 @@ impl std::str::FromStr for ProxyUrl {
         };
         let (host, port) = if let Some(r) = hostport.strip_prefix('[') {
             let (h, after) = r.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-            (h, after.strip_prefix(':'))
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return Err(bad("expected ':' and a port after ']'")),
+            };
+            (h, port)
         } else {
             match hostport.rsplit_once(':') {
+                Some((h, _)) if h.contains(':') => {
+                    return Err(bad("IPv6 addresses go in brackets: [::1]:1080"));
+                }
                 Some((h, p)) => (h, Some(p)),
                 None => (hostport, None),
             }
         };
-        if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+        if host.is_empty()
+            || host.contains(['/', '?', '#', '@', '[', ']'])
+            || host.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(bad("expected host:port after the scheme"));
         }
         let port = match port {
@@ -415,6 +426,24 @@ pub(crate) mod http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_hosts_are_one_unambiguous_name() {
+        // Found by fuzz/fuzz_targets/http_connect_response.rs: a host with
+        // ':' and ']' outside brackets was taken, and its display parsed
+        // back as another host.
+        for bad in [
+            "socks5://a\u{6}b::1]:1080",
+            "socks5://a::1:1080",
+            "http://[::1]x:8080",
+            "http://h\u{0}:8080",
+            "http://[a]b]:8080",
+        ] {
+            assert!(bad.parse::<ProxyUrl>().is_err(), "{bad:?}");
+        }
+        let p: ProxyUrl = "socks5://[::1]".parse().unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("::1", 1080));
+    }
 
     #[test]
     fn connect_refusal_text_is_printable_and_bounded() {
