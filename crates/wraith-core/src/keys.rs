@@ -215,10 +215,22 @@ impl HostKeyPin {
                 b64.trim_end_matches('=')
             )));
         }
+        // Only Ed25519 host keys are ever accepted (see algorithms.rs), so a
+        // pin of another type could never match: say so now.
+        let ed25519_only = |k: PublicKey| {
+            if k.algorithm() == russh::keys::Algorithm::Ed25519 {
+                Ok(HostKeyPin::Key(Box::new(k)))
+            } else {
+                Err(bad(format!(
+                    "pins a {} key, but wraith accepts only Ed25519 host keys",
+                    k.algorithm()
+                )))
+            }
+        };
         if value_t.starts_with("ssh-") || value_t.starts_with("ecdsa-") {
             return PublicKey::from_openssh(value_t)
-                .map(|k| HostKeyPin::Key(Box::new(k)))
-                .map_err(|e| bad(format!("not a valid public key ({e})")));
+                .map_err(|e| bad(format!("not a valid public key ({e})")))
+                .and_then(ed25519_only);
         }
         let path = Path::new(value_t);
         let text = fs::read_to_string(path).map_err(|e| {
@@ -233,8 +245,8 @@ impl HostKeyPin {
             .find(|l| !l.is_empty() && !l.starts_with('#'))
             .ok_or_else(|| bad("the file holds no public key".into()))?;
         PublicKey::from_openssh(line)
-            .map(|k| HostKeyPin::Key(Box::new(k)))
             .map_err(|e| bad(format!("the file does not hold a public key ({e})")))
+            .and_then(ed25519_only)
     }
 
     /// Does `key` match this pin?
