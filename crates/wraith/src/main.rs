@@ -141,6 +141,13 @@ struct ServeArgs {
     /// Let clients bind remote forwards on all interfaces (default: loopback only).
     #[arg(long, env = "WRAITH_GATEWAY_PORTS")]
     gateway_ports: bool,
+    // --- issue #13 (logs helper): what the server announces ---
+    /// Identification the server sends after "SSH-2.0-": a software version
+    /// (printable US-ASCII, no spaces or '-') and optional comments after a space
+    /// (RFC 4253 section 4.2) [default: wraith, without a version number].
+    #[arg(long, env = "WRAITH_SSH_BANNER", value_name = "TEXT")]
+    ssh_banner: Option<wraith_core::server::SshBanner>,
+    // --- end issue #13 (logs helper) ---
     #[command(flatten)]
     transport: ServeTransportArgs,
     #[command(flatten)]
@@ -582,6 +589,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
     opts.max_channels_per_session = a.max_channels_per_session;
     opts.login_grace_time = Duration::from_secs(a.login_grace_time);
     opts.gateway_ports = a.gateway_ports;
+    if let Some(banner) = a.ssh_banner {
+        opts.ssh_banner = banner;
+    }
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
     let fp = keys::fingerprint(opts.host_key.public_key());

@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::transport::{Acceptor, PeerInfo};
 
 pub mod auth;
+mod banner;
 mod handler;
 pub mod hub;
 mod killable;
@@ -27,6 +28,7 @@ pub mod policy;
 mod remote_forward;
 
 pub use auth::{AuthorizedKeys, LineWarning};
+pub use banner::SshBanner;
 pub use hub::{ControlInfo, ControlStream, EventHub, HubLimits, HubMember};
 
 use handler::SessionHandler;
@@ -62,6 +64,9 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// Reach every `direct-tcpip` target through this proxy (`--proxy`).
     pub proxy: Option<crate::transport::ProxyUrl>,
+    /// What the server announces after `SSH-2.0-` (`--ssh-banner`);
+    /// default `wraith`, without a version number.
+    pub ssh_banner: SshBanner,
 }
 
 impl ServeOptions {
@@ -80,6 +85,7 @@ impl ServeOptions {
             max_channels_per_session: 16_384,
             drain_timeout: Duration::from_secs(2),
             proxy: None,
+            ssh_banner: SshBanner::default(),
         }
     }
 }
@@ -160,9 +166,7 @@ impl Server {
     /// Prepare a server from its options.
     pub fn new(options: ServeOptions) -> Self {
         let config = russh::server::Config {
-            server_id: russh::SshId::Standard(
-                format!("SSH-2.0-wraith_{}", env!("CARGO_PKG_VERSION")).into(),
-            ),
+            server_id: russh::SshId::Standard(options.ssh_banner.identification().into()),
             methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
             auth_rejection_time: Duration::from_millis(200),
             auth_rejection_time_initial: Some(Duration::from_millis(0)),
