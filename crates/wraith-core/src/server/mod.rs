@@ -62,6 +62,18 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// Reach every `direct-tcpip` target through this proxy (`--proxy`).
     pub proxy: Option<crate::transport::ProxyUrl>,
+    // -- access policy (Unix sockets, control hub); see server::policy --
+    /// Unix sockets that keys without any `permitopen` may reach with
+    /// `direct-streamlocal` (`--allow-stream-local`). Default: empty, so
+    /// only keys whose `permitopen="/path"` names a socket reach one.
+    pub allow_stream_local: Vec<policy::SocketRule>,
+    /// Let every key that may forward (and whose `permitopen`, if any,
+    /// names `wraith-control:0`) open the control channel, not only keys
+    /// and CAs with the `hub` option (`--hub-for-all-keys`). Default: false.
+    pub hub_for_all_keys: bool,
+    /// Control channels one session may hold open at once; 0 = unlimited
+    /// (`--max-control-channels`). Default: 8.
+    pub max_control_channels_per_session: usize,
 }
 
 impl ServeOptions {
@@ -80,6 +92,9 @@ impl ServeOptions {
             max_channels_per_session: 16_384,
             drain_timeout: Duration::from_secs(2),
             proxy: None,
+            allow_stream_local: Vec::new(),
+            hub_for_all_keys: false,
+            max_control_channels_per_session: 8,
         }
     }
 }
@@ -95,6 +110,8 @@ pub(crate) struct Shared {
     next_id: std::sync::atomic::AtomicU64,
     /// The event hub that `wraith-control:0` channels join.
     pub(crate) hub: EventHub,
+    /// Remote-forward ports and the key holding each (no squatting).
+    pub(crate) forward_ports: remote_forward::ForwardPorts,
 }
 
 /// What shutdown needs to know about a running session.
@@ -191,6 +208,7 @@ impl Server {
                 sessions: std::sync::Mutex::new(HashMap::new()),
                 next_id: std::sync::atomic::AtomicU64::new(0),
                 hub: EventHub::default(),
+                forward_ports: remote_forward::ForwardPorts::default(),
             }),
         }
     }
