@@ -79,6 +79,12 @@ export interface ServeOptions {
   irohRelay?: string
   /** Outbound proxy for tunnel targets (server side, like `wraith serve --proxy`). */
   proxy?: string
+  /**
+   * Let every key that may forward open a control channel (like `wraith serve
+   * --hub-for-all-keys`). Default true: the 'connection' handler sees each
+   * channel's key fingerprint and decides. false: only keys with the `hub` option.
+   */
+  hubForAllKeys?: boolean
 }
 
 /** A Duplex over one SSH channel; `end()` sends EOF. */

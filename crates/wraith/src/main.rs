@@ -152,6 +152,51 @@ struct ServeArgs {
     transport: ServeTransportArgs,
     #[command(flatten)]
     keepalive: KeepaliveArgs,
+    #[command(flatten)]
+    access: ServeAccessArgs,
+}
+
+/// `wraith serve` flags for what keys may reach besides TCP targets: Unix
+/// sockets and the control hub.
+#[derive(Args, Debug)]
+struct ServeAccessArgs {
+    /// Let keys without a permitopen reach this Unix socket (/run/app.sock), or every
+    /// socket below this directory (/run/app/), with direct-streamlocal; repeatable.
+    /// Absolute paths only; symlinks are resolved before matching. Default: no Unix
+    /// sockets (except those a key's permitopen="/path" names).
+    #[arg(long, env = "WRAITH_ALLOW_STREAM_LOCAL", value_name = "PATH", value_parser = parse_socket_rule)]
+    allow_stream_local: Vec<wraith_core::server::policy::SocketRule>,
+    /// Let every key that may forward open the control channel (wraith-control:0),
+    /// not only keys and CAs with the `hub` option.
+    #[arg(long, env = "WRAITH_HUB_FOR_ALL_KEYS")]
+    hub_for_all_keys: bool,
+    /// Control channels one session may hold open at once (0 = unlimited).
+    #[arg(
+        long,
+        env = "WRAITH_MAX_CONTROL_CHANNELS",
+        default_value_t = 8,
+        value_name = "N"
+    )]
+    max_control_channels: usize,
+}
+
+impl ServeAccessArgs {
+    fn apply(&self, opts: &mut ServeOptions) {
+        opts.allow_stream_local = self.allow_stream_local.clone();
+        opts.hub_for_all_keys = self.hub_for_all_keys;
+        opts.max_control_channels_per_session = self.max_control_channels;
+    }
+}
+
+/// `--allow-stream-local`: a socket path, or a directory ending in `/`.
+fn parse_socket_rule(v: &str) -> Result<wraith_core::server::policy::SocketRule, String> {
+    let rule = wraith_core::server::policy::SocketRule::parse(v)?;
+    if !rule.is_directory() && rule.path().is_dir() {
+        return Err(format!(
+            "{v:?} is a directory; end it with / to allow the sockets below it"
+        ));
+    }
+    Ok(rule)
 }
 
 #[derive(Args, Debug)]
@@ -594,6 +639,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
     }
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
+    a.access.apply(&mut opts);
     let fp = keys::fingerprint(opts.host_key.public_key());
     let acceptor = transport.bind(a.listen.as_deref(), &opts.host_key).await?;
     let server = Server::new(opts);

@@ -67,6 +67,18 @@ pub struct ServeOptions {
     /// What the server announces after `SSH-2.0-` (`--ssh-banner`);
     /// default `wraith`, without a version number.
     pub ssh_banner: SshBanner,
+    // -- access policy (Unix sockets, control hub); see server::policy --
+    /// Unix sockets that keys without any `permitopen` may reach with
+    /// `direct-streamlocal` (`--allow-stream-local`). Default: empty, so
+    /// only keys whose `permitopen="/path"` names a socket reach one.
+    pub allow_stream_local: Vec<policy::SocketRule>,
+    /// Let every key that may forward (and whose `permitopen`, if any,
+    /// names `wraith-control:0`) open the control channel, not only keys
+    /// and CAs with the `hub` option (`--hub-for-all-keys`). Default: false.
+    pub hub_for_all_keys: bool,
+    /// Control channels one session may hold open at once; 0 = unlimited
+    /// (`--max-control-channels`). Default: 8.
+    pub max_control_channels_per_session: usize,
 }
 
 impl ServeOptions {
@@ -86,6 +98,9 @@ impl ServeOptions {
             drain_timeout: Duration::from_secs(2),
             proxy: None,
             ssh_banner: SshBanner::default(),
+            allow_stream_local: Vec::new(),
+            hub_for_all_keys: false,
+            max_control_channels_per_session: 8,
         }
     }
 }
@@ -101,6 +116,8 @@ pub(crate) struct Shared {
     next_id: std::sync::atomic::AtomicU64,
     /// The event hub that `wraith-control:0` channels join.
     pub(crate) hub: EventHub,
+    /// Remote-forward ports and the key holding each (no squatting).
+    pub(crate) forward_ports: remote_forward::ForwardPorts,
 }
 
 /// What shutdown needs to know about a running session.
@@ -195,6 +212,7 @@ impl Server {
                 sessions: std::sync::Mutex::new(HashMap::new()),
                 next_id: std::sync::atomic::AtomicU64::new(0),
                 hub: EventHub::default(),
+                forward_ports: remote_forward::ForwardPorts::default(),
             }),
         }
     }
