@@ -81,8 +81,8 @@ export interface ServeOptions {
   proxy?: string
   /**
    * Let every key that may forward open a control channel (like `wraith serve
-   * --hub-for-all-keys`). Default true: the 'connection' handler sees each
-   * channel's key fingerprint and decides. false: only keys with the `hub` option.
+   * --hub-for-all-keys`). Default false, as in the CLI: only keys and CAs with
+   * the `hub` option get one.
    */
   hubForAllKeys?: boolean
 }
