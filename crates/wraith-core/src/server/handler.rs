@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
@@ -26,7 +26,7 @@ pub(crate) const RESERVED_PREFIX: &str = "wraith-";
 pub(crate) struct SessionHandler {
     shared: Arc<Shared>,
     peer: PeerInfo,
-    authed: Arc<AtomicBool>,
+    authed: Arc<super::AuthFlag>,
     /// Set once authentication succeeds: what this session may do.
     policy: Option<SessionPolicy>,
     forwards: RemoteForwards,
@@ -60,7 +60,7 @@ impl SessionHandler {
     pub(crate) fn new(
         shared: Arc<Shared>,
         peer: PeerInfo,
-        authed: Arc<AtomicBool>,
+        authed: Arc<super::AuthFlag>,
         channels: Arc<std::sync::atomic::AtomicUsize>,
     ) -> Self {
         SessionHandler {

@@ -16,6 +16,7 @@ use russh::keys::PrivateKey;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
+use crate::limits::{LogRate, PerSource, SourceSlot, StartupSlot, Startups};
 use crate::transport::{Acceptor, PeerInfo};
 
 pub mod auth;
@@ -55,8 +56,22 @@ pub struct ServeOptions {
     pub keepalive_interval: Duration,
     /// Unanswered keepalives before the client is considered dead.
     pub keepalive_count_max: usize,
-    /// Concurrent connections allowed from one IP address; 0 = unlimited.
+    /// Concurrent connections allowed from one source network
+    /// (`--max-connections-per-ip`, default 256; 0 = unlimited). Counted
+    /// from accept to close, authenticated or not.
     pub max_connections_per_ip: usize,
+    /// Connections not yet authenticated, server-wide (`--max-startups`,
+    /// OpenSSH's `MaxStartups`; default 64:30:256): from `start` on, new
+    /// connections are refused at random, `rate`% at first and all at
+    /// `full`.
+    pub max_startups: crate::limits::MaxStartups,
+    /// Connections not yet authenticated from one source network
+    /// (`--per-source-max-startups`, default 16; 0 = no per-source cap).
+    pub per_source_max_startups: usize,
+    /// What counts as one source network for the per-source limits
+    /// (`--per-source-net-block-size`, default 32:64: each IPv4 address,
+    /// each IPv6 /64).
+    pub net_block: crate::limits::NetBlock,
     /// Open channels allowed in one session; 0 = unlimited.
     pub max_channels_per_session: usize,
     /// On shutdown, how long sessions with open channels may drain before
@@ -93,7 +108,10 @@ impl ServeOptions {
             connect_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(15),
             keepalive_count_max: 3,
-            max_connections_per_ip: 0,
+            max_connections_per_ip: 256,
+            max_startups: crate::limits::MaxStartups::default(),
+            per_source_max_startups: 16,
+            net_block: crate::limits::NetBlock::default(),
             max_channels_per_session: 16_384,
             drain_timeout: Duration::from_secs(2),
             proxy: None,
@@ -109,8 +127,14 @@ impl ServeOptions {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) options: ServeOptions,
-    /// Open connections per source address, for `max_connections_per_ip`.
-    per_ip: std::sync::Mutex<HashMap<String, usize>>,
+    /// Open connections per source network, for `max_connections_per_ip`.
+    per_source: Arc<PerSource>,
+    /// Unauthenticated connections per source network.
+    per_source_startups: Arc<PerSource>,
+    /// Unauthenticated connections in all.
+    startups: Arc<Startups>,
+    /// Refusals are logged now and then, not once each.
+    refusals: LogRate,
     /// Live sessions, for graceful shutdown.
     sessions: std::sync::Mutex<HashMap<u64, LiveSession>>,
     next_id: std::sync::atomic::AtomicU64,
@@ -136,39 +160,91 @@ impl std::fmt::Debug for LiveSession {
     }
 }
 
-impl Shared {
-    /// Count a new connection from a peer (its IP address, or its iroh
-    /// endpoint id); `None` if it is over the limit. Counting happens at
-    /// accept time, before the SSH handshake, so opening many connections
-    /// at once cannot slip past the limit.
-    fn admit(self: &Arc<Self>, peer: Option<String>) -> Option<IpSlot> {
-        let Some(ip) = peer else {
-            return Some(IpSlot(None));
-        };
-        let max = self.options.max_connections_per_ip;
-        let mut map = self.per_ip.lock().ok()?;
-        let n = map.entry(ip.clone()).or_insert(0);
-        if max != 0 && *n >= max {
-            return None;
+/// Why a connection was refused before its SSH session started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    PerSource,
+    PerSourceStartups,
+    Startups,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::PerSource => {
+                "too many connections from this source (--max-connections-per-ip)"
+            }
+            Refusal::PerSourceStartups => {
+                "too many unauthenticated connections from this source (--per-source-max-startups)"
+            }
+            Refusal::Startups => "too many unauthenticated connections (--max-startups)",
         }
-        *n += 1;
-        Some(IpSlot(Some((self.clone(), ip))))
     }
 }
 
-/// One counted connection; uncounted on drop.
-struct IpSlot(Option<(Arc<Shared>, String)>);
+/// The slots a new connection holds: one for as long as it is open, two
+/// more until it authenticates.
+struct Admission {
+    _connection: Option<SourceSlot>,
+    unauthenticated: Option<(Option<SourceSlot>, StartupSlot)>,
+}
 
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        if let Some((shared, ip)) = self.0.take()
-            && let Ok(mut map) = shared.per_ip.lock()
-            && let Some(n) = map.get_mut(&ip)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&ip);
-            }
+impl Shared {
+    /// Count a new connection from a peer, or say which limit refuses it.
+    /// Counting happens at accept time, before the SSH handshake, so
+    /// opening many connections at once cannot slip past the limits.
+    fn admit(self: &Arc<Self>, peer: &PeerInfo) -> std::result::Result<Admission, Refusal> {
+        let key = peer.limit_key(&self.options.net_block);
+        let connection = match &key {
+            Some(k) => Some(self.per_source.try_take(k).ok_or(Refusal::PerSource)?),
+            None => None,
+        };
+        let source_startup = match &key {
+            Some(k) => Some(
+                self.per_source_startups
+                    .try_take(k)
+                    .ok_or(Refusal::PerSourceStartups)?,
+            ),
+            None => None,
+        };
+        let startup = self
+            .startups
+            .try_start(&self.options.max_startups)
+            .ok_or(Refusal::Startups)?;
+        Ok(Admission {
+            _connection: connection,
+            unauthenticated: Some((source_startup, startup)),
+        })
+    }
+}
+
+/// Whether a session has authenticated, with a wake-up for the
+/// connection task, which stops counting it as unauthenticated then.
+#[derive(Debug, Default)]
+pub(crate) struct AuthFlag {
+    done: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl AuthFlag {
+    /// Set the flag (the handler, on accepting a key).
+    pub(crate) fn store(&self, value: bool, order: Ordering) {
+        self.done.store(value, order);
+        if value {
+            // One waiter; a stored permit covers a wait that starts later.
+            self.notify.notify_one();
+        }
+    }
+
+    /// Read the flag.
+    pub(crate) fn load(&self, order: Ordering) -> bool {
+        self.done.load(order)
+    }
+
+    /// Wait until the flag is set.
+    async fn wait(&self) {
+        while !self.load(Ordering::Acquire) {
+            self.notify.notified().await;
         }
     }
 }
@@ -207,8 +283,11 @@ impl Server {
         Server {
             config: Arc::new(config),
             shared: Arc::new(Shared {
+                per_source: PerSource::new(options.max_connections_per_ip),
+                per_source_startups: PerSource::new(options.per_source_max_startups),
                 options,
-                per_ip: std::sync::Mutex::new(HashMap::new()),
+                startups: Arc::new(Startups::default()),
+                refusals: LogRate::new(Duration::from_secs(1)),
                 sessions: std::sync::Mutex::new(HashMap::new()),
                 next_id: std::sync::atomic::AtomicU64::new(0),
                 hub: EventHub::default(),
@@ -234,6 +313,7 @@ impl Server {
     ) -> Result<()> {
         let stop = CancellationToken::new();
         let _stop_guard = stop.clone().drop_guard();
+        let accept_errors = LogRate::new(Duration::from_secs(10));
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -242,28 +322,34 @@ impl Server {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let Some(slot) = self.shared.admit(peer.limit_key()) else {
-                        tracing::info!(
-                            remote_addr = %peer.log_addr(),
-                            transport = %peer.transport,
-                            reason = %"too many connections from this address",
-                            "connection refused"
-                        );
-                        drop(stream);
-                        continue;
+                    let admission = match self.shared.admit(&peer) {
+                        Ok(a) => a,
+                        Err(refusal) => {
+                            // One line a second at most: a flood of
+                            // refusals must not become a flood of lines.
+                            if let Some(skipped) = self.shared.refusals.check() {
+                                tracing::info!(
+                                    remote_addr = %peer.log_addr(),
+                                    transport = %peer.transport,
+                                    reason = %refusal.reason(),
+                                    skipped,
+                                    "connection refused"
+                                );
+                            }
+                            drop(stream);
+                            continue;
+                        }
                     };
                     let config = self.config.clone();
                     let shared = self.shared.clone();
                     let stop = stop.child_token();
                     tokio::spawn(async move {
-                        serve_connection(config, shared, stream, peer, stop).await;
-                        drop(slot);
+                        serve_connection(config, shared, stream, peer, stop, admission).await;
                     });
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // EMFILE and friends: pause instead of spinning.
+                    tokio::time::sleep(crate::limits::accept_failed(&e, &accept_errors)).await;
                 }
             }
         }
@@ -319,12 +405,13 @@ async fn serve_connection(
     stream: crate::transport::BoxStream,
     peer: PeerInfo,
     stop: CancellationToken,
+    mut admission: Admission,
 ) {
     let started = Instant::now();
     let remote_addr = peer.log_addr();
     tracing::info!(remote_addr = %remote_addr, transport = %peer.transport, "connection opened");
 
-    let authed = Arc::new(AtomicBool::new(false));
+    let authed = Arc::new(AuthFlag::default());
     let kill = stop.child_token();
     let stream = Killable::new(stream, kill.clone());
     let channels = Arc::new(AtomicUsize::new(0));
@@ -354,6 +441,10 @@ async fn serve_connection(
         loop {
             tokio::select! {
                 r = &mut session => return r.map_err(|e| e.to_string()),
+                _ = authed.wait(), if admission.unauthenticated.is_some() => {
+                    // Authenticated: no longer counts as a startup.
+                    admission.unauthenticated = None;
+                }
                 _ = &mut grace, if !grace_checked => {
                     grace_checked = true;
                     if !authed.load(Ordering::Acquire) {
