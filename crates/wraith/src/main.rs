@@ -240,7 +240,7 @@ struct LimitArgs {
     #[arg(
         long,
         env = "WRAITH_PER_SOURCE_MAX_TLS_HANDSHAKES",
-        default_value_t = 32,
+        default_value_t = 64,
         value_name = "N"
     )]
     per_source_max_tls_handshakes: usize,

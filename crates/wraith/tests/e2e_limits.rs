@@ -29,7 +29,7 @@ const TLS_FLOOD: usize = 500;
 /// How long the real client may take to connect and tunnel.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 /// The most the servers' RSS may grow during the floods. The limits let one
-/// source hold 16 unauthenticated SSH connections and 32 TLS handshakes or
+/// source hold 16 unauthenticated SSH connections and 64 TLS handshakes or
 /// decoy sessions; each costs well under 100 KiB (a russh session before
 /// its key exchange, a rustls server connection with its buffers), so a few
 /// MiB at most are expected, plus the real client's session, allocator
@@ -404,7 +404,7 @@ fn idle_floods_from_one_source_leave_room_for_a_real_client() {
     eprintln!("wraith connect + curl over TLS during the flood: {took:?}");
 
     // The attacker holds no more than the per-source limits allow: 16
-    // unauthenticated SSH connections, 32 TLS slots.
+    // unauthenticated SSH connections, 64 TLS slots.
     let held_tcp = tcp_flood.iter().filter(|s| still_open(s)).count();
     assert!(
         held_tcp <= 16,

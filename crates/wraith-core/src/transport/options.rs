@@ -261,7 +261,7 @@ pub struct ServerTransportOptions {
     /// progress at once (`--max-tls-handshakes`, default 1024).
     pub max_tls_handshakes: usize,
     /// TLS: the same for one source network
-    /// (`--per-source-max-tls-handshakes`, default 32; 0 = no cap).
+    /// (`--per-source-max-tls-handshakes`, default 64; 0 = no cap).
     pub per_source_max_tls_handshakes: usize,
     /// What counts as one source network (`--per-source-net-block-size`,
     /// default 32:64).
@@ -295,7 +295,7 @@ impl Default for ServerTransportOptions {
             stealth_timeout: Duration::from_secs(60),
             stealth_fallback_idle_timeout: Duration::from_secs(60),
             max_tls_handshakes: 1024,
-            per_source_max_tls_handshakes: 32,
+            per_source_max_tls_handshakes: 64,
             net_block: crate::limits::NetBlock::default(),
             acme_domains: Vec::new(),
             acme_ips: Vec::new(),

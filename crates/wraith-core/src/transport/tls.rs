@@ -500,7 +500,7 @@ pub struct TlsServerOptions {
     /// connections are closed at once.
     pub max_handshakes: usize,
     /// The same, for one source network (`--per-source-max-tls-handshakes`,
-    /// default 32; 0 = no per-source cap).
+    /// default 64; 0 = no per-source cap).
     pub max_handshakes_per_source: usize,
     /// What counts as one source (`--per-source-net-block-size`, default
     /// 32:64).
@@ -509,14 +509,14 @@ pub struct TlsServerOptions {
 
 impl TlsServerOptions {
     /// Defaults: 10 s handshakes (60 s in stealth mode, like nginx), 1024 in
-    /// flight and 32 per source network, no stealth.
+    /// flight and 64 per source network, no stealth.
     pub fn new(cert: CertSource) -> Self {
         TlsServerOptions {
             cert,
             stealth: None,
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 1024,
-            max_handshakes_per_source: 32,
+            max_handshakes_per_source: 64,
             net_block: crate::limits::NetBlock::default(),
         }
     }
