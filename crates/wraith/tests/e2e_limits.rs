@@ -59,9 +59,13 @@ fn raise_own_nofile(needed: u64) {
 /// A TCP connection from the attacker's address, or `None` if the server
 /// (or its backlog) did not take it within a second.
 fn attacker_connect(to: SocketAddr) -> Option<TcpStream> {
+    connect_from(ATTACKER, to)
+}
+
+fn connect_from(from: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
-    s.bind(&SocketAddr::V4(SocketAddrV4::new(ATTACKER, 0)).into())
+    s.bind(&SocketAddr::V4(SocketAddrV4::new(from, 0)).into())
         .ok()?;
     s.connect_timeout(&to.into(), Duration::from_secs(1)).ok()?;
     Some(s.into())
@@ -403,13 +407,6 @@ fn idle_floods_from_one_source_leave_room_for_a_real_client() {
     });
     eprintln!("wraith connect + curl over TLS during the flood: {took:?}");
 
-    // The attacker holds no more than the per-source limits allow: 16
-    // unauthenticated SSH connections, 64 TLS slots.
-    let held_tcp = tcp_flood.iter().filter(|s| still_open(s)).count();
-    assert!(
-        held_tcp <= 16,
-        "the server keeps {held_tcp} idle connections from one source open"
-    );
     plain_rss.sample();
     stealth_rss.sample();
     for (name, rss) in [("plain", &plain_rss), ("stealth", &stealth_rss)] {
@@ -425,6 +422,13 @@ fn idle_floods_from_one_source_leave_room_for_a_real_client() {
             mib(RSS_GROWTH_BOUND)
         );
     }
+    // The attacker holds no more than the per-source limits allow: 16
+    // unauthenticated SSH connections, 64 TLS slots.
+    let held_tcp = tcp_flood.iter().filter(|s| still_open(s)).count();
+    assert!(
+        held_tcp <= 16,
+        "the server keeps {held_tcp} idle connections from one source open"
+    );
     // Refusals were logged, but not once per connection.
     let refused = plain
         .process
@@ -457,8 +461,8 @@ fn running_out_of_descriptors_is_one_clear_error_and_the_server_recovers() {
     let host_key = keygen(dir.path(), "host");
     let authorized = dir.path().join("authorized_keys");
     write_authorized_keys(&authorized, &[&client_key]);
-    // A hard limit of 64 descriptors and no per-source limits: the
-    // attacker's idle connections exhaust the descriptors.
+    // A hard limit of 64 descriptors, and idle connections from 20
+    // addresses (more than the per-source limits let one hold).
     let mut cmd = Command::new("prlimit");
     cmd.args(["--nofile=64:64", "--", wraith_bin()]).args([
         "serve",
@@ -468,22 +472,16 @@ fn running_out_of_descriptors_is_one_clear_error_and_the_server_recovers() {
         p(&authorized),
         "--listen",
         "127.0.0.1:0",
-        "--max-connections-per-ip",
-        "0",
-        "--per-source-max-startups",
-        "0",
-        "--max-startups",
-        "10000",
-        "--login-grace-time",
-        "30",
     ]);
     let server = WraithProcess::spawn_command(cmd);
     let line = server.wait_for_line("listening on ", TIMEOUT);
     let addr = addr_after(&line, "listening on ");
     let mut flood = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut i = 0u8;
     while flood.len() < 200 && Instant::now() < deadline {
-        if let Some(s) = attacker_connect(addr) {
+        i = i.wrapping_add(1);
+        if let Some(s) = connect_from(Ipv4Addr::new(127, 0, 1, 1 + i % 20), addr) {
             flood.push(s);
         }
     }
@@ -507,6 +505,11 @@ fn running_out_of_descriptors_is_one_clear_error_and_the_server_recovers() {
     assert!(
         cpu < 100,
         "the server used {cpu} CPU ticks in 3 s at EMFILE"
+    );
+    assert!(
+        flood.len() >= 100,
+        "only {} connections were taken",
+        flood.len()
     );
     // When the attacker lets go, a real client gets in again.
     drop(flood);
