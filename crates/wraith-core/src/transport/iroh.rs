@@ -772,4 +772,52 @@ mod tests {
             assert!(err.contains("IP:PORT"), "{bad}: {err}");
         }
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_connection_gets_at_most_the_session_limit_at_once() {
+        let local = |opts: &mut IrohOptions| opts.bind = Some("127.0.0.1:0".parse().unwrap());
+        let mut so = IrohOptions::new(IrohRelay::Disabled);
+        local(&mut so);
+        let server = IrohEndpoint::bind(so).await.unwrap();
+        let ticket = server.ticket().await;
+        let addr = server.endpoint().addr();
+        let addr2 = addr.clone();
+        let mut acceptor = IrohAcceptor::new(server, ticket);
+        let mut co = IrohOptions::new(IrohRelay::Disabled);
+        local(&mut co);
+        let client = IrohEndpoint::bind(co).await.unwrap();
+        let conn = client.endpoint().connect(addr, IROH_ALPN).await.unwrap();
+        // Twice the limit, each stream starting the way an SSH client does.
+        let opened = MAX_STREAMS_PER_CONNECTION as usize * 2;
+        for _ in 0..opened {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                if let Ok((mut send, mut recv)) = conn.open_bi().await {
+                    let _ = send.write_all(b"SSH-2.0-probe\r\n").await;
+                    // Like an SSH client: the session ends when the
+                    // server ends it.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(30), recv.read_to_end(1024)).await;
+                    let _ = send.finish();
+                }
+            });
+        }
+        let mut sessions = Vec::new();
+        while let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(3), acceptor.accept()).await
+        {
+            sessions.push(s);
+        }
+        assert_eq!(sessions.len(), MAX_STREAMS_PER_CONNECTION as usize);
+        // The limit is per connection: another one gets its own.
+        let other = client.endpoint().connect(addr2, IROH_ALPN).await.unwrap();
+        let (mut send, _recv) = other.open_bi().await.unwrap();
+        send.write_all(b"SSH-2.0-probe\r\n").await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(10), acceptor.accept()).await;
+        assert!(
+            matches!(next, Ok(Ok(_))),
+            "a second connection got no session"
+        );
+        drop(sessions);
+        conn.close(0u32.into(), b"done");
+    }
 }
