@@ -470,3 +470,83 @@ async fn serve_connection(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::TransportKind;
+
+    fn server(per_source: usize, startups: usize) -> Server {
+        let key = crate::keys::generate_ed25519("test").unwrap();
+        let mut o = ServeOptions::new(key, AuthorizedKeys::default());
+        o.max_connections_per_ip = per_source;
+        o.per_source_max_startups = startups;
+        Server::new(o)
+    }
+
+    fn peer(addr: &str) -> PeerInfo {
+        PeerInfo::socket(addr.parse().unwrap(), TransportKind::Tcp)
+    }
+
+    #[test]
+    fn one_ipv6_slash_64_is_one_source() {
+        let s = server(3, 0);
+        let held: Vec<_> = (1..=3)
+            .map(|i| {
+                s.shared
+                    .admit(&peer(&format!("[2001:db8:0:1::{i}]:22")))
+                    .unwrap()
+            })
+            .collect();
+        // Another address of the same /64 is the same source...
+        let r = s.shared.admit(&peer("[2001:db8:0:1:ffff::9]:22"));
+        assert_eq!(r.err(), Some(Refusal::PerSource));
+        // ...another /64 is not.
+        assert!(s.shared.admit(&peer("[2001:db8:0:2::1]:22")).is_ok());
+        drop(held);
+        assert!(s.shared.admit(&peer("[2001:db8:0:1::1]:22")).is_ok());
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_count_as_their_ipv4_address() {
+        let s = server(2, 0);
+        let _a = s.shared.admit(&peer("192.0.2.7:1")).unwrap();
+        let _b = s.shared.admit(&peer("[::ffff:192.0.2.7]:2")).unwrap();
+        assert_eq!(
+            s.shared.admit(&peer("192.0.2.7:3")).err(),
+            Some(Refusal::PerSource)
+        );
+    }
+
+    #[test]
+    fn authenticating_gives_the_startup_slots_back() {
+        let s = server(0, 2);
+        let mut a = s.shared.admit(&peer("192.0.2.7:1")).unwrap();
+        let _b = s.shared.admit(&peer("192.0.2.7:2")).unwrap();
+        assert_eq!(
+            s.shared.admit(&peer("192.0.2.7:3")).err(),
+            Some(Refusal::PerSourceStartups)
+        );
+        // What serve_connection does when the handler accepts a key.
+        a.unauthenticated = None;
+        assert!(s.shared.admit(&peer("192.0.2.7:4")).is_ok());
+        assert_eq!(s.shared.startups.open(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_auth_flag_wakes_a_waiter_set_before_or_after() {
+        let f = Arc::new(AuthFlag::default());
+        let g = f.clone();
+        let waiter = tokio::spawn(async move { g.wait().await });
+        tokio::task::yield_now().await;
+        f.store(true, Ordering::Release);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        // Already set: returns at once.
+        tokio::time::timeout(Duration::from_secs(5), f.wait())
+            .await
+            .unwrap();
+    }
+}
