@@ -1,5 +1,5 @@
 //! Feeds arbitrary bytes to the control-channel frame decoder.
-//! Run with `cargo +nightly fuzz run frame` from the repository root.
+//! See fuzz/README.md for how to run it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

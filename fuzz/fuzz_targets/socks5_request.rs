@@ -1,5 +1,5 @@
 //! Feeds arbitrary bytes to the SOCKS5 greeting and request parsers.
-//! Run with `cargo +nightly fuzz run socks5_request` from the repository root.
+//! See fuzz/README.md for how to run it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -21,6 +21,7 @@ mod channel;
 mod forward;
 pub mod forward_spec;
 mod host_key;
+pub(crate) mod known_hosts;
 mod opener;
 mod read_ahead;
 mod session;

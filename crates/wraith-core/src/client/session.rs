@@ -89,13 +89,18 @@ impl russh::client::Handler for ClientHandler {
         &mut self,
         server_public_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match server_public_key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(cert) => {
-                russh::keys::PublicKey::from(cert.public_key().clone())
+        let verdict = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                host_key::verify(&self.host_key, &self.host, self.port, key)
             }
+            // We offer no certificate host key algorithm, so a certificate
+            // here is a server that ignored the negotiation.
+            PublicKeyOrCertificate::Certificate(_) => Err(
+                "the server presented a host certificate; wraith accepts only plain Ed25519 host keys"
+                    .to_string(),
+            ),
         };
-        match host_key::verify(&self.host_key, &self.host, self.port, &key) {
+        match verdict {
             Ok(()) => Ok(true),
             Err(reason) => {
                 if let Ok(mut slot) = self.host_key_error.lock() {

@@ -147,6 +147,11 @@ impl AuthorizedKeys {
         self.lookup(&blob, true)
     }
 
+    /// The usable lines, in file order.
+    pub(crate) fn entries(&self) -> &[AuthorizedKey] {
+        &self.entries
+    }
+
     /// Number of usable lines.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -211,7 +216,8 @@ fn parse_line(line: &str, cert_authority: bool) -> Result<(KeyOptions, PublicKey
         return Err(format!("unknown key type {kind:?}"));
     }
     let key = PublicKey::from_openssh(&format!("{kind} {b64}"))
-        .map_err(|e| format!("invalid {kind} key ({e})"))?;
+        // ssh-key's messages may quote the decoded data.
+        .map_err(|e| format!("invalid {kind:?} key ({})", e.to_string().escape_debug()))?;
     if key.algorithm().as_str() != kind {
         return Err(format!(
             "key type {kind:?} does not match the key data ({})",
@@ -408,5 +414,21 @@ mod tests {
         let (keys, warnings) = AuthorizedKeys::parse(&format!("ssh-rsa {b64}\n"));
         assert!(keys.is_empty());
         assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn warnings_quote_control_characters_from_the_line() {
+        // Found by fuzz/fuzz_targets/authorized_keys.rs: a key type with
+        // control characters reached the startup warning verbatim.
+        let (_, warnings) = AuthorizedKeys::parse("ssh-\u{1}\u{1b}[31mx AAAA\n");
+        assert_eq!(warnings.len(), 1);
+        let reason = &warnings[0].reason;
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        // ssh-key's error quotes the label it decoded from the key data.
+        let blob = crate::client::known_hosts::tests::bad_label_blob();
+        let (_, warnings) = AuthorizedKeys::parse(&format!("ssh-ed25519 {blob}\n"));
+        let reason = &warnings[0].reason;
+        assert!(reason.contains("label"), "{reason:?}");
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
     }
 }

@@ -171,7 +171,7 @@ fn authorized(head: &[u8], credentials: &str) -> bool {
 }
 
 /// `CONNECT host:port HTTP/1.x` → (host, port); IPv6 hosts in brackets.
-fn parse_connect(head: &[u8]) -> Option<(String, u16)> {
+pub(crate) fn parse_connect(head: &[u8]) -> Option<(String, u16)> {
     let text = std::str::from_utf8(head).ok()?;
     let line = text.lines().next()?;
     let mut parts = line.split_ascii_whitespace();
@@ -187,7 +187,12 @@ fn parse_connect(head: &[u8]) -> Option<(String, u16)> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    if host.is_empty() {
+    // A name or address only: no control characters, no stray brackets.
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '[' | ']'))
+    {
         return None;
     }
     Some((host.to_string(), port.parse().ok()?))
@@ -269,5 +274,11 @@ mod tests {
         assert_eq!(parse_connect(b"CONNECT :80 HTTP/1.1\r\n\r\n"), None);
         assert_eq!(parse_connect(b"CONNECT a:99999 HTTP/1.1\r\n\r\n"), None);
         assert_eq!(parse_connect(b"\xff\xfe"), None);
+        // Found by fuzz/fuzz_targets/http_connect_request.rs.
+        assert_eq!(
+            parse_connect(b"CONNECT a\x0e\x00b:80 HTTP/1.1\r\n\r\n"),
+            None
+        );
+        assert_eq!(parse_connect(b"CONNECT [[::1]]:80 HTTP/1.1\r\n\r\n"), None);
     }
 }

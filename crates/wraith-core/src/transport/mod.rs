@@ -17,9 +17,9 @@ mod acme;
 #[cfg(feature = "iroh")]
 mod iroh;
 #[cfg(feature = "iroh")]
-mod iroh_bridge;
+pub(crate) mod iroh_bridge;
 #[cfg(feature = "tls")]
-mod nginx;
+pub(crate) mod nginx;
 mod options;
 pub mod proxy;
 mod socket_opts;

@@ -408,13 +408,25 @@ pub(crate) mod http {
         let mut parts = line.splitn(3, ' ');
         let version = parts.next().unwrap_or("");
         let code = parts.next().unwrap_or("");
-        if !version.starts_with("HTTP/1.") || code.len() != 3 {
+        if !version.starts_with("HTTP/1.")
+            || code.len() != 3
+            || !code.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err("not an HTTP proxy (bad response to CONNECT)".into());
         }
         if code.starts_with('2') {
             return Ok(());
         }
-        let reason = parts.next().unwrap_or("").trim();
+        // The proxy's words reach the user's terminal and logs: printable
+        // characters only, and not too many of them.
+        let reason: String = parts
+            .next()
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .take(128)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
         let hint = if code == "407" {
             " (add user:pass@ to --proxy)"
         } else {
@@ -427,6 +439,22 @@ pub(crate) mod http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_refusal_text_is_printable_and_bounded() {
+        // Found by fuzz/fuzz_targets/http_connect_response.rs: the proxy's
+        // reason phrase reached the error (terminal, log) verbatim.
+        let head = format!(
+            "HTTP/1.1 407 Proxy \u{1b}[2J\u{0}{}\r\n\r\n",
+            "x".repeat(10_000)
+        );
+        let err = http::check_response(head.as_bytes()).unwrap_err();
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.len() < 300, "{} bytes", err.len());
+        assert!(err.contains("407"), "{err}");
+        // A status that is not three digits is no status.
+        assert!(http::check_response(b"HTTP/1.1 2xx OK\r\n\r\n").is_err());
+    }
 
     #[test]
     fn proxy_urls_parse() {
