@@ -79,6 +79,12 @@ export interface ServeOptions {
   irohRelay?: string
   /** Outbound proxy for tunnel targets (server side, like `wraith serve --proxy`). */
   proxy?: string
+  /**
+   * Let every key that may forward open a control channel (like `wraith serve
+   * --hub-for-all-keys`). Default false, as in the CLI: only keys and CAs with
+   * the `hub` option get one.
+   */
+  hubForAllKeys?: boolean
 }
 
 /** A Duplex over one SSH channel; `end()` sends EOF. */

@@ -61,6 +61,11 @@ pub struct Frame {
     pub id: String,
     /// Any JSON value (`"payload"`).
     pub payload: Value,
+    /// Who published it (`"sender"`): the `SHA256:` fingerprint of the
+    /// publisher's key, set by the server's hub on every event it relays
+    /// from a control channel (whatever the publisher wrote there). Absent
+    /// on events the server itself publishes, and on control messages.
+    pub sender: Option<String>,
 }
 
 impl Frame {
@@ -70,6 +75,7 @@ impl Frame {
             kind: kind.into(),
             id: id.into(),
             payload,
+            sender: None,
         }
     }
 
@@ -79,6 +85,9 @@ impl Frame {
         map.insert("type".into(), Value::String(self.kind.clone()));
         map.insert("id".into(), Value::String(self.id.clone()));
         map.insert("payload".into(), self.payload.clone());
+        if let Some(sender) = &self.sender {
+            map.insert("sender".into(), Value::String(sender.clone()));
+        }
         // Serialising a Value into memory cannot fail (keys are strings).
         serde_json::to_vec(&Value::Object(map)).unwrap_or_default()
     }
@@ -115,7 +124,17 @@ impl Frame {
         let Some(payload) = map.remove("payload") else {
             return Err(FrameError::BadEnvelope("\"payload\" is missing"));
         };
-        Ok(Frame { kind, id, payload })
+        let sender = match map.remove("sender") {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err(FrameError::BadEnvelope("\"sender\" is not a string")),
+        };
+        Ok(Frame {
+            kind,
+            id,
+            payload,
+            sender,
+        })
     }
 }
 

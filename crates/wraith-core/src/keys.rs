@@ -18,7 +18,27 @@ pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
+/// The permission bits of a private key file that group or others may
+/// read, write or run (OpenSSH's "UNPROTECTED PRIVATE KEY FILE" check), or
+/// `None` when only its owner may. OpenSSH refuses such a key; wraith loads
+/// it with a warning, so keys from mounts that cannot set modes still work.
+pub fn unprotected_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 /// Load an OpenSSH private key from a file or from the file's contents.
+/// A key file that others may read is loaded with a warning
+/// ([`unprotected_mode`]).
 ///
 /// `what` and `flag` only shape the error message ("cannot read identity from
 /// ./k (--identity): …"). An encrypted key needs `passphrase`.
@@ -44,6 +64,16 @@ pub fn load_private_key(
     }
     let key = PrivateKey::from_openssh(text.trim())
         .map_err(|e| err(format!("not an OpenSSH private key ({e})")))?;
+    if let Some(path) = source.path()
+        && let Some(mode) = unprotected_mode(path)
+    {
+        tracing::warn!(
+            "UNPROTECTED PRIVATE KEY FILE: {} ({flag}) has permissions {mode:04o}: \
+             other users of this machine may read it and use the key; run: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
     if key.is_encrypted() {
         let Some(pass) = passphrase else {
             return Err(err(
@@ -271,6 +301,26 @@ impl HostKeyPin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_open_to_others_are_flagged() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        write_key_pair(&generate_ed25519("t").unwrap(), &path, false).unwrap();
+        assert_eq!(unprotected_mode(&path), None, "keygen writes 0600");
+        for (mode, flagged) in [
+            (0o600, false),
+            (0o400, false),
+            (0o640, true),
+            (0o604, true),
+            (0o620, true),
+        ] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(unprotected_mode(&path), flagged.then_some(mode), "{mode:o}");
+        }
+    }
 
     #[test]
     fn generated_key_round_trips_through_files() {

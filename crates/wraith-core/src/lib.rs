@@ -15,6 +15,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
+pub mod limits;
 pub mod server;
 pub mod source;
 pub mod transport;

@@ -17,6 +17,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 struct Setup {
     hub: EventHub,
+    user_fingerprint: String,
     options: Box<dyn Fn() -> ConnectOptions>,
     _task: tokio::task::JoinHandle<()>,
 }
@@ -24,7 +25,10 @@ struct Setup {
 async fn setup() -> Setup {
     let host_key = keys::generate_ed25519("host").unwrap();
     let user_key = keys::generate_ed25519("user").unwrap();
-    let authorized = AuthorizedKeys::from_keys([user_key.public_key().clone()]);
+    // The hub is opt-in per key.
+    let line = format!("hub {}", user_key.public_key().to_openssh().unwrap());
+    let (authorized, warnings) = AuthorizedKeys::parse(&line);
+    assert!(warnings.is_empty(), "{warnings:?}");
     let acceptor = TcpAcceptor::bind("127.0.0.1:0").await.unwrap();
     let port = acceptor.local_addr().port();
     let server = Server::new(ServeOptions::new(host_key.clone(), authorized));
@@ -33,6 +37,7 @@ async fn setup() -> Setup {
         let _ = server.run(acceptor, std::future::pending()).await;
     });
     let pin = keys::fingerprint(host_key.public_key());
+    let user_fp = keys::fingerprint(user_key.public_key());
     let options = Box::new(move || {
         let transport = Arc::new(TcpTransport::new("127.0.0.1", port));
         let mut o = ConnectOptions::new(transport, "127.0.0.1", port, "tester", user_key.clone());
@@ -42,6 +47,7 @@ async fn setup() -> Setup {
     });
     Setup {
         hub,
+        user_fingerprint: user_fp,
         options,
         _task: task,
     }
@@ -91,7 +97,10 @@ async fn control_channel_on_port_zero_joins_the_servers_hub() {
     let got = tokio::time::timeout(WAIT, server_side.recv())
         .await
         .unwrap();
-    assert_eq!(got.unwrap(), up);
+    // The hub stamps who sent it: the key the channel's session logged in with.
+    let mut stamped = up.clone();
+    stamped.sender = Some(s.user_fingerprint.clone());
+    assert_eq!(got.unwrap(), stamped);
 
     conn.shutdown().await.unwrap();
     assert_eq!(next(&mut conn, &mut dec).await, None);

@@ -300,7 +300,13 @@ async fn local_forward_to_unix_socket_on_server() {
             });
         }
     });
-    let server = start_server().await;
+    // Unix sockets are off by default: allow the test's directory.
+    let allow = format!("{}/", dir.path().display());
+    let server = start_server_with(|o| {
+        o.allow_stream_local =
+            vec![wraith_core::server::policy::SocketRule::parse(&allow).unwrap()];
+    })
+    .await;
     let mut opts = client_options(&server);
     opts.socks5 = None;
     opts.forwards = vec![format!("0:{}", path.display()).parse().unwrap()];

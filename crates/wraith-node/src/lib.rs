@@ -309,6 +309,10 @@ pub struct ServeOpts {
     pub iroh_relay: Option<String>,
     /// Outbound proxy for tunnel targets (server side), like `serve --proxy`.
     pub proxy: Option<String>,
+    /// Let every key that may forward open a control channel, like `serve
+    /// --hub-for-all-keys`. Default false, as in the CLI: only keys and CAs
+    /// with the `hub` option get one.
+    pub hub_for_all_keys: Option<bool>,
 }
 
 /// A running server.
@@ -432,6 +436,7 @@ pub async fn serve(opts: ServeOpts) -> Result<NativeServer> {
     }
     let host_key_for_iroh = host_key.clone();
     let mut o = ServeOptions::new(host_key, authorized);
+    o.hub_for_all_keys = opts.hub_for_all_keys.unwrap_or(false);
     o.proxy = match &opts.proxy {
         Some(url) => Some(url.parse::<ProxyUrl>().map_err(js_err)?),
         None => None,

@@ -17,7 +17,10 @@ function makeCertificate (dir) {
   fs.writeFileSync(id, client.privateKey, { mode: 0o600 })
   fs.writeFileSync(id + '.pub', client.publicKey + '\n')
   run('ssh-keygen', ['-q', '-s', path.join(dir, 'ca'), '-I', 'node test', '-n', 'tester', '-V', '-5m:+1h', id + '.pub'])
-  return { ca: path.join(dir, 'ca.pub'), id, cert: id + '-cert.pub', client }
+  // The CA line again with the `hub` option, as a --cert-authority file.
+  const caHub = path.join(dir, 'ca-hub.pub')
+  fs.writeFileSync(caHub, 'hub ' + fs.readFileSync(path.join(dir, 'ca.pub'), 'utf8'))
+  return { ca: path.join(dir, 'ca.pub'), caHub, id, cert: id + '-cert.pub', client }
 }
 
 test('certAuthority as a Buffer: a certificate from ssh-keygen -s is accepted', async (t) => {
@@ -30,7 +33,8 @@ test('certAuthority as a Buffer: a certificate from ssh-keygen -s is accepted', 
     hostKey: Buffer.from(host.privateKey),
     // The client's own key is NOT listed: only the certificate can let it in.
     authorizedKeys: Buffer.from(stranger.publicKey + '\n'),
-    certAuthority: fs.readFileSync(c.ca)
+    // `hub`: certificates from this CA may open control channels.
+    certAuthority: Buffer.concat([Buffer.from('hub '), fs.readFileSync(c.ca)])
   })
   const base = { server: server.address, hostKey: host.publicKey, user: 'tester' }
   try {
@@ -69,7 +73,7 @@ test('certAuthority as a path list; a certificate for another key is refused loc
   const server = await wraith.serve({
     hostKey: Buffer.from(host.privateKey),
     authorizedKeys: Buffer.from(''),
-    certAuthority: [c.ca]
+    certAuthority: [c.caHub]
   })
   try {
     const s = await deadline(wraith.connect({ server: server.address, hostKey: host.publicKey, user: 'tester', identity: c.id }), 20_000, 'connect')

@@ -23,7 +23,8 @@ async function startServer (serveExtra = {}) {
   const k = keys()
   const server = await wraith.serve({
     hostKey: Buffer.from(k.host.privateKey),
-    authorizedKeys: Buffer.from(k.client.publicKey + '\n'),
+    // `hub`: the key may open control channels, which connect() does by default.
+    authorizedKeys: Buffer.from('hub ' + k.client.publicKey + '\n'),
     ...serveExtra
   })
   const connectOptions = (extra = {}) => ({

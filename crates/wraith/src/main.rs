@@ -114,14 +114,7 @@ struct ServeArgs {
     /// Failed authentication attempts before a connection is dropped.
     #[arg(long, env = "WRAITH_MAX_AUTH_ATTEMPTS", default_value_t = 10)]
     max_auth_attempts: usize,
-    /// Concurrent connections allowed from one IP address (0 = unlimited).
-    #[arg(
-        long,
-        env = "WRAITH_MAX_CONNECTIONS_PER_IP",
-        default_value_t = 0,
-        value_name = "N"
-    )]
-    max_connections_per_ip: usize,
+
     /// Open channels allowed in one session (0 = unlimited).
     #[arg(
         long,
@@ -141,11 +134,158 @@ struct ServeArgs {
     /// Let clients bind remote forwards on all interfaces (default: loopback only).
     #[arg(long, env = "WRAITH_GATEWAY_PORTS")]
     gateway_ports: bool,
+    // --- issue #13 (logs helper): what the server announces ---
+    /// Identification the server sends after "SSH-2.0-": a software version
+    /// (printable US-ASCII, no spaces or '-') and optional comments after a space
+    /// (RFC 4253 section 4.2) [default: wraith, without a version number].
+    #[arg(long, env = "WRAITH_SSH_BANNER", value_name = "TEXT")]
+    ssh_banner: Option<wraith_core::server::SshBanner>,
+    // --- end issue #13 (logs helper) ---
     #[command(flatten)]
     transport: ServeTransportArgs,
     #[command(flatten)]
     keepalive: KeepaliveArgs,
+    #[command(flatten)]
+    access: ServeAccessArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
+
+/// `wraith serve` flags for what keys may reach besides TCP targets: Unix
+/// sockets and the control hub.
+#[derive(Args, Debug)]
+struct ServeAccessArgs {
+    /// Let keys without a permitopen reach this Unix socket (/run/app.sock), or every
+    /// socket below this directory (/run/app/), with direct-streamlocal; repeatable.
+    /// Absolute paths only; symlinks are resolved before matching. Default: no Unix
+    /// sockets (except those a key's permitopen="/path" names).
+    #[arg(long, env = "WRAITH_ALLOW_STREAM_LOCAL", value_name = "PATH", value_parser = parse_socket_rule)]
+    allow_stream_local: Vec<wraith_core::server::policy::SocketRule>,
+    /// Let every key that may forward open the control channel (wraith-control:0),
+    /// not only keys and CAs with the `hub` option.
+    #[arg(long, env = "WRAITH_HUB_FOR_ALL_KEYS")]
+    hub_for_all_keys: bool,
+    /// Control channels one session may hold open at once (0 = unlimited).
+    #[arg(
+        long,
+        env = "WRAITH_MAX_CONTROL_CHANNELS",
+        default_value_t = 8,
+        value_name = "N"
+    )]
+    max_control_channels: usize,
+}
+
+impl ServeAccessArgs {
+    fn apply(&self, opts: &mut ServeOptions) {
+        opts.allow_stream_local = self.allow_stream_local.clone();
+        opts.hub_for_all_keys = self.hub_for_all_keys;
+        opts.max_control_channels_per_session = self.max_control_channels;
+    }
+}
+
+/// `--allow-stream-local`: a socket path, or a directory ending in `/`.
+fn parse_socket_rule(v: &str) -> Result<wraith_core::server::policy::SocketRule, String> {
+    let rule = wraith_core::server::policy::SocketRule::parse(v)?;
+    if !rule.is_directory() && rule.path().is_dir() {
+        return Err(format!(
+            "{v:?} is a directory; end it with / to allow the sockets below it"
+        ));
+    }
+    Ok(rule)
+}
+
+/// `wraith serve` limits on connections that have not authenticated yet,
+/// and per source network (see the README's security section).
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// Concurrent connections allowed from one source network, authenticated or not
+    /// (0 = unlimited).
+    #[arg(
+        long,
+        env = "WRAITH_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    max_connections_per_ip: usize,
+    /// Unauthenticated connections server-wide, as OpenSSH's MaxStartups: from START on,
+    /// RATE% of new connections are refused, rising to all of them at FULL.
+    #[arg(
+        long,
+        env = "WRAITH_MAX_STARTUPS",
+        default_value = "64:30:256",
+        value_name = "START:RATE:FULL"
+    )]
+    max_startups: wraith_core::limits::MaxStartups,
+    /// Unauthenticated connections allowed from one source network (0 = no per-source cap).
+    #[arg(
+        long,
+        env = "WRAITH_PER_SOURCE_MAX_STARTUPS",
+        default_value_t = 16,
+        value_name = "N"
+    )]
+    per_source_max_startups: usize,
+    /// Prefix lengths that make one source network for the per-source limits:
+    /// IPv4 bits, IPv6 bits (IPv4-mapped IPv6 peers count as IPv4).
+    #[arg(
+        long,
+        env = "WRAITH_PER_SOURCE_NET_BLOCK_SIZE",
+        default_value = "32:64",
+        value_name = "V4:V6"
+    )]
+    per_source_net_block_size: wraith_core::limits::NetBlock,
+    /// With --transport tls: TLS handshakes, stealth decoy and fallback sessions at once.
+    #[arg(long, env = "WRAITH_MAX_TLS_HANDSHAKES", default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_tls_handshakes: u64,
+    /// With --transport tls: the same, from one source network (0 = no per-source cap).
+    #[arg(
+        long,
+        env = "WRAITH_PER_SOURCE_MAX_TLS_HANDSHAKES",
+        default_value_t = 64,
+        value_name = "N"
+    )]
+    per_source_max_tls_handshakes: usize,
+    /// With --stealth-fallback: seconds without data either way before the relay to the
+    /// web server is closed.
+    #[arg(long, env = "WRAITH_STEALTH_FALLBACK_IDLE_TIMEOUT", default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    stealth_fallback_idle_timeout: u64,
+}
+
+impl LimitArgs {
+    /// Copy the limits into the library's options.
+    fn apply(&self, serve: &mut ServeOptions, transport: &mut ServerTransportOptions) {
+        serve.max_connections_per_ip = self.max_connections_per_ip;
+        serve.max_startups = self.max_startups;
+        serve.per_source_max_startups = self.per_source_max_startups;
+        serve.net_block = self.per_source_net_block_size;
+        transport.net_block = self.per_source_net_block_size;
+        transport.max_tls_handshakes =
+            usize::try_from(self.max_tls_handshakes).unwrap_or(usize::MAX);
+        transport.per_source_max_tls_handshakes = self.per_source_max_tls_handshakes;
+        transport.stealth_fallback_idle_timeout =
+            Duration::from_secs(self.stealth_fallback_idle_timeout);
+    }
+}
+
+/// Raise the soft open-files limit to the hard one: every connection is a
+/// descriptor (two for a tunnel), and the usual soft default of 1024 would
+/// run out long before the connection limits do.
+#[cfg(unix)]
+fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-files limit"),
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open-files limit")
+            }
+        },
+        Ok((soft, _)) => tracing::debug!(limit = soft, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_nofile_limit() {}
 
 #[derive(Args, Debug)]
 struct KeepaliveArgs {
@@ -477,6 +617,7 @@ fn main() -> ExitCode {
     }));
     let is_server = matches!(cli.command, Command::Serve(_));
     logging::init(cli.verbose, cli.quiet, is_server);
+    raise_nofile_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -543,7 +684,7 @@ fn passphrase() -> Option<String> {
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
-    let transport = a.transport.options();
+    let mut transport = a.transport.options();
     let host_key = keys::load_private_key(&a.key, passphrase().as_deref(), "host key", "--key")?;
     let (mut authorized, warnings) = AuthorizedKeys::load(&a.authorized_keys)?;
     for w in &warnings {
@@ -578,12 +719,16 @@ async fn serve(a: ServeArgs) -> Result<()> {
         Some(url) => Some(url.parse::<wraith_core::transport::ProxyUrl>()?),
         None => None,
     };
-    opts.max_connections_per_ip = a.max_connections_per_ip;
+    a.limits.apply(&mut opts, &mut transport);
     opts.max_channels_per_session = a.max_channels_per_session;
     opts.login_grace_time = Duration::from_secs(a.login_grace_time);
     opts.gateway_ports = a.gateway_ports;
+    if let Some(banner) = a.ssh_banner {
+        opts.ssh_banner = banner;
+    }
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
+    a.access.apply(&mut opts);
     let fp = keys::fingerprint(opts.host_key.public_key());
     let acceptor = transport.bind(a.listen.as_deref(), &opts.host_key).await?;
     let server = Server::new(opts);

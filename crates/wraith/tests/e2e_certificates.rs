@@ -294,16 +294,133 @@ fn cert_authority_line_with_principals_option() {
         authorized_keys: ak,
     };
     let echo = echo_target();
-    // The login name is not a principal, but the line's principals= is.
+    let user = current_user();
+    // The login name is a principal, and so is one the line lists.
     let good = ssh_keygen(dir.path(), "member");
-    sign(&ca, &good, "tunnel-users", &[]);
+    sign(&ca, &good, &format!("{user},tunnel-users"), &[]);
     let (ok, err) = tunnel(dir.path(), &server, &good, echo.port());
     assert!(ok, "{err}");
+    // Listed by the line, but the login name is not on the certificate.
+    let group_only = ssh_keygen(dir.path(), "group-only");
+    sign(&ca, &group_only, "tunnel-users", &[]);
+    let (ok, _) = tunnel(dir.path(), &server, &group_only, echo.port());
+    assert!(
+        !ok,
+        "the login name must be one of the certificate's principals"
+    );
+    server.process.wait_for_stderr(
+        &[
+            "result=reject",
+            "no certificate principal matches the login name",
+        ],
+        TIMEOUT,
+    );
+    // The login name, but no principal the line lists.
     let outsider = ssh_keygen(dir.path(), "outsider");
-    sign(&ca, &outsider, &current_user(), &[]);
+    sign(&ca, &outsider, &user, &[]);
     let (ok, _) = tunnel(dir.path(), &server, &outsider, echo.port());
-    assert!(!ok, "principals= replaces the login-name check");
+    assert!(
+        !ok,
+        "principals= must still narrow the certificates accepted"
+    );
+    server
+        .process
+        .wait_for_stderr(&["result=reject", "principals="], TIMEOUT);
     // The CA key itself is not a login key.
     let (ok, _) = tunnel(dir.path(), &server, &ca, echo.port());
     assert!(!ok, "a CA key must not log in as a plain key");
+}
+
+#[test]
+fn certificate_cannot_log_in_as_a_name_it_does_not_carry() {
+    if !require_tools(&["ssh", "ssh-keygen"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let ca = ssh_keygen(dir.path(), "ca");
+    let ak = dir.path().join("authorized_keys");
+    std::fs::write(
+        &ak,
+        format!(
+            "cert-authority,principals=\"tunnel-users\" {}\n",
+            public_key_line(&ca)
+        ),
+    )
+    .unwrap();
+    let server = serve_with_authorized_keys(dir.path(), &ak, &[]);
+    let echo = echo_target();
+    let key = ssh_keygen(dir.path(), "alice");
+    sign(&ca, &key, &format!("{},tunnel-users", current_user()), &[]);
+    // The same certificate, naming another login: refused.
+    let mut ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, &key);
+    ssh.user = "root-or-anyone".into();
+    let cmd = ssh.command(&["-W", &format!("127.0.0.1:{}", echo.port())], &[]);
+    let out = run_with_input(cmd, b"ping", TIMEOUT);
+    assert!(
+        !out.status.success(),
+        "a certificate logged in as a user it does not name"
+    );
+    server
+        .process
+        .wait_for_stderr(&["user=root-or-anyone", "result=reject"], TIMEOUT);
+    let (ok, err) = tunnel(dir.path(), &server, &key, echo.port());
+    assert!(ok, "as its own principal: {err}");
+}
+
+#[test]
+fn cert_authority_file_lines_carry_principals() {
+    if !require_tools(&["ssh", "ssh-keygen"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let ca = ssh_keygen(dir.path(), "ca");
+    let ca_file = dir.path().join("trusted_cas");
+    std::fs::write(
+        &ca_file,
+        format!("principals=\"tunnel-users\" {}\n", public_key_line(&ca)),
+    )
+    .unwrap();
+    let ak = dir.path().join("authorized_keys");
+    std::fs::write(&ak, "").unwrap();
+    let server = serve_with_authorized_keys(
+        dir.path(),
+        &ak,
+        &["--cert-authority", ca_file.to_str().unwrap()],
+    );
+    let echo = echo_target();
+    let user = current_user();
+    let member = ssh_keygen(dir.path(), "member");
+    sign(&ca, &member, &format!("{user},tunnel-users"), &[]);
+    let (ok, err) = tunnel(dir.path(), &server, &member, echo.port());
+    assert!(ok, "{err}");
+    let outsider = ssh_keygen(dir.path(), "outsider");
+    sign(&ca, &outsider, &user, &[]);
+    let (ok, _) = tunnel(dir.path(), &server, &outsider, echo.port());
+    assert!(!ok, "principals= in a --cert-authority file must apply");
+}
+
+/// `wraith serve` with `ak` and `extra` flags, once it listens.
+fn serve_with_authorized_keys(dir: &Path, ak: &Path, extra: &[&str]) -> WraithServer {
+    let host = keygen(dir, "host");
+    let mut args = vec![
+        "serve",
+        "--key",
+        host.to_str().unwrap(),
+        "--authorized-keys",
+        ak.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let process = WraithProcess::spawn(&args);
+    let addr = addr_after(
+        &process.wait_for_line("listening on ", TIMEOUT),
+        "listening on ",
+    );
+    WraithServer {
+        process,
+        addr,
+        host_key: host,
+        authorized_keys: ak.to_path_buf(),
+    }
 }

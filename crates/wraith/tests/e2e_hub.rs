@@ -4,7 +4,8 @@
 //! specification"), so it reaches `wraith-control:0` through the server's
 //! alias port 1; the Node package and wraith-core use port 0.
 //! Frames are built and checked here by hand, independently of the codec in
-//! wraith-core.
+//! wraith-core. Keys get the hub only with the `hub` option; events arrive
+//! re-encoded with the publisher's key fingerprint as `"sender"`.
 
 mod common;
 
@@ -15,7 +16,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{OpenSsh, TIMEOUT, WraithServer, keygen, public_key_line, require_tool, temp_dir};
+use common::{
+    OpenSsh, TIMEOUT, WraithServer, keygen, public_key_line, require_tool, require_tools, temp_dir,
+};
 
 /// `len` as 4 bytes big-endian, then the body.
 fn frame(body: &str) -> Vec<u8> {
@@ -34,6 +37,12 @@ fn envelope(kind: &str, id: &str, payload_json: &str) -> Vec<u8> {
 /// writes the hub's own frames compactly, keys in sorted order.
 fn hub_frame(kind: &str, id: &str, payload_json: &str) -> String {
     format!(r#"{{"id":"{id}","payload":{payload_json},"type":"{kind}"}}"#)
+}
+
+/// An event as the hub relays it: re-encoded like [`hub_frame`], stamped
+/// with the publisher's key fingerprint.
+fn relayed(kind: &str, id: &str, payload_json: &str, sender: &str) -> String {
+    format!(r#"{{"id":"{id}","payload":{payload_json},"sender":"{sender}","type":"{kind}"}}"#)
 }
 
 /// One `ssh` process whose stdin/stdout carry a control channel.
@@ -192,17 +201,25 @@ struct Setup {
     dir: tempfile::TempDir,
     server: WraithServer,
     ssh: OpenSsh,
+    /// The client key's fingerprint, as the hub stamps it.
+    sender: String,
 }
 
 fn setup() -> Option<Setup> {
-    if !require_tool("ssh") {
+    if !require_tools(&["ssh", "ssh-keygen"]) {
         return None;
     }
     let dir = temp_dir();
-    let key = keygen(dir.path(), "client");
-    let server = WraithServer::start(dir.path(), &[&key]);
+    let (key, line) = restricted_key(dir.path(), "client", "hub");
+    let server = start_with_lines(dir.path(), &line);
     let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, &key);
-    Some(Setup { dir, server, ssh })
+    let sender = common::fingerprint(&key);
+    Some(Setup {
+        dir,
+        server,
+        ssh,
+        sender,
+    })
 }
 
 /// Resident memory of a process, in KiB.
@@ -224,12 +241,18 @@ fn subscriber_receives_the_exact_frame_and_the_publisher_does_not() {
     sub.subscribe("chat", "s1");
     publ.subscribe("*", "p1");
 
-    // Odd spacing and key order: the hub must pass the frame on untouched.
-    let event =
-        frame(r#"{ "payload": {"n": 1, "text": "héllo ✓"}, "type": "chat", "id": "evt-q7zx" }"#);
+    // Odd spacing, key order and a forged sender: the hub passes type, id
+    // and payload on and says itself who sent the event.
+    let event = frame(
+        r#"{ "payload": {"n": 1, "text": "héllo ✓"}, "sender": "SHA256:forged", "type": "chat", "id": "evt-q7zx" }"#,
+    );
     publ.send(&event);
     let got = sub.next_frame().expect("subscriber got the event");
-    assert_eq!(frame(&got), event, "the subscriber got a different frame");
+    assert_eq!(
+        got,
+        relayed("chat", "evt-q7zx", r#"{"n":1,"text":"héllo ✓"}"#, &s.sender),
+        "the subscriber got a different frame"
+    );
 
     // The hub handles one channel's frames in order, so anything echoed to
     // the publisher would arrive before this acknowledgement.
@@ -240,7 +263,7 @@ fn subscriber_receives_the_exact_frame_and_the_publisher_does_not() {
     sub.subscribe("marker", "s3");
     publ.send(&envelope("chat", "e2", "2"));
     publ.send(&envelope("marker", "m1", "null"));
-    sub.expect_frame(r#"{"type":"marker","id":"m1","payload":null}"#);
+    sub.expect_frame(&relayed("marker", "m1", "null", &s.sender));
 
     // EOF from a peer closes its channel in order; ssh then exits cleanly.
     drop(sub.stdin.take());
@@ -289,7 +312,7 @@ fn oversize_frame_closes_only_that_channel() {
 
     // The session and its other channels live on.
     third.write_all(&envelope("t", "x", "[1,2]")).unwrap();
-    let expected = frame(r#"{"type":"t","id":"x","payload":[1,2]}"#);
+    let expected = frame(&relayed("t", "x", "[1,2]", &s.sender));
     let mut got = vec![0u8; expected.len()];
     good.read_exact(&mut got).unwrap();
     assert_eq!(got, expected);
@@ -371,7 +394,7 @@ fn flooded_subscriber_that_never_reads_is_disconnected_with_bounded_memory() {
     // Everyone else is fine: the publisher and the watcher still work.
     publ.subscribe("more", "p");
     publ.send(&envelope("other", "o", "true"));
-    watcher.expect_frame(r#"{"type":"other","id":"o","payload":true}"#);
+    watcher.expect_frame(&relayed("other", "o", "true", &s.sender));
     let log = s.server.process.stderr_text();
     assert!(!log.contains("flood"), "server log mentions the event type");
 }
@@ -400,43 +423,117 @@ fn other_reserved_names_are_refused() {
 fn restricted_key(dir: &Path, name: &str, options: &str) -> (PathBuf, String) {
     let key = keygen(dir, name);
     let line = format!("{options} {}\n", public_key_line(&key));
-    (key, line)
+    (key, line.trim_start().to_string())
 }
 
 #[test]
-fn permitopen_keys_get_the_hub_only_when_it_is_listed() {
+fn only_keys_with_the_hub_option_reach_the_hub() {
     if !require_tool("ssh") {
         return;
     }
     let dir = temp_dir();
-    let (denied, l1) = restricted_key(dir.path(), "denied", r#"permitopen="127.0.0.1:9""#);
-    let (allowed, l2) = restricted_key(dir.path(), "allowed", r#"permitopen="wraith-control:0""#);
-    let server = start_with_lines(dir.path(), &format!("{l1}{l2}"));
-
-    let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, &denied);
-    let out = run_ssh(&ssh, "wraith-control:1", b"");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("administratively prohibited"));
-
-    let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, &allowed);
-    let out = run_ssh(
-        &ssh,
-        "wraith-control:1",
-        &envelope("__subscribe", "a", "\"x\""),
-    );
-    assert!(out.status.success(), "{}", common::show(&out));
-    assert_eq!(out.stdout, frame(&hub_frame("__subscribed", "a", "\"x\"")));
+    let (plain, l1) = restricted_key(dir.path(), "plain", "");
+    let (listed, l2) = restricted_key(dir.path(), "listed", r#"permitopen="wraith-control:0""#);
+    let (hub_only, l3) = restricted_key(dir.path(), "hub-only", "restrict,hub");
+    let server = start_with_lines(dir.path(), &format!("{l1}{l2}{l3}"));
+    let subscribe = envelope("__subscribe", "a", "\"*\"");
+    let acked = frame(&hub_frame("__subscribed", "a", "\"*\""));
+    for key in [&plain, &listed] {
+        let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, key);
+        let out = run_ssh(&ssh, "wraith-control:1", &subscribe);
+        assert!(!out.status.success(), "{key:?} subscribed to every event");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("administratively prohibited"),
+            "{}",
+            common::show(&out)
+        );
+    }
     server
         .process
         .wait_for_stderr(&["control channel not permitted for this key"], TIMEOUT);
+    // `hub` grants it, even next to `restrict`.
+    let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, &hub_only);
+    let out = run_ssh(&ssh, "wraith-control:1", &subscribe);
+    assert!(out.status.success(), "{}", common::show(&out));
+    assert_eq!(out.stdout, acked);
+    drop(server);
+
+    // --hub-for-all-keys: every key that may forward (and whose permitopen,
+    // if any, names the control channel).
+    let (elsewhere, l4) = restricted_key(dir.path(), "elsewhere", r#"permitopen="127.0.0.1:9""#);
+    let ak = dir.path().join("authorized_keys_all");
+    std::fs::write(&ak, format!("{l1}{l2}{l4}")).unwrap();
+    let server = start_with_args(dir.path(), &ak, &["--hub-for-all-keys"]);
+    for key in [&plain, &listed] {
+        let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, key);
+        let out = run_ssh(&ssh, "wraith-control:1", &subscribe);
+        assert!(out.status.success(), "{}", common::show(&out));
+        assert_eq!(out.stdout, acked);
+    }
+    let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, &elsewhere);
+    let out = run_ssh(&ssh, "wraith-control:1", &subscribe);
+    assert!(
+        !out.status.success(),
+        "permitopen without the control channel"
+    );
+}
+
+#[test]
+fn control_channels_per_session_are_capped() {
+    let Some(s) = setup() else { return };
+    let port = common::free_port();
+    let spec = format!("127.0.0.1:{port}:wraith-control:1");
+    let forward = common::WraithProcess::spawn_command(s.ssh.command(&["-N", "-L", &spec], &[]));
+    forward.wait_for_port(("127.0.0.1", port), TIMEOUT);
+    // wait_for_port's own probe may still hold a slot: count from acks.
+    let subscribe = envelope("__subscribe", "c", "\"x\"");
+    let ack = frame(&hub_frame("__subscribed", "c", "\"x\""));
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..12 {
+        let mut c = common::connect(("127.0.0.1", port));
+        c.write_all(&subscribe).unwrap();
+        let mut got = vec![0u8; ack.len()];
+        match c.read_exact(&mut got) {
+            Ok(()) => {
+                assert_eq!(got, ack);
+                open.push(c);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(open.len(), 8, "the default cap is 8 per session");
+    assert_eq!(refused, 4);
+    s.server
+        .process
+        .wait_for_stderr(&["too many control channels in this session"], TIMEOUT);
+    // Closing one frees a slot.
+    drop(open.pop());
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut c = common::connect(("127.0.0.1", port));
+        c.write_all(&subscribe).unwrap();
+        let mut got = vec![0u8; ack.len()];
+        if c.read_exact(&mut got).is_ok() {
+            assert_eq!(got, ack);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot was never freed");
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A server whose authorized_keys file holds exactly `lines`.
 fn start_with_lines(dir: &Path, lines: &str) -> WraithServer {
-    let host_key = keygen(dir, "host");
-    let authorized_keys = dir.join("authorized_keys");
+    let authorized_keys = dir.join(common::unique("authorized_keys"));
     std::fs::write(&authorized_keys, lines).unwrap();
-    let process = common::WraithProcess::spawn(&[
+    start_with_args(dir, &authorized_keys, &[])
+}
+
+/// A server with `authorized_keys` and extra flags.
+fn start_with_args(dir: &Path, authorized_keys: &Path, extra: &[&str]) -> WraithServer {
+    let host_key = keygen(dir, &common::unique("host"));
+    let mut args = vec![
         "serve",
         "--key",
         host_key.to_str().unwrap(),
@@ -444,13 +541,42 @@ fn start_with_lines(dir: &Path, lines: &str) -> WraithServer {
         authorized_keys.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let process = common::WraithProcess::spawn(&args);
     let line = process.wait_for_line("listening on ", TIMEOUT);
     let addr = common::addr_after(&line, "listening on ");
     WraithServer {
         process,
         addr,
         host_key,
-        authorized_keys,
+        authorized_keys: authorized_keys.to_path_buf(),
     }
+}
+
+#[test]
+fn events_name_the_publishers_key_and_it_cannot_be_forged() {
+    if !require_tools(&["ssh", "ssh-keygen"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let (alice, l1) = restricted_key(dir.path(), "alice", "hub");
+    let (mallory, l2) = restricted_key(dir.path(), "mallory", "hub");
+    let server = start_with_lines(dir.path(), &format!("{l1}{l2}"));
+    let ssh_alice = OpenSsh::new(dir.path(), server.addr, &server.host_key, &alice);
+    let ssh_mallory = OpenSsh::new(dir.path(), server.addr, &server.host_key, &mallory);
+    let mut sub = Peer::start(&ssh_alice, "wraith-control:1", "alice");
+    let mut publ = Peer::start(&ssh_mallory, "wraith-control:1", "mallory");
+    sub.subscribe("order", "s");
+    let alice_fp = common::fingerprint(&alice);
+    // Mallory claims to be Alice.
+    publ.send(&frame(&format!(
+        r#"{{"type":"order","id":"o1","payload":"pay","sender":"{alice_fp}"}}"#
+    )));
+    sub.expect_frame(&relayed(
+        "order",
+        "o1",
+        "\"pay\"",
+        &common::fingerprint(&mallory),
+    ));
 }

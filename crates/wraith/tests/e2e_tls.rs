@@ -796,7 +796,35 @@ fn probes() -> Vec<(&'static str, Vec<u8>)> {
     long_uri.extend(std::iter::repeat_n(b'a', 9000));
     long_uri.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let random: Vec<u8> = pseudo_random_bytes(64, 7);
+    // Heads at and past nginx's header buffers (1k, then 4 x 8k).
+    let sized = |line: usize, len: usize, n: usize| -> Vec<u8> {
+        let mut r = b"GET /".to_vec();
+        r.extend(std::iter::repeat_n(b'a', line - 16));
+        r.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\n");
+        for i in 0..n {
+            let name = format!("X-{i}: ");
+            r.extend_from_slice(name.as_bytes());
+            r.extend(std::iter::repeat_n(b'b', len - name.len() - 2));
+            r.extend_from_slice(b"\r\n");
+        }
+        r.extend_from_slice(b"\r\n");
+        r
+    };
+    let mut blank_then_get = b"\r\n".repeat(2500);
+    blank_then_get.extend_from_slice(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut long_header = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Long: ".to_vec();
+    long_header.extend(std::iter::repeat_n(b'a', 9000));
+    long_header.extend_from_slice(b"\r\n\r\n");
     vec![
+        ("blank-line flood", b"\r\n".repeat(512 * 1024)),
+        ("blank lines, then a request", blank_then_get),
+        ("request line of 8192 bytes", sized(8192, 100, 1)),
+        ("request line of 8193 bytes", sized(8193, 100, 1)),
+        ("over-long header line", long_header),
+        ("three 8191-byte headers", sized(100, 8191, 3)),
+        ("four 8191-byte headers", sized(100, 8191, 4)),
+        ("333 headers of 100 bytes", sized(100, 100, 333)),
+        ("too many headers", sized(100, 100, 2000)),
         ("GET missing page", b"GET /wp-login.php HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n".to_vec()),
         ("GET /", b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec()),
         ("HEAD", b"HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec()),

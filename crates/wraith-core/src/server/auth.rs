@@ -75,6 +75,13 @@ impl AuthorizedKeys {
 
     /// Parse the text of an authorized_keys file.
     pub fn parse(text: &str) -> (Self, Vec<LineWarning>) {
+        Self::parse_as(text, false)
+    }
+
+    /// Parse lines; with `cert_authority` every line is a CA (the lines of a
+    /// `--cert-authority` file, which may carry `principals=` and the other
+    /// options without spelling out `cert-authority`).
+    fn parse_as(text: &str, cert_authority: bool) -> (Self, Vec<LineWarning>) {
         let mut entries = Vec::new();
         let mut warnings = Vec::new();
         for (i, raw) in text.lines().enumerate() {
@@ -83,7 +90,7 @@ impl AuthorizedKeys {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            match parse_line(trimmed) {
+            match parse_line(trimmed, cert_authority) {
                 Ok((options, key)) => match encode(&key) {
                     Some(blob) => entries.push(AuthorizedKey {
                         key,
@@ -103,9 +110,10 @@ impl AuthorizedKeys {
     }
 
     /// Read a `--cert-authority` file (or its contents): CA public keys, one
-    /// per line (authorized_keys syntax; `cert-authority` is implied). A file
-    /// without a single usable key is an error: trusting "no CA" is never
-    /// what was meant.
+    /// per line (authorized_keys syntax; `cert-authority` is implied, so a
+    /// line may carry `principals=`, `from=`, `permitopen=`, `hub`, ...).
+    /// A file without a single usable key is an error: trusting "no CA" is
+    /// never what was meant.
     pub fn load_cert_authorities(source: impl Into<Source>) -> Result<(Self, Vec<LineWarning>)> {
         let source = source.into();
         let err = |reason: String| Error::KeyFile {
@@ -115,12 +123,9 @@ impl AuthorizedKeys {
             reason,
         };
         let text = source.read_text().map_err(err)?;
-        let (mut cas, warnings) = Self::parse(&text);
+        let (cas, warnings) = Self::parse_as(&text, true);
         if cas.is_empty() {
             return Err(err("no usable CA key in it".into()));
-        }
-        for e in &mut cas.entries {
-            e.options.cert_authority = true;
         }
         Ok((cas, warnings))
     }
@@ -196,13 +201,13 @@ fn is_key_type(word: &str) -> bool {
 }
 
 /// Parse one non-empty, non-comment line: `[options] keytype base64 [comment]`.
-fn parse_line(line: &str) -> Result<(KeyOptions, PublicKey), String> {
+fn parse_line(line: &str, cert_authority: bool) -> Result<(KeyOptions, PublicKey), String> {
     let (options, rest) = if is_key_type(first_word(line)) {
         ("", line)
     } else {
         split_options(line)?
     };
-    let options = KeyOptions::parse(&split_option_list(options)?)
+    let options = KeyOptions::parse_as(&split_option_list(options)?, cert_authority)
         .map_err(|e| format!("{e}; line skipped"))?;
     let mut words = rest.split_whitespace();
     let kind = words.next().ok_or("missing key type")?;
@@ -306,6 +311,26 @@ mod tests {
         assert_eq!(
             e,
             "cannot read certificate authorities from in-memory data (--cert-authority): no usable CA key in it"
+        );
+    }
+
+    #[test]
+    fn cert_authority_files_carry_principals_and_options() {
+        let (ca, line) = key_line("ca");
+        let text = format!("principals=\"tunnel\",hub,from=\"127.0.0.1\" {line}\n");
+        let (cas, warnings) =
+            AuthorizedKeys::load_cert_authorities(Source::Bytes(text.into_bytes())).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let e = cas.find_ca(ca.key_data()).unwrap();
+        assert_eq!(e.options.principals, Some(vec!["tunnel".to_string()]));
+        assert!(e.options.hub);
+        assert!(e.options.cert_authority);
+        // The same line in authorized_keys needs cert-authority spelled out.
+        let (keys, warnings) = AuthorizedKeys::parse(&format!("principals=\"tunnel\" {line}\n"));
+        assert!(keys.is_empty());
+        assert!(
+            warnings[0].reason.contains("cert-authority"),
+            "{warnings:?}"
         );
     }
 

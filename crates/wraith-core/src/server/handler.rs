@@ -5,8 +5,9 @@
 //! Never log a channel's target here: not the host, not the port, not the
 //! socket path, at any level.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
@@ -14,7 +15,7 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 use super::Shared;
 use super::hub;
 use super::outbound;
-use super::policy::{SessionPolicy, check_certificate};
+use super::policy::{SessionPolicy, SocketRule, check_certificate, check_socket_path};
 use super::remote_forward::RemoteForwards;
 use crate::keys::fingerprint;
 use crate::transport::PeerInfo;
@@ -25,7 +26,7 @@ pub(crate) const RESERVED_PREFIX: &str = "wraith-";
 pub(crate) struct SessionHandler {
     shared: Arc<Shared>,
     peer: PeerInfo,
-    authed: Arc<AtomicBool>,
+    authed: Arc<super::AuthFlag>,
     /// Set once authentication succeeds: what this session may do.
     policy: Option<SessionPolicy>,
     forwards: RemoteForwards,
@@ -35,6 +36,8 @@ pub(crate) struct SessionHandler {
     failures: usize,
     /// The fingerprint of the key that authenticated (for embedders).
     key_fingerprint: String,
+    /// Open control channels, for `max_control_channels_per_session`.
+    control_channels: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Decrements the channel count when a channel's task ends.
@@ -57,18 +60,19 @@ impl SessionHandler {
     pub(crate) fn new(
         shared: Arc<Shared>,
         peer: PeerInfo,
-        authed: Arc<AtomicBool>,
+        authed: Arc<super::AuthFlag>,
         channels: Arc<std::sync::atomic::AtomicUsize>,
     ) -> Self {
         SessionHandler {
-            shared,
             peer,
             authed,
             policy: None,
-            forwards: RemoteForwards::default(),
+            forwards: RemoteForwards::new(shared.forward_ports.clone()),
+            shared,
             channels,
             failures: 0,
             key_fingerprint: String::new(),
+            control_channels: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -156,20 +160,81 @@ impl SessionHandler {
         Some(slot)
     }
 
-    /// Where a remote forward may bind: loopback unless gateway ports are on.
-    fn remote_bind_ip(&self, requested: &str) -> String {
-        if self.shared.options.gateway_ports {
-            match requested {
-                "" | "*" => "0.0.0.0".into(),
-                "localhost" => "127.0.0.1".into(),
-                other => other.to_string(),
-            }
-        } else if requested == "::1" {
-            "::1".into()
-        } else {
-            "127.0.0.1".into()
+    /// Take a control-channel slot, or log the refusal and return `None`
+    /// when the session holds `max_control_channels_per_session` already.
+    fn control_slot(&self) -> Option<ChannelSlot> {
+        let max = self.shared.options.max_control_channels_per_session;
+        let n = self.control_channels.fetch_add(1, Ordering::AcqRel);
+        let slot = ChannelSlot(self.control_channels.clone());
+        if max != 0 && n >= max {
+            drop(slot);
+            self.refuse("direct-tcpip", "too many control channels in this session");
+            return None;
+        }
+        Some(slot)
+    }
+
+    /// The address a remote forward will actually bind: loopback unless
+    /// gateway ports are on (then as the client asks: empty or `*` for all
+    /// IPv4 interfaces, `localhost`, an address, or a name resolved here).
+    async fn remote_bind_ip(&self, requested: &str) -> Option<IpAddr> {
+        if !self.shared.options.gateway_ports {
+            return Some(if requested == "::1" {
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            });
+        }
+        match requested {
+            "" | "*" => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            "localhost" => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            other => match other.parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => tokio::net::lookup_host((other, 0))
+                    .await
+                    .ok()?
+                    .next()
+                    .map(|a| a.ip()),
+            },
         }
     }
+}
+
+/// Check a `direct-streamlocal` path against `rules` with both sides
+/// canonicalised (symlinks resolved), then connect to the canonical path.
+/// `Err(true)`: not permitted; `Err(false)`: permitted but not reachable.
+/// A path outside the rules is "not permitted" whether or not it exists,
+/// so the answer reveals nothing about the rest of the file system.
+async fn connect_allowed_socket(
+    requested: &str,
+    rules: &[SocketRule],
+    timeout: std::time::Duration,
+) -> Result<crate::transport::BoxStream, bool> {
+    let lexical = check_socket_path(requested).map_err(|_| true)?;
+    let target = tokio::fs::canonicalize(&lexical).await.ok();
+    let probe = target.as_deref().unwrap_or(&lexical);
+    let mut allowed = false;
+    for rule in rules {
+        let canonical = tokio::fs::canonicalize(rule.path())
+            .await
+            .unwrap_or_else(|_| rule.path().to_path_buf());
+        if rule.matches_canonical(&canonical, probe) {
+            allowed = true;
+            break;
+        }
+    }
+    if !allowed {
+        return Err(true);
+    }
+    let Some(target) = target else {
+        return Err(false);
+    };
+    let Some(path) = target.to_str() else {
+        return Err(false);
+    };
+    outbound::connect_unix(path, timeout)
+        .await
+        .map_err(|_| false)
 }
 
 /// On its own task: dial the target, then accept the channel and copy both
@@ -371,16 +436,19 @@ impl russh::server::Handler for SessionHandler {
                     .await;
                 return Ok(());
             }
-            // `permitopen="wraith-control:0"` also covers the OpenSSH alias.
-            if !policy.may_use_reserved(host_to_connect, port)
-                && !policy.may_use_reserved(hub::CONTROL_HOST, hub::CONTROL_PORT)
-            {
+            // The hub is opt-in: the key's (or CA's) `hub` option, or
+            // `--hub-for-all-keys`.
+            if !policy.may_use_hub(self.shared.options.hub_for_all_keys) {
                 self.refuse("direct-tcpip", "control channel not permitted for this key");
                 reply
                     .reject(ChannelOpenFailure::AdministrativelyProhibited)
                     .await;
                 return Ok(());
             }
+            let Some(control) = self.control_slot() else {
+                reply.reject(ChannelOpenFailure::ResourceShortage).await;
+                return Ok(());
+            };
             let Some(slot) = self.channel_slot("direct-tcpip") else {
                 reply.reject(ChannelOpenFailure::ResourceShortage).await;
                 return Ok(());
@@ -393,7 +461,7 @@ impl russh::server::Handler for SessionHandler {
                 key_fingerprint: self.key_fingerprint.clone(),
             };
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, control);
                 reply.accept().await;
                 // Whoever ends up holding the stream drops it on the runtime.
                 hub.accept_channel(Box::new(channel.into_stream()), info)
@@ -434,21 +502,47 @@ impl russh::server::Handler for SessionHandler {
                 .await;
             return Ok(());
         };
-        if !policy.may_open_unix() {
+        // Off unless the key's permitopen names sockets or the server
+        // allows some (--allow-stream-local): every key shares the
+        // server's user, so a socket is as open as the server makes it.
+        let Some(rules) = policy
+            .socket_rules(&self.shared.options.allow_stream_local)
+            .map(<[SocketRule]>::to_vec)
+        else {
             self.refuse("direct-streamlocal", "not permitted for this key");
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
-        }
+        };
         let Some(slot) = self.channel_slot("direct-streamlocal") else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         };
         let path = socket_path.to_string();
         let timeout = self.shared.options.connect_timeout;
-        connect_and_splice(channel, reply, slot, async move {
-            outbound::connect_unix(&path, timeout).await
+        let remote_addr = self.peer.log_addr();
+        tokio::spawn(async move {
+            let _slot = slot;
+            match connect_allowed_socket(&path, &rules, timeout).await {
+                Ok(mut target) => {
+                    reply.accept().await;
+                    let mut channel = channel.into_stream();
+                    let _ = crate::copy::splice(&mut channel, &mut target).await;
+                }
+                Err(true) => {
+                    tracing::info!(
+                        remote_addr = %remote_addr,
+                        channel = %"direct-streamlocal",
+                        reason = %"socket path not permitted",
+                        "channel refused"
+                    );
+                    reply
+                        .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                        .await;
+                }
+                Err(false) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
+            }
         });
         Ok(())
     }
@@ -465,14 +559,19 @@ impl russh::server::Handler for SessionHandler {
         let Ok(port16) = u16::try_from(*port) else {
             return Ok(false);
         };
-        if !policy.may_listen(address, port16) {
-            self.refuse("tcpip-forward", "listen address not permitted for this key");
+        // Judge the address that will really be bound, not the text.
+        let Some(bind_ip) = self.remote_bind_ip(address).await else {
+            self.refuse("tcpip-forward", "listen address does not resolve");
+            return Ok(false);
+        };
+        if let Err(reason) = policy.may_listen(address, bind_ip, port16) {
+            self.refuse("tcpip-forward", reason);
             return Ok(false);
         }
-        let bind_ip = self.remote_bind_ip(address);
+        let owner = self.key_fingerprint.clone();
         match self
             .forwards
-            .start(address, &bind_ip, *port, session.handle())
+            .start(address, bind_ip, port16, &owner, session.handle())
             .await
         {
             Ok(bound) => {
@@ -481,7 +580,7 @@ impl russh::server::Handler for SessionHandler {
                 Ok(true)
             }
             Err(e) => {
-                tracing::info!(remote_addr = %self.peer.log_addr(), error = %e.kind(), "remote forward refused");
+                tracing::info!(remote_addr = %self.peer.log_addr(), reason = %e, "remote forward refused");
                 Ok(false)
             }
         }

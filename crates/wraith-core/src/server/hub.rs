@@ -3,9 +3,11 @@
 //! Every control channel, and every embedder that calls
 //! [`EventHub::join`], is a *member*. A member subscribes to event types
 //! (`"*"` for all); an event published by one member reaches every *other*
-//! member subscribed to its type, byte for byte as the publisher framed it.
-//! Each member has a bounded queue (frames and bytes); a member that falls
-//! behind is disconnected rather than allowed to grow memory.
+//! member subscribed to its type, re-encoded with a `"sender"` field the hub
+//! sets from who the member is (the key fingerprint of a control channel),
+//! so a receiver can trust it: a publisher cannot forge it. Each member has
+//! a bounded queue (frames and bytes); a member that falls behind is
+//! disconnected rather than allowed to grow memory.
 //!
 //! Logs name the member (a remote address) and counts, never an event's
 //! type, id or payload.
@@ -34,6 +36,10 @@ pub const CONTROL_PORT_OPENSSH: u16 = 1;
 pub fn is_control_target(host: &str, port: u16) -> bool {
     host == CONTROL_HOST && (port == CONTROL_PORT || port == CONTROL_PORT_OPENSSH)
 }
+
+/// Bytes a relayed frame may grow by when the hub adds `"sender"` (a
+/// `SHA256:` fingerprint is 50 characters) and re-encodes it.
+const SENDER_ROOM: usize = 256;
 
 /// Control message: subscribe to the event type in the payload (`"*"`: all).
 pub const SUBSCRIBE: &str = "__subscribe";
@@ -135,6 +141,8 @@ struct MemberState {
     id: u64,
     /// For logs: who this is (a remote address or an embedder's label).
     label: String,
+    /// Stamped as `"sender"` on the events it publishes.
+    sender: Option<String>,
     subs: Mutex<Subs>,
     queue: Mutex<Queue>,
     ready: Notify,
@@ -179,12 +187,24 @@ impl EventHub {
     }
 
     /// Join as a member. `label` names the member in logs (say, a remote
-    /// address); it never appears on the wire. Leaving is dropping.
+    /// address); it never appears on the wire. Its events carry no
+    /// `"sender"`. Leaving is dropping.
     pub fn join(&self, label: impl Into<String>) -> HubMember {
+        self.join_with_sender(label, None)
+    }
+
+    /// [`EventHub::join`] as `sender`: every event this member publishes
+    /// carries `"sender": sender`.
+    pub fn join_as(&self, label: impl Into<String>, sender: impl Into<String>) -> HubMember {
+        self.join_with_sender(label, Some(sender.into()))
+    }
+
+    fn join_with_sender(&self, label: impl Into<String>, sender: Option<String>) -> HubMember {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(MemberState {
             id,
             label: label.into(),
+            sender,
             subs: Mutex::new(Subs::default()),
             queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
@@ -226,6 +246,7 @@ impl EventHub {
             (None, Some(id)) => id.clone(),
             (None, None) => "-".into(),
         };
+        let sender = Some(info.key_fingerprint.clone()).filter(|f| !f.is_empty());
         let taker = self.inner.takeover.lock().ok().and_then(|t| t.clone());
         let stream = match taker {
             Some(tx) => match tx.try_send((stream, info)) {
@@ -241,7 +262,7 @@ impl EventHub {
             },
             None => stream,
         };
-        let _ = self.serve_stream(stream, &label).await;
+        let _ = self.serve_member(stream, &label, sender).await;
     }
 
     /// Members currently joined.
@@ -339,7 +360,35 @@ impl EventHub {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let member = self.join(label);
+        self.serve_member(stream, label, None).await
+    }
+
+    /// [`EventHub::serve_stream`] for a channel whose events are stamped
+    /// with `"sender": sender` (say, the peer's key fingerprint from its
+    /// [`ControlInfo`]).
+    pub async fn serve_stream_as<S>(
+        &self,
+        stream: S,
+        label: &str,
+        sender: &str,
+    ) -> Result<(), HubError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.serve_member(stream, label, Some(sender.to_string()))
+            .await
+    }
+
+    async fn serve_member<S>(
+        &self,
+        stream: S,
+        label: &str,
+        sender: Option<String>,
+    ) -> Result<(), HubError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let member = self.join_with_sender(label, sender);
         let (mut rd, mut wr) = tokio::io::split(stream);
         let result = {
             let reading = read_frames(&member, &mut rd, self.inner.limits.max_frame_len);
@@ -405,7 +454,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
         };
         decoder.push(chunk);
         while let Some(decoded) = decoder.next_frame()? {
-            member.handle(decoded.frame, decoded.wire)?;
+            member.handle(decoded.frame)?;
         }
     }
 }
@@ -465,22 +514,34 @@ impl HubMember {
         }
     }
 
-    /// Publish an event to every *other* member subscribed to its type.
-    /// Returns how many it was queued for.
+    /// Publish an event to every *other* member subscribed to its type,
+    /// with `"sender"` set to this member's (or removed, for a member
+    /// joined without one). Returns how many it was queued for.
     pub fn publish(&self, frame: &Frame) -> Result<usize, HubError> {
         if frame.kind.starts_with("__") {
             return Err(HubError::Protocol(
                 "event types starting with __ are reserved",
             ));
         }
-        let wire: Arc<[u8]> = frame
-            .encode_with_max(self.hub.inner.limits.max_frame_len)?
-            .into();
+        self.relay(frame.clone())
+    }
+
+    /// Stamp `frame` with this member as its sender and deliver it.
+    fn relay(&self, mut frame: Frame) -> Result<usize, HubError> {
+        frame.sender = self.state.sender.clone();
+        // The publisher's frame fit the limit; leave room for the stamp.
+        let max = self
+            .hub
+            .inner
+            .limits
+            .max_frame_len
+            .saturating_add(SENDER_ROOM);
+        let wire: Arc<[u8]> = frame.encode_with_max(max)?.into();
         Ok(self.hub.deliver(Some(self.state.id), &frame.kind, &wire))
     }
 
     /// Act on one frame received from this member's channel.
-    fn handle(&self, frame: Frame, wire: Vec<u8>) -> Result<(), HubError> {
+    fn handle(&self, frame: Frame) -> Result<(), HubError> {
         match frame.kind.as_str() {
             SUBSCRIBE | UNSUBSCRIBE => {
                 let Value::String(kind) = &frame.payload else {
@@ -505,8 +566,7 @@ impl HubMember {
                 "unknown control message (types starting with __ are reserved)",
             )),
             _ => {
-                self.hub
-                    .deliver(Some(self.state.id), &frame.kind, &wire.into());
+                self.relay(frame)?;
                 Ok(())
             }
         }
@@ -618,6 +678,24 @@ mod tests {
             "a 90+ byte frame is over budget at once"
         );
         assert!(m.recv_wire().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn events_carry_the_hub_stamped_sender_not_the_forged_one() {
+        let hub = EventHub::default();
+        let alice = hub.join_as("a", "SHA256:alice");
+        let anon = hub.join("anon");
+        let rx = hub.join("rx");
+        rx.subscribe("*").unwrap();
+        let mut forged = Frame::new("t", "1", json!(1));
+        forged.sender = Some("SHA256:admin".into());
+        alice.publish(&forged).unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap().sender.as_deref(),
+            Some("SHA256:alice")
+        );
+        anon.publish(&forged).unwrap();
+        assert_eq!(rx.recv().await.unwrap().sender, None);
     }
 
     #[test]

@@ -16,9 +16,11 @@ use russh::keys::PrivateKey;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
+use crate::limits::{LogRate, PerSource, SourceSlot, StartupSlot, Startups};
 use crate::transport::{Acceptor, PeerInfo};
 
 pub mod auth;
+mod banner;
 mod handler;
 pub mod hub;
 mod killable;
@@ -27,6 +29,7 @@ pub mod policy;
 mod remote_forward;
 
 pub use auth::{AuthorizedKeys, LineWarning};
+pub use banner::SshBanner;
 pub use hub::{ControlInfo, ControlStream, EventHub, HubLimits, HubMember};
 
 use handler::SessionHandler;
@@ -53,8 +56,22 @@ pub struct ServeOptions {
     pub keepalive_interval: Duration,
     /// Unanswered keepalives before the client is considered dead.
     pub keepalive_count_max: usize,
-    /// Concurrent connections allowed from one IP address; 0 = unlimited.
+    /// Concurrent connections allowed from one source network
+    /// (`--max-connections-per-ip`, default 256; 0 = unlimited). Counted
+    /// from accept to close, authenticated or not.
     pub max_connections_per_ip: usize,
+    /// Connections not yet authenticated, server-wide (`--max-startups`,
+    /// OpenSSH's `MaxStartups`; default 64:30:256): from `start` on, new
+    /// connections are refused at random, `rate`% at first and all at
+    /// `full`.
+    pub max_startups: crate::limits::MaxStartups,
+    /// Connections not yet authenticated from one source network
+    /// (`--per-source-max-startups`, default 16; 0 = no per-source cap).
+    pub per_source_max_startups: usize,
+    /// What counts as one source network for the per-source limits
+    /// (`--per-source-net-block-size`, default 32:64: each IPv4 address,
+    /// each IPv6 /64).
+    pub net_block: crate::limits::NetBlock,
     /// Open channels allowed in one session; 0 = unlimited.
     pub max_channels_per_session: usize,
     /// On shutdown, how long sessions with open channels may drain before
@@ -62,6 +79,21 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// Reach every `direct-tcpip` target through this proxy (`--proxy`).
     pub proxy: Option<crate::transport::ProxyUrl>,
+    /// What the server announces after `SSH-2.0-` (`--ssh-banner`);
+    /// default `wraith`, without a version number.
+    pub ssh_banner: SshBanner,
+    // -- access policy (Unix sockets, control hub); see server::policy --
+    /// Unix sockets that keys without any `permitopen` may reach with
+    /// `direct-streamlocal` (`--allow-stream-local`). Default: empty, so
+    /// only keys whose `permitopen="/path"` names a socket reach one.
+    pub allow_stream_local: Vec<policy::SocketRule>,
+    /// Let every key that may forward (and whose `permitopen`, if any,
+    /// names `wraith-control:0`) open the control channel, not only keys
+    /// and CAs with the `hub` option (`--hub-for-all-keys`). Default: false.
+    pub hub_for_all_keys: bool,
+    /// Control channels one session may hold open at once; 0 = unlimited
+    /// (`--max-control-channels`). Default: 8.
+    pub max_control_channels_per_session: usize,
 }
 
 impl ServeOptions {
@@ -76,10 +108,17 @@ impl ServeOptions {
             connect_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(15),
             keepalive_count_max: 3,
-            max_connections_per_ip: 0,
+            max_connections_per_ip: 256,
+            max_startups: crate::limits::MaxStartups::default(),
+            per_source_max_startups: 16,
+            net_block: crate::limits::NetBlock::default(),
             max_channels_per_session: 16_384,
             drain_timeout: Duration::from_secs(2),
             proxy: None,
+            ssh_banner: SshBanner::default(),
+            allow_stream_local: Vec::new(),
+            hub_for_all_keys: false,
+            max_control_channels_per_session: 8,
         }
     }
 }
@@ -88,13 +127,21 @@ impl ServeOptions {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) options: ServeOptions,
-    /// Open connections per source address, for `max_connections_per_ip`.
-    per_ip: std::sync::Mutex<HashMap<String, usize>>,
+    /// Open connections per source network, for `max_connections_per_ip`.
+    per_source: Arc<PerSource>,
+    /// Unauthenticated connections per source network.
+    per_source_startups: Arc<PerSource>,
+    /// Unauthenticated connections in all.
+    startups: Arc<Startups>,
+    /// Refusals are logged now and then, not once each.
+    refusals: LogRate,
     /// Live sessions, for graceful shutdown.
     sessions: std::sync::Mutex<HashMap<u64, LiveSession>>,
     next_id: std::sync::atomic::AtomicU64,
     /// The event hub that `wraith-control:0` channels join.
     pub(crate) hub: EventHub,
+    /// Remote-forward ports and the key holding each (no squatting).
+    pub(crate) forward_ports: remote_forward::ForwardPorts,
 }
 
 /// What shutdown needs to know about a running session.
@@ -113,39 +160,91 @@ impl std::fmt::Debug for LiveSession {
     }
 }
 
-impl Shared {
-    /// Count a new connection from a peer (its IP address, or its iroh
-    /// endpoint id); `None` if it is over the limit. Counting happens at
-    /// accept time, before the SSH handshake, so opening many connections
-    /// at once cannot slip past the limit.
-    fn admit(self: &Arc<Self>, peer: Option<String>) -> Option<IpSlot> {
-        let Some(ip) = peer else {
-            return Some(IpSlot(None));
-        };
-        let max = self.options.max_connections_per_ip;
-        let mut map = self.per_ip.lock().ok()?;
-        let n = map.entry(ip.clone()).or_insert(0);
-        if max != 0 && *n >= max {
-            return None;
+/// Why a connection was refused before its SSH session started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    PerSource,
+    PerSourceStartups,
+    Startups,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::PerSource => {
+                "too many connections from this source (--max-connections-per-ip)"
+            }
+            Refusal::PerSourceStartups => {
+                "too many unauthenticated connections from this source (--per-source-max-startups)"
+            }
+            Refusal::Startups => "too many unauthenticated connections (--max-startups)",
         }
-        *n += 1;
-        Some(IpSlot(Some((self.clone(), ip))))
     }
 }
 
-/// One counted connection; uncounted on drop.
-struct IpSlot(Option<(Arc<Shared>, String)>);
+/// The slots a new connection holds: one for as long as it is open, two
+/// more until it authenticates.
+struct Admission {
+    _connection: Option<SourceSlot>,
+    unauthenticated: Option<(Option<SourceSlot>, StartupSlot)>,
+}
 
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        if let Some((shared, ip)) = self.0.take()
-            && let Ok(mut map) = shared.per_ip.lock()
-            && let Some(n) = map.get_mut(&ip)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&ip);
-            }
+impl Shared {
+    /// Count a new connection from a peer, or say which limit refuses it.
+    /// Counting happens at accept time, before the SSH handshake, so
+    /// opening many connections at once cannot slip past the limits.
+    fn admit(self: &Arc<Self>, peer: &PeerInfo) -> std::result::Result<Admission, Refusal> {
+        let key = peer.limit_key(&self.options.net_block);
+        let connection = match &key {
+            Some(k) => Some(self.per_source.try_take(k).ok_or(Refusal::PerSource)?),
+            None => None,
+        };
+        let source_startup = match &key {
+            Some(k) => Some(
+                self.per_source_startups
+                    .try_take(k)
+                    .ok_or(Refusal::PerSourceStartups)?,
+            ),
+            None => None,
+        };
+        let startup = self
+            .startups
+            .try_start(&self.options.max_startups)
+            .ok_or(Refusal::Startups)?;
+        Ok(Admission {
+            _connection: connection,
+            unauthenticated: Some((source_startup, startup)),
+        })
+    }
+}
+
+/// Whether a session has authenticated, with a wake-up for the
+/// connection task, which stops counting it as unauthenticated then.
+#[derive(Debug, Default)]
+pub(crate) struct AuthFlag {
+    done: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl AuthFlag {
+    /// Set the flag (the handler, on accepting a key).
+    pub(crate) fn store(&self, value: bool, order: Ordering) {
+        self.done.store(value, order);
+        if value {
+            // One waiter; a stored permit covers a wait that starts later.
+            self.notify.notify_one();
+        }
+    }
+
+    /// Read the flag.
+    pub(crate) fn load(&self, order: Ordering) -> bool {
+        self.done.load(order)
+    }
+
+    /// Wait until the flag is set.
+    async fn wait(&self) {
+        while !self.load(Ordering::Acquire) {
+            self.notify.notified().await;
         }
     }
 }
@@ -160,9 +259,7 @@ impl Server {
     /// Prepare a server from its options.
     pub fn new(options: ServeOptions) -> Self {
         let config = russh::server::Config {
-            server_id: russh::SshId::Standard(
-                format!("SSH-2.0-wraith_{}", env!("CARGO_PKG_VERSION")).into(),
-            ),
+            server_id: russh::SshId::Standard(options.ssh_banner.identification().into()),
             methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
             auth_rejection_time: Duration::from_millis(200),
             auth_rejection_time_initial: Some(Duration::from_millis(0)),
@@ -186,11 +283,15 @@ impl Server {
         Server {
             config: Arc::new(config),
             shared: Arc::new(Shared {
+                per_source: PerSource::new(options.max_connections_per_ip),
+                per_source_startups: PerSource::new(options.per_source_max_startups),
                 options,
-                per_ip: std::sync::Mutex::new(HashMap::new()),
+                startups: Arc::new(Startups::default()),
+                refusals: LogRate::new(Duration::from_secs(1)),
                 sessions: std::sync::Mutex::new(HashMap::new()),
                 next_id: std::sync::atomic::AtomicU64::new(0),
                 hub: EventHub::default(),
+                forward_ports: remote_forward::ForwardPorts::default(),
             }),
         }
     }
@@ -212,6 +313,7 @@ impl Server {
     ) -> Result<()> {
         let stop = CancellationToken::new();
         let _stop_guard = stop.clone().drop_guard();
+        let accept_errors = LogRate::new(Duration::from_secs(10));
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -220,28 +322,34 @@ impl Server {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let Some(slot) = self.shared.admit(peer.limit_key()) else {
-                        tracing::info!(
-                            remote_addr = %peer.log_addr(),
-                            transport = %peer.transport,
-                            reason = %"too many connections from this address",
-                            "connection refused"
-                        );
-                        drop(stream);
-                        continue;
+                    let admission = match self.shared.admit(&peer) {
+                        Ok(a) => a,
+                        Err(refusal) => {
+                            // One line a second at most: a flood of
+                            // refusals must not become a flood of lines.
+                            if let Some(skipped) = self.shared.refusals.check() {
+                                tracing::info!(
+                                    remote_addr = %peer.log_addr(),
+                                    transport = %peer.transport,
+                                    reason = %refusal.reason(),
+                                    skipped,
+                                    "connection refused"
+                                );
+                            }
+                            drop(stream);
+                            continue;
+                        }
                     };
                     let config = self.config.clone();
                     let shared = self.shared.clone();
                     let stop = stop.child_token();
                     tokio::spawn(async move {
-                        serve_connection(config, shared, stream, peer, stop).await;
-                        drop(slot);
+                        serve_connection(config, shared, stream, peer, stop, admission).await;
                     });
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // EMFILE and friends: pause instead of spinning.
+                    tokio::time::sleep(crate::limits::accept_failed(&e, &accept_errors)).await;
                 }
             }
         }
@@ -297,12 +405,13 @@ async fn serve_connection(
     stream: crate::transport::BoxStream,
     peer: PeerInfo,
     stop: CancellationToken,
+    mut admission: Admission,
 ) {
     let started = Instant::now();
     let remote_addr = peer.log_addr();
     tracing::info!(remote_addr = %remote_addr, transport = %peer.transport, "connection opened");
 
-    let authed = Arc::new(AtomicBool::new(false));
+    let authed = Arc::new(AuthFlag::default());
     let kill = stop.child_token();
     let stream = Killable::new(stream, kill.clone());
     let channels = Arc::new(AtomicUsize::new(0));
@@ -332,6 +441,10 @@ async fn serve_connection(
         loop {
             tokio::select! {
                 r = &mut session => return r.map_err(|e| e.to_string()),
+                _ = authed.wait(), if admission.unauthenticated.is_some() => {
+                    // Authenticated: no longer counts as a startup.
+                    admission.unauthenticated = None;
+                }
                 _ = &mut grace, if !grace_checked => {
                     grace_checked = true;
                     if !authed.load(Ordering::Acquire) {
@@ -355,5 +468,85 @@ async fn serve_connection(
         Err(reason) => {
             tracing::info!(remote_addr = %remote_addr, duration = %format_args!("{duration:.3}"), reason = %reason, "connection closed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::TransportKind;
+
+    fn server(per_source: usize, startups: usize) -> Server {
+        let key = crate::keys::generate_ed25519("test").unwrap();
+        let mut o = ServeOptions::new(key, AuthorizedKeys::default());
+        o.max_connections_per_ip = per_source;
+        o.per_source_max_startups = startups;
+        Server::new(o)
+    }
+
+    fn peer(addr: &str) -> PeerInfo {
+        PeerInfo::socket(addr.parse().unwrap(), TransportKind::Tcp)
+    }
+
+    #[test]
+    fn one_ipv6_slash_64_is_one_source() {
+        let s = server(3, 0);
+        let held: Vec<_> = (1..=3)
+            .map(|i| {
+                s.shared
+                    .admit(&peer(&format!("[2001:db8:0:1::{i}]:22")))
+                    .unwrap()
+            })
+            .collect();
+        // Another address of the same /64 is the same source...
+        let r = s.shared.admit(&peer("[2001:db8:0:1:ffff::9]:22"));
+        assert_eq!(r.err(), Some(Refusal::PerSource));
+        // ...another /64 is not.
+        assert!(s.shared.admit(&peer("[2001:db8:0:2::1]:22")).is_ok());
+        drop(held);
+        assert!(s.shared.admit(&peer("[2001:db8:0:1::1]:22")).is_ok());
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_count_as_their_ipv4_address() {
+        let s = server(2, 0);
+        let _a = s.shared.admit(&peer("192.0.2.7:1")).unwrap();
+        let _b = s.shared.admit(&peer("[::ffff:192.0.2.7]:2")).unwrap();
+        assert_eq!(
+            s.shared.admit(&peer("192.0.2.7:3")).err(),
+            Some(Refusal::PerSource)
+        );
+    }
+
+    #[test]
+    fn authenticating_gives_the_startup_slots_back() {
+        let s = server(0, 2);
+        let mut a = s.shared.admit(&peer("192.0.2.7:1")).unwrap();
+        let _b = s.shared.admit(&peer("192.0.2.7:2")).unwrap();
+        assert_eq!(
+            s.shared.admit(&peer("192.0.2.7:3")).err(),
+            Some(Refusal::PerSourceStartups)
+        );
+        // What serve_connection does when the handler accepts a key.
+        a.unauthenticated = None;
+        assert!(s.shared.admit(&peer("192.0.2.7:4")).is_ok());
+        assert_eq!(s.shared.startups.open(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_auth_flag_wakes_a_waiter_set_before_or_after() {
+        let f = Arc::new(AuthFlag::default());
+        let g = f.clone();
+        let waiter = tokio::spawn(async move { g.wait().await });
+        tokio::task::yield_now().await;
+        f.store(true, Ordering::Release);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        // Already set: returns at once.
+        tokio::time::timeout(Duration::from_secs(5), f.wait())
+            .await
+            .unwrap();
     }
 }

@@ -12,13 +12,21 @@ use tokio::net::TcpStream;
 
 use crate::transport::{BoxStream, ProxyUrl, SocketOpts};
 
-/// Dial `host:port` directly or through `proxy`, with a timeout.
+/// Dial `host:port` directly or through `proxy`, with a timeout. The host
+/// comes from the peer: one that is not a plain name or address
+/// (`valid_dial_host`) is refused before anything is resolved or sent.
 pub(crate) async fn connect_tcp(
     proxy: Option<&ProxyUrl>,
     host: &str,
     port: u16,
     timeout: Duration,
 ) -> io::Result<BoxStream> {
+    if !crate::transport::proxy::valid_dial_host(host) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a valid host name",
+        ));
+    }
     let dial = async {
         match proxy {
             None => {

@@ -2,47 +2,168 @@
 //! belong to one session. Each accepted connection becomes a
 //! `forwarded-tcpip` channel back to the client. When the session ends the
 //! listeners close at once, so a reconnecting client can bind the same port.
+//!
+//! A port belongs to the first key that forwards it, on any address, until
+//! that key's last listener on it closes: another key cannot bind the same
+//! port on another address (`::1` next to `127.0.0.1`) and take its traffic.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::transport::SocketOpts;
 
+/// Why a remote forward was not opened (for the log; never an address).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ForwardError {
+    /// Another key's remote forward holds the port.
+    #[error("port held by another key's remote forward")]
+    PortHeld,
+    /// This session already forwards that address and port.
+    #[error("already forwarded in this session")]
+    Duplicate,
+    /// Binding failed (in use by another process, no permission, ...).
+    #[error("bind failed: {0}")]
+    Bind(std::io::ErrorKind),
+}
+
+/// Which key holds each remote-forward port, server-wide.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ForwardPorts {
+    /// port → (owner key fingerprint, listeners it has on the port).
+    held: Arc<Mutex<HashMap<u16, (String, usize)>>>,
+}
+
+/// One listener's hold on a port; released on drop.
+#[derive(Debug)]
+struct PortClaim {
+    ports: ForwardPorts,
+    port: u16,
+}
+
+impl ForwardPorts {
+    /// Claim `port` for `owner`: fine if free or already `owner`'s.
+    fn claim(&self, port: u16, owner: &str) -> Result<PortClaim, ForwardError> {
+        let mut held = self.held.lock().map_err(|_| ForwardError::PortHeld)?;
+        match held.get_mut(&port) {
+            Some((o, n)) if o == owner => *n += 1,
+            Some(_) => return Err(ForwardError::PortHeld),
+            None => {
+                held.insert(port, (owner.to_string(), 1));
+            }
+        }
+        Ok(PortClaim {
+            ports: self.clone(),
+            port,
+        })
+    }
+}
+
+impl Drop for PortClaim {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.ports.held.lock()
+            && let Some((_, n)) = held.get_mut(&self.port)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.port);
+            }
+        }
+    }
+}
+
+/// Tries for a server-chosen port (0) that no other key holds.
+const PICK_ATTEMPTS: usize = 16;
+
 /// The remote-forward listeners of one session, keyed by the (address, port)
 /// the client asked for.
-#[derive(Default)]
 pub(crate) struct RemoteForwards {
+    ports: ForwardPorts,
     listeners: HashMap<(String, u32), JoinHandle<()>>,
 }
 
+/// A bound listener and its claim on the port. Fields drop in order: the
+/// socket is closed before the port is offered to other keys.
+struct Held {
+    listener: TcpListener,
+    _claim: PortClaim,
+}
+
 impl RemoteForwards {
-    /// Bind a listener and start serving it. Returns the bound port.
+    pub(crate) fn new(ports: ForwardPorts) -> Self {
+        RemoteForwards {
+            ports,
+            listeners: HashMap::new(),
+        }
+    }
+
+    /// Bind a listener on `bind_ip:port` for key `owner` and start serving
+    /// it. Returns the bound port.
     pub(crate) async fn start(
         &mut self,
         requested_addr: &str,
-        bind_ip: &str,
-        port: u32,
+        bind_ip: IpAddr,
+        port: u16,
+        owner: &str,
         handle: russh::server::Handle,
-    ) -> std::io::Result<u32> {
-        let port16 = u16::try_from(port).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "port out of range")
-        })?;
-        let listener = TcpListener::bind((bind_ip, port16)).await?;
-        let bound = u32::from(listener.local_addr()?.port());
+    ) -> Result<u32, ForwardError> {
+        if port != 0
+            && self
+                .listeners
+                .contains_key(&(requested_addr.to_string(), port.into()))
+        {
+            return Err(ForwardError::Duplicate);
+        }
+        let (listener, claim) = if port == 0 {
+            self.bind_any(bind_ip, owner).await?
+        } else {
+            // Claim first, so the port is never bound for a squatter even
+            // for a moment.
+            let claim = self.ports.claim(port, owner)?;
+            let listener = TcpListener::bind((bind_ip, port))
+                .await
+                .map_err(|e| ForwardError::Bind(e.kind()))?;
+            (listener, claim)
+        };
+        let bound = u32::from(claim.port);
         let key = (requested_addr.to_string(), bound);
         if self.listeners.contains_key(&key) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                "already forwarded",
-            ));
+            return Err(ForwardError::Duplicate);
         }
         let addr = requested_addr.to_string();
-        let task = tokio::spawn(serve(listener, addr, bound, handle));
+        let held = Held {
+            listener,
+            _claim: claim,
+        };
+        let task = tokio::spawn(serve(held, addr, bound, handle));
         self.listeners.insert(key, task);
         Ok(bound)
+    }
+
+    /// Let the system pick a port, skipping ports another key holds.
+    async fn bind_any(
+        &self,
+        bind_ip: IpAddr,
+        owner: &str,
+    ) -> Result<(TcpListener, PortClaim), ForwardError> {
+        let mut last = ForwardError::PortHeld;
+        for _ in 0..PICK_ATTEMPTS {
+            let listener = TcpListener::bind((bind_ip, 0))
+                .await
+                .map_err(|e| ForwardError::Bind(e.kind()))?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| ForwardError::Bind(e.kind()))?
+                .port();
+            match self.ports.claim(port, owner) {
+                Ok(claim) => return Ok((listener, claim)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Stop one listener. False if there was none.
@@ -65,9 +186,9 @@ impl Drop for RemoteForwards {
     }
 }
 
-async fn serve(listener: TcpListener, addr: String, port: u32, handle: russh::server::Handle) {
+async fn serve(held: Held, addr: String, port: u32, handle: russh::server::Handle) {
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (stream, peer) = match held.listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 tracing::debug!(error = %e, "remote forward accept failed");
@@ -99,5 +220,26 @@ async fn serve(listener: TcpListener, addr: String, port: u32, handle: russh::se
             let mut stream = stream;
             let _ = crate::copy::splice(&mut stream, &mut channel).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_belongs_to_its_first_key_until_released() {
+        let ports = ForwardPorts::default();
+        let a1 = ports.claim(8080, "SHA256:a").unwrap();
+        let a2 = ports.claim(8080, "SHA256:a").unwrap();
+        assert!(matches!(
+            ports.claim(8080, "SHA256:b"),
+            Err(ForwardError::PortHeld)
+        ));
+        drop(a1);
+        assert!(ports.claim(8080, "SHA256:b").is_err(), "a still holds it");
+        drop(a2);
+        let _b = ports.claim(8080, "SHA256:b").unwrap();
+        assert!(ports.claim(8081, "SHA256:a").is_ok());
     }
 }

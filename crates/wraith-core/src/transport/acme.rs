@@ -257,7 +257,11 @@ impl Acme {
         // instant-acme builds its HTTPS client with rustls' default
         // provider; make it ours so it can never be ambiguous.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        std::fs::create_dir_all(&opts.cache).map_err(|e| Error::KeyFile {
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(&opts.cache).map_err(|e| Error::KeyFile {
             what: "ACME cache",
             path: opts.cache.clone(),
             flag: "--acme-cache",
@@ -394,22 +398,28 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Write a cache file (account key, certificate key, certificate) so that
+/// nothing planted in the cache directory can redirect it: the data goes to
+/// a new file with a random name, created exclusively (`O_CREAT|O_EXCL`,
+/// which never follows a symlink) with mode 0600, and is then renamed over
+/// `path` — a rename replaces a symlink at `path` itself, not its target.
 fn write_private(path: &Path, data: &[u8]) -> std::result::Result<(), String> {
     use std::io::Write as _;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        o.mode(0o600);
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = o
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.write_all(data)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".wraith-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| format!("cannot write a file in {}: {e}", dir.display()))?;
+    tmp.write_all(data)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(())
 }
 
 /// The SNI a validator sends for an identifier (RFC 8738 §6 for IPs).
@@ -526,6 +536,40 @@ async fn obtain(opts: &AcmeOptions, certs: &AcmeCerts) -> std::result::Result<Is
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn cache_files_never_follow_planted_symlinks() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        // A symlink where the file goes, and one where the old code put
+        // its temporary file.
+        let key = dir.path().join("cert.key.pem");
+        std::os::unix::fs::symlink(&victim, &key).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("cert.key.tmp")).unwrap();
+        write_private(&key, b"secret key").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let meta = std::fs::symlink_metadata(&key).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "the symlink was replaced by a file"
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&key).unwrap(), b"secret key");
+        // Writing again replaces the file; no temporary is left behind.
+        write_private(&key, b"renewed").unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), b"renewed");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with(".wraith-")),
+            "{names:?}"
+        );
+    }
 
     #[test]
     fn certificate_validity_is_read() {

@@ -49,6 +49,14 @@ const ONLINE_WAIT: Duration = Duration::from_secs(10);
 /// memory before the peer has proven anything).
 const MAX_PENDING_HANDSHAKES: usize = 128;
 
+/// SSH sessions (QUIC bidirectional streams) one connection may have open
+/// at once. Each is an SSH session that has not authenticated yet when it
+/// opens, so without a bound one handshake buys any number of them. The
+/// QUIC transport parameter stops the peer from opening more (it has to
+/// wait for credit), and the accept loop holds a slot per open session.
+/// `wraith connect` uses one stream per connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 8;
+
 /// How long one QUIC handshake may take on the server.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -90,6 +98,7 @@ fn quic_transport_config() -> QuicTransportConfig {
         .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
         .receive_window(VarInt::from_u32(RECEIVE_WINDOW))
         .send_window(SEND_WINDOW)
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS_PER_CONNECTION))
         .build()
 }
 
@@ -481,6 +490,8 @@ pub struct IrohStream {
     /// the stream. The server leaves that to the client, because one
     /// connection may carry several sessions.
     close_on_drop: bool,
+    /// The server's slot for this session on its connection.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Keeps the endpoint (its socket and relay link) alive while the
     /// session runs, even if everything else that held it is gone.
     _endpoint: Endpoint,
@@ -499,6 +510,7 @@ impl IrohStream {
             recv,
             conn,
             close_on_drop,
+            _slot: None,
             _endpoint: endpoint,
         }
     }
@@ -628,7 +640,16 @@ async fn accept_loop(
             };
             drop(permit);
             let remote = conn.remote_id().to_string();
+            let sessions = Arc::new(Semaphore::new(MAX_STREAMS_PER_CONNECTION as usize));
             loop {
+                // A peer that ignores the stream limit waits here too.
+                let slot = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    s = sessions.clone().acquire_owned() => s,
+                };
+                let Ok(slot) = slot else {
+                    return;
+                };
                 let streams = tokio::select! {
                     _ = stop.cancelled() => return,
                     s = conn.accept_bi() => s,
@@ -642,13 +663,9 @@ async fn accept_loop(
                     sni: None,
                     endpoint_id: Some(remote.clone()),
                 };
-                let stream = Box::new(IrohStream::new(
-                    endpoint.clone(),
-                    conn.clone(),
-                    send,
-                    recv,
-                    false,
-                )) as BoxStream;
+                let mut stream = IrohStream::new(endpoint.clone(), conn.clone(), send, recv, false);
+                stream._slot = Some(slot);
+                let stream = Box::new(stream) as BoxStream;
                 if tx.send((stream, peer)).await.is_err() {
                     return;
                 }
@@ -754,5 +771,53 @@ mod tests {
             let err = bad.parse::<IrohPeer>().unwrap_err().to_string();
             assert!(err.contains("IP:PORT"), "{bad}: {err}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_connection_gets_at_most_the_session_limit_at_once() {
+        let local = |opts: &mut IrohOptions| opts.bind = Some("127.0.0.1:0".parse().unwrap());
+        let mut so = IrohOptions::new(IrohRelay::Disabled);
+        local(&mut so);
+        let server = IrohEndpoint::bind(so).await.unwrap();
+        let ticket = server.ticket().await;
+        let addr = server.endpoint().addr();
+        let addr2 = addr.clone();
+        let mut acceptor = IrohAcceptor::new(server, ticket);
+        let mut co = IrohOptions::new(IrohRelay::Disabled);
+        local(&mut co);
+        let client = IrohEndpoint::bind(co).await.unwrap();
+        let conn = client.endpoint().connect(addr, IROH_ALPN).await.unwrap();
+        // Twice the limit, each stream starting the way an SSH client does.
+        let opened = MAX_STREAMS_PER_CONNECTION as usize * 2;
+        for _ in 0..opened {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                if let Ok((mut send, mut recv)) = conn.open_bi().await {
+                    let _ = send.write_all(b"SSH-2.0-probe\r\n").await;
+                    // Like an SSH client: the session ends when the
+                    // server ends it.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(30), recv.read_to_end(1024)).await;
+                    let _ = send.finish();
+                }
+            });
+        }
+        let mut sessions = Vec::new();
+        while let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(3), acceptor.accept()).await
+        {
+            sessions.push(s);
+        }
+        assert_eq!(sessions.len(), MAX_STREAMS_PER_CONNECTION as usize);
+        // The limit is per connection: another one gets its own.
+        let other = client.endpoint().connect(addr2, IROH_ALPN).await.unwrap();
+        let (mut send, _recv) = other.open_bi().await.unwrap();
+        send.write_all(b"SSH-2.0-probe\r\n").await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(10), acceptor.accept()).await;
+        assert!(
+            matches!(next, Ok(Ok(_))),
+            "a second connection got no session"
+        );
+        drop(sessions);
+        conn.close(0u32.into(), b"done");
     }
 }

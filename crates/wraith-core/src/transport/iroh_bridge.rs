@@ -4,6 +4,12 @@
 //! `--proxy socks5://…` the client runs this bridge on 127.0.0.1 and hands
 //! iroh its address; each CONNECT becomes a SOCKS5 dial (the relay's name
 //! unresolved, so DNS happens at the proxy) and then a byte splice.
+//!
+//! Any local user can connect to a loopback port, and the bridge would
+//! carry them out through the user's SOCKS5 proxy with the user's proxy
+//! credentials. So each bridge makes a random password at start and hands
+//! iroh a proxy URL that carries it (iroh sends it as `Proxy-Authorization:
+//! Basic`); a request without it gets `407` and is never dialed.
 
 use std::time::Duration;
 
@@ -11,8 +17,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use base64::Engine as _;
+use subtle::ConstantTimeEq as _;
+
 use super::proxy::{self, ProxyUrl};
 use crate::error::{Error, Result};
+
+/// The user name in the bridge's proxy URL; the password is random.
+const USER: &str = "wraith";
 
 /// Largest request head accepted from iroh.
 const MAX_HEAD: usize = 8 * 1024;
@@ -36,10 +48,20 @@ impl ConnectBridge {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::io("cannot start the SOCKS5 bridge for iroh (--proxy)", e))?;
-        let url = url::Url::parse(&format!("http://{addr}")).map_err(|e| Error::Transport {
-            server: "iroh".into(),
-            reason: format!("cannot start the SOCKS5 bridge for iroh (--proxy): {e}"),
+        let password: String = rand::random::<[u8; 32]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let url = url::Url::parse(&format!("http://{USER}:{password}@{addr}")).map_err(|e| {
+            Error::Transport {
+                server: "iroh".into(),
+                reason: format!("cannot start the SOCKS5 bridge for iroh (--proxy): {e}"),
+            }
         })?;
+        let credentials = std::sync::Arc::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"))
+        ));
         let stop = CancellationToken::new();
         let token = stop.clone();
         tokio::spawn(async move {
@@ -53,10 +75,11 @@ impl ConnectBridge {
                 };
                 let socks = socks.clone();
                 let token = token.clone();
+                let credentials = credentials.clone();
                 tokio::spawn(async move {
                     tokio::select! {
                         _ = token.cancelled() => {}
-                        _ = serve(conn, &socks) => {}
+                        _ = serve(conn, &socks, &credentials) => {}
                     }
                 });
             }
@@ -64,7 +87,7 @@ impl ConnectBridge {
         Ok(ConnectBridge { url, stop })
     }
 
-    /// The proxy URL to give iroh.
+    /// The proxy URL to give iroh, with the bridge's password in it.
     pub(crate) fn url(&self) -> url::Url {
         self.url.clone()
     }
@@ -76,11 +99,20 @@ impl Drop for ConnectBridge {
     }
 }
 
-async fn serve(mut conn: TcpStream, socks: &ProxyUrl) {
+async fn serve(mut conn: TcpStream, socks: &ProxyUrl, credentials: &str) {
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn)).await {
         Ok(Some(h)) => h,
         _ => return,
     };
+    if !authorized(&head, credentials) {
+        let _ = conn
+            .write_all(
+                b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+                  Proxy-Authenticate: Basic realm=\"wraith\"\r\nContent-Length: 0\r\n\r\n",
+            )
+            .await;
+        return;
+    }
     let Some((host, port)) = parse_connect(&head) else {
         let _ = conn
             .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
@@ -124,6 +156,20 @@ async fn read_head(conn: &mut TcpStream) -> Option<Vec<u8>> {
     None
 }
 
+/// Whether the request head carries `Proxy-Authorization: <credentials>`
+/// (compared in constant time).
+fn authorized(head: &[u8], credentials: &str) -> bool {
+    let Ok(text) = std::str::from_utf8(head) else {
+        return false;
+    };
+    text.split("\r\n").skip(1).any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("proxy-authorization")
+                && bool::from(value.trim().as_bytes().ct_eq(credentials.as_bytes()))
+        })
+    })
+}
+
 /// `CONNECT host:port HTTP/1.x` → (host, port); IPv6 hosts in brackets.
 pub(crate) fn parse_connect(head: &[u8]) -> Option<(String, u16)> {
     let text = std::str::from_utf8(head).ok()?;
@@ -155,6 +201,63 @@ pub(crate) fn parse_connect(head: &[u8]) -> Option<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn ask(bridge: &url::Url, authorization: Option<&str>) -> String {
+        let addr = format!("{}:{}", bridge.host_str().unwrap(), bridge.port().unwrap());
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut req =
+            "CONNECT relay.example:443 HTTP/1.1\r\nHost: relay.example:443\r\n".to_string();
+        if let Some(a) = authorization {
+            req.push_str(&format!("Proxy-Authorization: {a}\r\n"));
+        }
+        req.push_str("\r\n");
+        c.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn only_the_bridges_own_process_gets_through() {
+        // The upstream "SOCKS5 proxy": records that it was reached, then
+        // hangs up (so the bridge answers 502).
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socks: ProxyUrl = format!("socks5://{}", upstream.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let bridge = ConnectBridge::start(socks).await.unwrap();
+        let url = bridge.url();
+        assert_eq!(url.username(), USER);
+        let password = url.password().unwrap().to_string();
+        assert_eq!(password.len(), 64);
+        let basic = |user: &str, pass: &str| {
+            let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            format!("Basic {b}")
+        };
+
+        // Another local process: no password, a wrong one, the right user
+        // with a guessed password.
+        for auth in [None, Some(basic(USER, "guess")), Some(basic(USER, ""))] {
+            let answer = ask(&url, auth.as_deref()).await;
+            assert!(answer.starts_with("HTTP/1.1 407 "), "{auth:?}: {answer}");
+        }
+        let reached = tokio::time::timeout(Duration::from_millis(300), upstream.accept()).await;
+        assert!(reached.is_err(), "a foreign connection reached the proxy");
+
+        // iroh, with the URL it was given.
+        let own = tokio::spawn({
+            let url = url.clone();
+            let auth = basic(USER, &password);
+            async move { ask(&url, Some(&auth)).await }
+        });
+        let (conn, _) = tokio::time::timeout(Duration::from_secs(5), upstream.accept())
+            .await
+            .expect("the bridge dials the proxy for its own process")
+            .unwrap();
+        drop(conn);
+        let answer = own.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+    }
 
     #[test]
     fn connect_lines_parse() {

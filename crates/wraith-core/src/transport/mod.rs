@@ -113,11 +113,15 @@ impl PeerInfo {
         }
     }
 
-    /// What per-peer limits count by: the IP address, or the endpoint id.
-    pub(crate) fn limit_key(&self) -> Option<String> {
+    /// What per-source limits count by: the source network of the IP
+    /// address (see [`crate::limits::NetBlock`]), or the endpoint id.
+    pub(crate) fn limit_key(
+        &self,
+        block: &crate::limits::NetBlock,
+    ) -> Option<crate::limits::SourceKey> {
         match (self.remote_addr, &self.endpoint_id) {
-            (Some(a), _) => Some(a.ip().to_string()),
-            (None, Some(id)) => Some(format!("iroh:{id}")),
+            (Some(a), _) => Some(crate::limits::SourceKey::Net(block.source_of(a.ip()))),
+            (None, Some(id)) => Some(crate::limits::SourceKey::Endpoint(id.clone())),
             (None, None) => None,
         }
     }

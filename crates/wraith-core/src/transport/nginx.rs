@@ -13,11 +13,6 @@
 /// The version string nginx puts in `Server:` and error pages.
 pub(crate) const SERVER: &str = "nginx/1.22.1";
 
-/// nginx's `large_client_header_buffers 4 8k`: longest request or header line.
-const MAX_LINE: usize = 8 * 1024;
-/// All header lines together.
-const MAX_HEAD: usize = 4 * MAX_LINE;
-
 /// What the decoy wants done next.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -35,12 +30,169 @@ enum Body {
     Chunked,
 }
 
-/// One connection's HTTP/1.x state.
-#[derive(Debug, Default)]
+/// One connection's HTTP/1.x state. Every byte is looked at once (a
+/// request head is parsed line by line as lines complete), and at most one
+/// request head is held: nginx's header buffers bound it, see
+/// [`HeaderBuffers`].
+#[derive(Debug)]
 pub(crate) struct Decoy {
+    /// Bytes received and not yet consumed: the request head in progress,
+    /// and whatever followed it in the same reads.
     buf: Vec<u8>,
     /// The body of the last request, still to be skipped.
     discard: Discard,
+    /// How far the head in `buf` has been parsed.
+    head: Head,
+    /// nginx's header buffers as this request uses them.
+    buffers: HeaderBuffers,
+    /// Requests answered on this connection (`keepalive_requests`).
+    answered: u32,
+    /// The next answer closes the connection (`keepalive_time` is up).
+    last: bool,
+    /// A byte arrived since the last answer: nginx's header timer runs.
+    started: bool,
+}
+
+impl Default for Decoy {
+    fn default() -> Self {
+        Decoy {
+            buf: Vec::new(),
+            discard: Discard::Nothing,
+            head: Head::default(),
+            buffers: HeaderBuffers::new(),
+            answered: 0,
+            last: false,
+            started: false,
+        }
+    }
+}
+
+/// nginx's `client_header_buffer_size 1k`: the buffer a request head is
+/// first read into.
+const FIRST_BUFFER: usize = 1024;
+/// nginx's `large_client_header_buffers 4 8k`: a request line or header
+/// line longer than one of these is refused (414 or 494), and so is a head
+/// that needs more than four of them after the first buffer.
+const LARGE_BUFFER: usize = 8 * 1024;
+/// See [`LARGE_BUFFER`].
+const LARGE_BUFFERS: usize = 4;
+/// nginx's `keepalive_requests 1000`: the 1000th answer on a connection
+/// says `Connection: close` and closes it.
+pub(crate) const KEEPALIVE_REQUESTS: u32 = 1000;
+
+/// How nginx (`ngx_http_alloc_large_header_buffer`) stores a request head:
+/// it reads into a 1 KiB buffer; when a buffer fills in the middle of a
+/// line, that partial line is copied into a fresh 8 KiB buffer (refused if
+/// it already holds 8 KiB, or if four were used); blank lines before a
+/// request just restart the buffer. Modelling this exactly makes the decoy
+/// refuse the same heads nginx refuses, and bounds what it holds to about
+/// 33 KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeaderBuffers {
+    /// Free bytes in the current buffer.
+    room: usize,
+    /// Size of the current buffer.
+    cap: usize,
+    /// Large buffers taken.
+    large: usize,
+}
+
+impl HeaderBuffers {
+    fn new() -> Self {
+        HeaderBuffers {
+            room: FIRST_BUFFER,
+            cap: FIRST_BUFFER,
+            large: 0,
+        }
+    }
+
+    /// A pipelined request continues in the buffer the last one ended in;
+    /// nginx keeps that one large buffer and frees the others.
+    fn pipelined(self) -> Self {
+        HeaderBuffers {
+            large: self.large.min(1),
+            ..self
+        }
+    }
+
+    /// `n` blank-line bytes before a request line.
+    fn skip_blank(&mut self, mut n: usize) {
+        while n > 0 {
+            if self.room == 0 {
+                // "the client fills up the buffer with \r\n": start over.
+                self.room = self.cap;
+            }
+            let t = n.min(self.room);
+            self.room -= t;
+            n -= t;
+        }
+    }
+
+    /// Store `len` bytes of one line (its LF among them if `complete`);
+    /// false when nginx would refuse the head.
+    fn place(&mut self, len: usize, complete: bool, request_line: bool) -> bool {
+        if len == 0 {
+            return true;
+        }
+        if self.room == 0 {
+            // Full at a line boundary: the request line starts the buffer
+            // over (it held only blank lines), a header needs a new one.
+            if request_line {
+                self.room = self.cap;
+            } else if !self.grow(0) {
+                return false;
+            }
+        }
+        let mut held = 0;
+        let mut rest = len;
+        // A buffer that fills before the line's LF has to be replaced.
+        while rest > self.room || (!complete && rest == self.room) {
+            held += self.room;
+            rest -= self.room;
+            if !self.grow(held) {
+                return false;
+            }
+        }
+        self.room -= rest;
+        true
+    }
+
+    /// Move to a new large buffer holding `partial` bytes of a line.
+    fn grow(&mut self, partial: usize) -> bool {
+        if partial >= LARGE_BUFFER || self.large >= LARGE_BUFFERS {
+            return false;
+        }
+        self.large += 1;
+        self.cap = LARGE_BUFFER;
+        self.room = LARGE_BUFFER - partial;
+        true
+    }
+}
+
+/// How far a request head has been parsed (offsets into `Decoy::buf`).
+#[derive(Debug, Default)]
+struct Head {
+    /// Start of the line being received.
+    line_start: usize,
+    /// Bytes before this were already searched for LF.
+    scanned: usize,
+    /// Bytes of the request line whose method characters were checked.
+    method_checked: usize,
+    /// The request line, once complete.
+    request: Option<RequestLine>,
+    fields: Fields,
+}
+
+/// The headers the decoy's answer depends on.
+#[derive(Debug, Default)]
+struct Fields {
+    host: Option<Vec<u8>>,
+    content_length: Option<u64>,
+    transfer_encoding: Option<Vec<u8>>,
+    connection: Vec<u8>,
+    user_agent: Vec<u8>,
+    accept_encoding: Vec<u8>,
+    via: bool,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -60,15 +212,32 @@ enum ChunkState {
 }
 
 impl Decoy {
-    /// Add received bytes.
+    /// Add received bytes. Feed at most one read's worth before calling
+    /// [`Decoy::step`] until it says [`Step::NeedMore`]: that keeps what is
+    /// held bounded.
     pub(crate) fn feed(&mut self, data: &[u8]) {
+        if !data.is_empty() {
+            self.started = true;
+        }
         self.buf.extend_from_slice(data);
     }
 
     /// True when no request is partly received (the next wait is a
-    /// keep-alive wait rather than a header wait).
+    /// keep-alive wait rather than a header wait). Blank lines count as a
+    /// started request, as in nginx: they do not restart its timer.
     pub(crate) fn idle(&self) -> bool {
-        self.buf.is_empty() && self.discard == Discard::Nothing
+        !self.started && self.discard == Discard::Nothing
+    }
+
+    /// Make the next answer the last one (nginx's `keepalive_time`).
+    pub(crate) fn close_after_next(&mut self) {
+        self.last = true;
+    }
+
+    /// Bytes held, for tests of the bound.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.buf.len()
     }
 
     /// Process what has been fed; `date` is the HTTP date for headers.
@@ -76,12 +245,16 @@ impl Decoy {
         if !self.skip_body() {
             return Step::NeedMore;
         }
-        match parse(&self.buf) {
+        match self.parse() {
             Parsed::Incomplete => Step::NeedMore,
-            Parsed::Reject { status, http09 } => Step::Send {
-                bytes: response(status, http09, false, false, false, date),
-                close: true,
-            },
+            Parsed::Reject { status, http09 } => {
+                // Nothing more is parsed on this connection.
+                self.buf = Vec::new();
+                Step::Send {
+                    bytes: response(status, http09, false, false, false, date),
+                    close: true,
+                }
+            }
             Parsed::Request {
                 consumed,
                 head,
@@ -91,6 +264,15 @@ impl Decoy {
                 gzip,
             } => {
                 self.buf.drain(..consumed);
+                self.head = Head::default();
+                self.buffers = if self.buf.is_empty() {
+                    HeaderBuffers::new()
+                } else {
+                    self.buffers.pipelined()
+                };
+                self.started = !self.buf.is_empty();
+                self.answered = self.answered.saturating_add(1);
+                let keep_alive = keep_alive && !self.last && self.answered < KEEPALIVE_REQUESTS;
                 self.discard = match body {
                     Body::None => Discard::Nothing,
                     Body::Length(n) => Discard::Bytes(n),
@@ -106,6 +288,133 @@ impl Decoy {
                     close: !keep_alive,
                 }
             }
+        }
+    }
+
+    /// Parse the lines of the head that have arrived, each once.
+    fn parse(&mut self) -> Parsed {
+        loop {
+            if self.head.request.is_none() && self.head.line_start == 0 {
+                // Empty lines before a request are skipped, and not kept.
+                let blank = self
+                    .buf
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+                if blank > 0 {
+                    self.buf.drain(..blank);
+                    self.buffers.skip_blank(blank);
+                    self.head.scanned = 0;
+                    self.head.method_checked = 0;
+                }
+                if self.buf.is_empty() {
+                    return Parsed::Incomplete;
+                }
+            }
+            let start = self.head.line_start;
+            let from = self.head.scanned.max(start);
+            let request_line = self.head.request.is_none();
+            let Some(lf) = self.buf[from..].iter().position(|&b| b == b'\n') else {
+                self.head.scanned = self.buf.len();
+                return self.incomplete_line();
+            };
+            let end = from + lf + 1;
+            if !self.buffers.place(end - start, true, request_line) {
+                // A buffer filled before this line's LF.
+                if request_line {
+                    let seen = &self.buf[start..end.min(start + LARGE_BUFFER)];
+                    return reject(check_line_prefix(seen).unwrap_or(414));
+                }
+                return reject(494);
+            }
+            let raw = &self.buf[start..end - 1];
+            let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+            self.head.line_start = end;
+            self.head.scanned = end;
+            if request_line {
+                match request_line_of(line) {
+                    Ok(r) => self.head.request = Some(r),
+                    Err(e) => return e,
+                }
+                continue;
+            }
+            if line.is_empty() {
+                return self.finish(end);
+            }
+            if let Err(e) = header(&mut self.head.fields, line) {
+                return e;
+            }
+        }
+    }
+
+    /// The line in progress has no LF yet: refuse it as soon as nginx
+    /// would (a bad method byte, a full buffer), else wait.
+    fn incomplete_line(&mut self) -> Parsed {
+        let start = self.head.line_start;
+        let len = self.buf.len() - start;
+        let request_line = self.head.request.is_none();
+        if request_line && self.head.method_checked < LARGE_BUFFER {
+            // Checked once per byte; nginx sees no more than a buffer.
+            let upto = len.min(LARGE_BUFFER);
+            let from = self.head.method_checked.min(upto);
+            if let Some(status) = check_line_prefix(&self.buf[start + from..start + upto]) {
+                return reject(status);
+            }
+            if self.buf[start + from..start + upto].contains(&b' ') {
+                // The method is complete; the rest waits for the LF.
+                self.head.method_checked = LARGE_BUFFER;
+            } else {
+                self.head.method_checked = upto;
+            }
+        }
+        let mut buffers = self.buffers;
+        if !buffers.place(len, false, request_line) {
+            return reject(if request_line { 414 } else { 494 });
+        }
+        Parsed::Incomplete
+    }
+
+    /// The head ended at `consumed`: judge it as nginx would.
+    fn finish(&mut self, consumed: usize) -> Parsed {
+        let Some(req) = &self.head.request else {
+            return reject(400);
+        };
+        let f = &mut self.head.fields;
+        if req.minor_11 && f.host.is_none() {
+            return reject(400);
+        }
+        let mut body = match f.content_length {
+            Some(0) | None => Body::None,
+            Some(n) => Body::Length(n),
+        };
+        if let Some(te) = f.transfer_encoding.take() {
+            if !req.minor_11 {
+                return reject(400);
+            }
+            if te != b"chunked" {
+                return reject(501);
+            }
+            if f.content_length.is_some() {
+                return reject(400);
+            }
+            body = Body::Chunked;
+        }
+        let keep_alive = if contains(&f.connection, b"close") {
+            false
+        } else if contains(&f.connection, b"keep-alive") {
+            true
+        } else {
+            req.minor_11
+        };
+        Parsed::Request {
+            consumed,
+            head: req.head,
+            keep_alive,
+            body,
+            padding: wants_padding(&f.user_agent),
+            // Debian's nginx.conf has `gzip on` (gzip_http_version 1.1,
+            // gzip_proxied off: nothing for requests with Via).
+            gzip: req.minor_11 && !f.via && accepts_gzip(&f.accept_encoding),
         }
     }
 
@@ -185,7 +494,7 @@ fn skip_chunked(state: &mut ChunkState, buf: &mut Vec<u8>) -> Option<bool> {
             }
             ChunkState::Trailer => {
                 let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
-                    return (buf.len() < MAX_LINE).then_some(false);
+                    return (buf.len() < LARGE_BUFFER).then_some(false);
                 };
                 let empty = buf[..lf].iter().all(|&b| b == b'\r');
                 buf.drain(..=lf);
@@ -221,147 +530,60 @@ fn reject(status: u16) -> Parsed {
     }
 }
 
-/// Parse one request from the start of `buf`, as nginx's
-/// `ngx_http_parse_request_line` / `ngx_http_parse_header_line` would judge it.
-fn parse(buf: &[u8]) -> Parsed {
-    // Empty lines before a request are skipped.
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let rest = &buf[start..];
-    if rest.is_empty() {
-        return Parsed::Incomplete;
-    }
-    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-        return match check_line_prefix(rest) {
-            Some(status) => reject(status),
-            None if rest.len() >= MAX_LINE => reject(414),
-            None => Parsed::Incomplete,
-        };
+/// One header line, as nginx's `ngx_http_parse_header_line` and the
+/// header handlers judge it.
+fn header(f: &mut Fields, line: &[u8]) -> Result<(), Parsed> {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return Err(reject(400));
     };
-    if lf + 1 > MAX_LINE {
-        return check_line_prefix(rest).map_or_else(|| reject(414), reject);
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.is_empty() || name.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return Err(reject(400));
     }
-    let line = rest[..lf].strip_suffix(b"\r").unwrap_or(&rest[..lf]);
-    let req = match request_line(line) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let mut pos = start + lf + 1;
-    let mut host: Option<Vec<u8>> = None;
-    let mut content_length: Option<u64> = None;
-    let mut transfer_encoding: Option<Vec<u8>> = None;
-    let mut connection = Vec::new();
-    let mut user_agent = Vec::new();
-    let mut accept_encoding = Vec::new();
-    let mut via = false;
-    loop {
-        let rest = &buf[pos..];
-        let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-            if rest.len() > MAX_LINE || pos + rest.len() > MAX_HEAD + start {
-                return reject(494);
+    if value.contains(&0) {
+        return Err(reject(400));
+    }
+    // ignore_invalid_headers: names with other characters are dropped.
+    if !name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') {
+        return Ok(());
+    }
+    let value = trim(value);
+    match name.to_ascii_lowercase().as_slice() {
+        b"host" => {
+            if f.host.is_some() {
+                return Err(reject(400));
             }
-            return Parsed::Incomplete;
-        };
-        if lf > MAX_LINE {
-            return reject(494);
-        }
-        let line = rest[..lf].strip_suffix(b"\r").unwrap_or(&rest[..lf]);
-        pos += lf + 1;
-        if line.is_empty() {
-            break;
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return reject(400);
-        };
-        let (name, value) = (&line[..colon], &line[colon + 1..]);
-        if name.is_empty() || name.iter().any(|&b| b <= b' ' || b == 0x7f) {
-            return reject(400);
-        }
-        if value.contains(&0) {
-            return reject(400);
-        }
-        // ignore_invalid_headers: names with other characters are dropped.
-        if !name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') {
-            continue;
-        }
-        let value = trim(value);
-        match name.to_ascii_lowercase().as_slice() {
-            b"host" => {
-                if host.is_some() {
-                    return reject(400);
-                }
-                match valid_host(value) {
-                    Some(h) => host = Some(h),
-                    None => return reject(400),
-                }
+            match valid_host(value) {
+                Some(h) => f.host = Some(h),
+                None => return Err(reject(400)),
             }
-            b"content-length" => {
-                if content_length.is_some() {
-                    return reject(400);
-                }
-                let n = std::str::from_utf8(value)
-                    .ok()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|s| s.parse::<u64>().ok());
-                match n {
-                    Some(n) => content_length = Some(n),
-                    None => return reject(400),
-                }
+        }
+        b"content-length" => {
+            if f.content_length.is_some() {
+                return Err(reject(400));
             }
-            b"transfer-encoding" => {
-                if transfer_encoding.is_some() {
-                    return reject(400);
-                }
-                transfer_encoding = Some(value.to_ascii_lowercase());
+            let n = std::str::from_utf8(value)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok());
+            match n {
+                Some(n) => f.content_length = Some(n),
+                None => return Err(reject(400)),
             }
-            b"connection" => connection = value.to_ascii_lowercase(),
-            b"user-agent" => user_agent = value.to_vec(),
-            b"accept-encoding" => accept_encoding = value.to_ascii_lowercase(),
-            b"via" => via = true,
-            _ => {}
         }
-    }
-    if pos - start > MAX_HEAD {
-        return reject(494);
-    }
-    if req.minor_11 && host.is_none() {
-        return reject(400);
-    }
-    let mut body = match content_length {
-        Some(0) | None => Body::None,
-        Some(n) => Body::Length(n),
-    };
-    if let Some(te) = transfer_encoding {
-        if !req.minor_11 {
-            return reject(400);
+        b"transfer-encoding" => {
+            if f.transfer_encoding.is_some() {
+                return Err(reject(400));
+            }
+            f.transfer_encoding = Some(value.to_ascii_lowercase());
         }
-        if te != b"chunked" {
-            return reject(501);
-        }
-        if content_length.is_some() {
-            return reject(400);
-        }
-        body = Body::Chunked;
+        b"connection" => f.connection = value.to_ascii_lowercase(),
+        b"user-agent" => f.user_agent = value.to_vec(),
+        b"accept-encoding" => f.accept_encoding = value.to_ascii_lowercase(),
+        b"via" => f.via = true,
+        _ => {}
     }
-    let keep_alive = if contains(&connection, b"close") {
-        false
-    } else if contains(&connection, b"keep-alive") {
-        true
-    } else {
-        req.minor_11
-    };
-    Parsed::Request {
-        consumed: pos,
-        head: req.head,
-        keep_alive,
-        body,
-        padding: wants_padding(&user_agent),
-        // Debian's nginx.conf has `gzip on` (gzip_http_version 1.1,
-        // gzip_proxied off: nothing for requests with Via).
-        gzip: req.minor_11 && !via && accepts_gzip(&accept_encoding),
-    }
+    Ok(())
 }
 
 /// nginx's `ngx_http_gzip_accept_encoding`: a `gzip` token whose q is not 0
@@ -460,6 +682,7 @@ fn valid_host(h: &[u8]) -> Option<Vec<u8>> {
     Some(h.to_ascii_lowercase())
 }
 
+#[derive(Debug)]
 struct RequestLine {
     head: bool,
     /// HTTP/1.1 or later (keep-alive by default, Host required).
@@ -480,7 +703,7 @@ fn check_line_prefix(line: &[u8]) -> Option<u16> {
     None
 }
 
-fn request_line(line: &[u8]) -> Result<RequestLine, Parsed> {
+fn request_line_of(line: &[u8]) -> Result<RequestLine, Parsed> {
     let bad = || reject(400);
     let sp = line.iter().position(|&b| b == b' ').ok_or_else(bad)?;
     let method = &line[..sp];
@@ -821,6 +1044,153 @@ mod tests {
         assert!(r.contains("Content-Length: 233\r\n"), "{r}");
         assert!(r.contains("<center>Request Header Or Cookie Too Large</center>"));
         assert!(close);
+    }
+
+    /// A request as the nginx experiments sent it: a request line of
+    /// `line` bytes (CRLF included), Host, Connection: close, then `n`
+    /// headers of `len` bytes each.
+    fn sized_request(line: usize, len: usize, n: usize) -> Vec<u8> {
+        let mut r = b"GET /".to_vec();
+        r.extend(std::iter::repeat_n(b'a', line - 16));
+        r.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n");
+        for i in 0..n {
+            let name = format!("X-{i}: ");
+            r.extend_from_slice(name.as_bytes());
+            r.extend(std::iter::repeat_n(b'b', len - name.len() - 2));
+            r.extend_from_slice(b"\r\n");
+        }
+        r.extend_from_slice(b"\r\n");
+        r
+    }
+
+    #[test]
+    fn header_buffers_refuse_what_nginx_refuses() {
+        // Each boundary was found against nginx 1.22 (the e2e test
+        // `stealth_answers_like_nginx` keeps some of them checked).
+        let cases = [
+            (8192, 100, 1, "404"),
+            (8193, 100, 1, "414"),
+            (100, 8192, 3, "404"),
+            (100, 8192, 4, "400"),
+            (100, 8191, 3, "404"),
+            (100, 8191, 4, "400"),
+            (100, 8193, 1, "400"),
+            (100, 100, 332, "404"),
+            (100, 100, 333, "400"),
+            (1000, 100, 324, "404"),
+            (1000, 100, 325, "400"),
+            (100, 4000, 8, "404"),
+            (100, 4000, 9, "400"),
+        ];
+        for (line, len, n, want) in cases {
+            let req = sized_request(line, len, n);
+            let (text, close) = answer(&req);
+            let got = text.split(' ').nth(1).unwrap_or("");
+            assert_eq!(got, want, "line {line}, {n} headers of {len}");
+            assert!(close);
+            if want == "400" {
+                assert!(
+                    text.contains("Request Header Or Cookie Too Large"),
+                    "{text}"
+                );
+            }
+            // Byte by byte, the answer is the same.
+            let mut d = Decoy::default();
+            let mut dripped = None;
+            for b in &req {
+                d.feed(std::slice::from_ref(b));
+                if let Step::Send { bytes, .. } = d.step(D) {
+                    dripped = Some(bytes);
+                    break;
+                }
+                assert!(d.held() <= FIRST_BUFFER + LARGE_BUFFERS * LARGE_BUFFER);
+            }
+            let dripped = String::from_utf8(dripped.expect("an answer")).unwrap();
+            assert_eq!(
+                dripped.split(' ').nth(1),
+                Some(want),
+                "dripped: line {line}, {n} headers of {len}"
+            );
+        }
+        // Blank lines before the request move where nginx's first buffer
+        // ends (each case checked against nginx too).
+        for (blank, line, len, n, want) in [
+            (1000, 1000, 100, 325, "400"),
+            (1022, 100, 8192, 3, "400"),
+            (1024, 1000, 100, 324, "404"),
+            (5000, 8192, 100, 1, "404"),
+        ] {
+            let mut req = b"\r\n".repeat(blank / 2);
+            req.extend(sized_request(line, len, n));
+            assert_eq!(
+                status(&req).split(' ').nth(1),
+                Some(want),
+                "{blank} blank bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flood_of_blank_lines_is_read_and_dropped() {
+        // nginx keeps reading blank lines (and closes at its header
+        // timeout, which stealth.rs keeps); none of them is kept here, and
+        // each byte is looked at once: 20 MiB take well under a second.
+        let mut d = Decoy::default();
+        let chunk = b"\r\n".repeat(2048);
+        let started = std::time::Instant::now();
+        for _ in 0..(20 << 20) / chunk.len() {
+            d.feed(&chunk);
+            assert_eq!(d.step(D), Step::NeedMore);
+            assert_eq!(d.held(), 0);
+            assert!(!d.idle(), "blank lines do not restart the header timer");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        d.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(matches!(d.step(D), Step::Send { close: false, .. }));
+        assert!(d.idle());
+    }
+
+    #[test]
+    fn a_long_header_sent_byte_by_byte_is_held_within_the_buffers() {
+        let mut d = Decoy::default();
+        d.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX: ");
+        assert_eq!(d.step(D), Step::NeedMore);
+        for _ in 0..LARGE_BUFFER {
+            d.feed(b"a");
+            if let Step::Send { bytes, close } = d.step(D) {
+                assert!(close);
+                assert!(bytes.starts_with(b"HTTP/1.1 400 Bad Request"));
+                return;
+            }
+            assert!(d.held() <= LARGE_BUFFER + FIRST_BUFFER);
+        }
+        panic!("an 8 KiB header line was not refused");
+    }
+
+    #[test]
+    fn the_thousandth_request_closes_like_keepalive_requests() {
+        let mut d = Decoy::default();
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for i in 1..=KEEPALIVE_REQUESTS {
+            d.feed(req);
+            match d.step(D) {
+                Step::Send { bytes, close } => {
+                    let last = i == KEEPALIVE_REQUESTS;
+                    assert_eq!(close, last, "request {i}");
+                    let want: &[u8] = if last {
+                        b"Connection: close"
+                    } else {
+                        b"Connection: keep-alive"
+                    };
+                    assert!(bytes.windows(want.len()).any(|w| w == want), "request {i}");
+                }
+                s => panic!("request {i}: {s:?}"),
+            }
+        }
+        let mut d = Decoy::default();
+        d.close_after_next();
+        d.feed(req);
+        assert!(matches!(d.step(D), Step::Send { close: true, .. }));
     }
 
     #[test]

@@ -254,6 +254,18 @@ pub struct ServerTransportOptions {
     /// Stealth: time for the handshake and the first request
     /// (`--stealth-timeout`, default 60 s like nginx).
     pub stealth_timeout: Duration,
+    /// Stealth: the fallback relay closes a connection idle this long
+    /// either way (`--stealth-fallback-idle-timeout`, default 60 s).
+    pub stealth_fallback_idle_timeout: Duration,
+    /// TLS: handshakes, stealth sniffs, decoy and fallback sessions in
+    /// progress at once (`--max-tls-handshakes`, default 1024).
+    pub max_tls_handshakes: usize,
+    /// TLS: the same for one source network
+    /// (`--per-source-max-tls-handshakes`, default 64; 0 = no cap).
+    pub per_source_max_tls_handshakes: usize,
+    /// What counts as one source network (`--per-source-net-block-size`,
+    /// default 32:64).
+    pub net_block: crate::limits::NetBlock,
     /// ACME: domain names to get a certificate for (`--acme-domain`).
     pub acme_domains: Vec<String>,
     /// ACME: IP addresses to get a certificate for (`--acme-ip`).
@@ -281,6 +293,10 @@ impl Default for ServerTransportOptions {
             stealth: false,
             stealth_fallback: None,
             stealth_timeout: Duration::from_secs(60),
+            stealth_fallback_idle_timeout: Duration::from_secs(60),
+            max_tls_handshakes: 1024,
+            per_source_max_tls_handshakes: 64,
+            net_block: crate::limits::NetBlock::default(),
             acme_domains: Vec::new(),
             acme_ips: Vec::new(),
             acme_email: None,
@@ -423,10 +439,14 @@ impl ServerTransportOptions {
             _ => self.acme_source()?,
         };
         let mut opts = TlsServerOptions::new(source);
+        opts.max_handshakes = self.max_tls_handshakes.max(1);
+        opts.max_handshakes_per_source = self.per_source_max_tls_handshakes;
+        opts.net_block = self.net_block;
         if self.stealth {
             opts.stealth = Some(StealthOptions {
                 fallback: self.stealth_fallback.clone(),
                 header_timeout: self.stealth_timeout,
+                fallback_idle_timeout: self.stealth_fallback_idle_timeout,
                 ..Default::default()
             });
         }

@@ -161,13 +161,37 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Longest host name we dial: a DNS name is at most 253 characters (255
+/// bytes on the wire), and SOCKS5 carries at most 255.
+const MAX_HOST_LEN: usize = 253;
+
+/// Whether `host` may be dialed: an IP address (IPv6 without brackets) or a
+/// DNS name in ASCII (IDNA A-labels), at most [`MAX_HOST_LEN`] characters
+/// of letters, digits, `-`, `.`, `_`, plus `:` and `%` for IPv6 literals
+/// and their zone. Anything else — CR, LF, spaces, other control
+/// characters, brackets, `/`, `@` — could end or extend an HTTP CONNECT
+/// line, or mean something else to a resolver, and is refused before any
+/// of it is sent. Host names come from peers (`direct-tcpip`), so this is
+/// checked for every dial, direct or through a proxy.
+pub(crate) fn valid_dial_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= MAX_HOST_LEN
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'%'))
+}
+
 /// Open a TCP connection to `host:port`, directly or through `proxy`, with
-/// our socket options applied.
+/// our socket options applied. A host that fails [`valid_dial_host`] is
+/// refused.
 pub(crate) async fn dial(
     proxy: Option<&ProxyUrl>,
     host: &str,
     port: u16,
 ) -> std::result::Result<TcpStream, String> {
+    if !valid_dial_host(host) {
+        return Err("not a valid host name".into());
+    }
     let Some(proxy) = proxy else {
         let s = TcpStream::connect((host, port))
             .await
@@ -522,6 +546,51 @@ mod tests {
                 .contains("refused")
         );
         assert!(socks5::reply_len([5, 0, 0, 9, 0]).is_err());
+    }
+
+    #[test]
+    fn only_plain_host_names_are_dialed() {
+        for good in [
+            "example.com",
+            "xn--bcher-kva.example",
+            "_srv.example",
+            "10.0.0.1",
+            "::1",
+            "fe80::1%eth0",
+            "localhost",
+        ] {
+            assert!(valid_dial_host(good), "{good}");
+        }
+        for bad in [
+            "",
+            "evil.example:80 HTTP/1.1\r\nX-Injected: yes\r\n\r\n",
+            "a\nb",
+            "a\rb",
+            "a b",
+            "a\tb",
+            "a\0b",
+            "a\u{7f}",
+            "[::1]",
+            "h]",
+            "user@host",
+            "host/path",
+            "bücher.example",
+            &"a".repeat(254),
+        ] {
+            assert!(!valid_dial_host(bad), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_host_never_reaches_the_proxy() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy: ProxyUrl = format!("http://127.0.0.1:{port}").parse().unwrap();
+        let e = dial(Some(&proxy), "a\r\nX: y", 80).await.unwrap_err();
+        assert!(e.contains("not a valid host name"), "{e}");
+        // Nothing connected to the proxy.
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "the proxy was contacted");
     }
 
     #[test]

@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::nginx::{Decoy, Step, http_date};
@@ -31,8 +30,16 @@ pub struct StealthOptions {
     /// nginx's `client_header_timeout`: how long a client may take to
     /// complete the TLS handshake and a request (60 s).
     pub header_timeout: Duration,
-    /// nginx's `keepalive_timeout`: idle time allowed between requests (65 s).
+    /// nginx's `keepalive_timeout`: idle time allowed between requests
+    /// (65 s, as in Debian's nginx.conf).
     pub keepalive_timeout: Duration,
+    /// nginx's `keepalive_time`: after this long, the next answer closes
+    /// the connection (1 h).
+    pub keepalive_time: Duration,
+    /// The fallback relay (`--stealth-fallback`) closes a connection on
+    /// which neither side sent anything for this long (60 s, nginx's
+    /// `proxy_read_timeout`).
+    pub fallback_idle_timeout: Duration,
 }
 
 impl Default for StealthOptions {
@@ -41,17 +48,26 @@ impl Default for StealthOptions {
             fallback: None,
             header_timeout: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(65),
+            keepalive_time: Duration::from_secs(3600),
+            fallback_idle_timeout: Duration::from_secs(60),
         }
     }
 }
 
+/// nginx's `lingering_timeout`: after a closing answer, unread input is
+/// drained until the client is silent this long...
+const LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
+/// ...or for at most this long (`lingering_time`).
+const LINGERING_TIME: Duration = Duration::from_secs(30);
+
 /// Read the first bytes of `stream`. SSH: return the stream with those bytes
 /// replayed. Otherwise serve the decoy (or the fallback relay) to the end
-/// and return `None`. `permit` bounds how many connections are in here.
-pub(crate) async fn sniff<S: TransportStream>(
+/// and return `None`. `permit` (held until then) bounds how many
+/// connections are in here.
+pub(crate) async fn sniff<S: TransportStream, P>(
     mut stream: S,
     opts: &StealthOptions,
-    permit: OwnedSemaphorePermit,
+    permit: P,
 ) -> Option<BoxStream> {
     let deadline = Instant::now() + opts.header_timeout;
     let mut head = Vec::with_capacity(SSH_PREFIX.len());
@@ -75,7 +91,7 @@ pub(crate) async fn sniff<S: TransportStream>(
         }
     }
     match &opts.fallback {
-        Some(target) => relay(stream, head, target).await,
+        Some(target) => relay(stream, head, target, opts.fallback_idle_timeout).await,
         None => decoy(stream, head, opts, deadline).await,
     }
     drop(permit);
@@ -89,18 +105,21 @@ async fn decoy<S: TransportStream>(
     opts: &StealthOptions,
     mut deadline: Instant,
 ) {
+    let opened = Instant::now();
     let mut d = Decoy::default();
     d.feed(&first);
     let mut buf = [0u8; 4096];
     loop {
+        if opened.elapsed() >= opts.keepalive_time {
+            d.close_after_next();
+        }
         match d.step(&now_date()) {
             Step::Send { bytes, close } => {
                 if stream.write_all(&bytes).await.is_err() || stream.flush().await.is_err() {
                     return;
                 }
                 if close {
-                    // close_notify, then FIN, bounded.
-                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
+                    lingering_close(stream).await;
                     return;
                 }
                 deadline = Instant::now()
@@ -127,8 +146,25 @@ async fn decoy<S: TransportStream>(
     }
 }
 
-/// Relay to the fallback web server, the peeked bytes first.
-async fn relay<S: TransportStream>(mut stream: S, first: Vec<u8>, target: &str) {
+/// nginx's lingering close: close_notify and FIN, then read and drop what
+/// the client still sends, so that it sees the answer rather than a reset;
+/// bounded by `lingering_timeout` and `lingering_time`.
+async fn lingering_close<S: TransportStream>(mut stream: S) {
+    let _ = tokio::time::timeout(LINGERING_TIMEOUT, stream.shutdown()).await;
+    let end = Instant::now() + LINGERING_TIME;
+    let mut buf = [0u8; 4096];
+    loop {
+        let wait = (Instant::now() + LINGERING_TIMEOUT).min(end);
+        match tokio::time::timeout_at(wait, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
+/// Relay to the fallback web server, the peeked bytes first, until either
+/// side closes or neither sent anything for `idle`.
+async fn relay<S: TransportStream>(stream: S, first: Vec<u8>, target: &str, idle: Duration) {
     let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(target));
     let mut upstream = match connect.await {
         Ok(Ok(s)) => s,
@@ -142,10 +178,48 @@ async fn relay<S: TransportStream>(mut stream: S, first: Vec<u8>, target: &str) 
         }
     };
     super::SocketOpts::default().apply(&upstream);
-    if upstream.write_all(&first).await.is_err() {
-        return;
+    match tokio::time::timeout(idle, upstream.write_all(&first)).await {
+        Ok(Ok(())) => {}
+        _ => return,
     }
-    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+    copy_until_idle(stream, upstream, idle).await;
+}
+
+/// Copy both ways until both directions are closed, or nothing moved
+/// either way for `idle` (a write that waits that long counts as idle).
+async fn copy_until_idle<A: TransportStream, B: TransportStream>(a: A, b: B, idle: Duration) {
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let mut from_a = vec![0u8; 16 * 1024];
+    let mut from_b = vec![0u8; 16 * 1024];
+    let (mut a_open, mut b_open) = (true, true);
+    while a_open || b_open {
+        tokio::select! {
+            r = ar.read(&mut from_a), if a_open => match r {
+                Ok(n) if n > 0 => {
+                    if !matches!(tokio::time::timeout(idle, bw.write_all(&from_a[..n])).await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                _ => {
+                    a_open = false;
+                    let _ = tokio::time::timeout(idle, bw.shutdown()).await;
+                }
+            },
+            r = br.read(&mut from_b), if b_open => match r {
+                Ok(n) if n > 0 => {
+                    if !matches!(tokio::time::timeout(idle, aw.write_all(&from_b[..n])).await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                _ => {
+                    b_open = false;
+                    let _ = tokio::time::timeout(idle, aw.shutdown()).await;
+                }
+            },
+            _ = tokio::time::sleep(idle) => return,
+        }
+    }
 }
 
 fn now_date() -> String {
@@ -228,7 +302,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use tokio::sync::Semaphore;
+    use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
     fn permit() -> OwnedSemaphorePermit {
         Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
@@ -276,6 +350,88 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(60));
         let mut out = Vec::new();
         client.read_to_end(&mut out).await.unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_fallback_relay_closes_when_both_sides_are_idle() {
+        // A web server that accepts and then says nothing.
+        let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = web.local_addr().unwrap().to_string();
+        let held = tokio::spawn(async move {
+            let (s, _) = web.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(s);
+        });
+        let (mut client, server) = tokio::io::duplex(4096);
+        let opts = StealthOptions {
+            fallback: Some(target),
+            fallback_idle_timeout: Duration::from_millis(300),
+            ..StealthOptions::default()
+        };
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(10), sniff(server, &opts, permit()))
+            .await
+            .expect("the relay ends on its own");
+        assert!(r.is_none());
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        held.abort();
+    }
+
+    #[tokio::test]
+    async fn the_fallback_relay_carries_both_ways() {
+        let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = web.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = web.accept().await.unwrap();
+            let mut got = vec![0u8; 5];
+            s.read_exact(&mut got).await.unwrap();
+            s.write_all(b"pong:").await.unwrap();
+            s.write_all(&got).await.unwrap();
+        });
+        let (mut client, server) = tokio::io::duplex(4096);
+        let opts = StealthOptions {
+            fallback: Some(target),
+            fallback_idle_timeout: Duration::from_secs(5),
+            ..StealthOptions::default()
+        };
+        let task = tokio::spawn(async move { sniff(server, &opts, permit()).await });
+        client.write_all(b"HELLO").await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut out))
+            .await
+            .expect("the web server's close reaches the client")
+            .unwrap();
+        assert_eq!(out, b"pong:HELLO");
+        assert!(task.await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blank_line_flood_is_closed_at_the_header_timeout() {
+        // nginx reads blank lines until client_header_timeout, counted
+        // from the start, and then closes without a word.
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let opts = StealthOptions::default();
+        let start = Instant::now();
+        let task = tokio::spawn(async move { sniff(server, &opts, permit()).await });
+        let chunk = b"\r\n".repeat(2048);
+        let mut sent = 0usize;
+        while !task.is_finished() && sent < (64 << 20) {
+            if client.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(task.await.unwrap().is_none());
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_secs(60) && took < Duration::from_secs(61),
+            "{took:?}"
+        );
+        let mut out = Vec::new();
+        let _ = client.read_to_end(&mut out).await;
         assert!(out.is_empty());
     }
 }

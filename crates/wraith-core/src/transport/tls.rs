@@ -32,6 +32,7 @@ use super::proxy::{self, ProxyUrl};
 use super::stealth::{self, StealthOptions};
 use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, SocketOpts, Transport, TransportKind};
 use crate::error::{Error, Result};
+use crate::limits::{LogRate, PerSource, SourceKey};
 use crate::source::Source;
 
 /// ALPN a plain TLS server offers: what a web server with HTTP/2 offers.
@@ -494,20 +495,29 @@ pub struct TlsServerOptions {
     pub stealth: Option<StealthOptions>,
     /// Time allowed for a TLS handshake.
     pub handshake_timeout: Duration,
-    /// Handshakes (and stealth sniffs) in flight at once; more connections
-    /// are closed at once.
+    /// Handshakes (and stealth sniffs, decoy and fallback sessions) in
+    /// flight at once (`--max-tls-handshakes`, default 1024); more
+    /// connections are closed at once.
     pub max_handshakes: usize,
+    /// The same, for one source network (`--per-source-max-tls-handshakes`,
+    /// default 64; 0 = no per-source cap).
+    pub max_handshakes_per_source: usize,
+    /// What counts as one source (`--per-source-net-block-size`, default
+    /// 32:64).
+    pub net_block: crate::limits::NetBlock,
 }
 
 impl TlsServerOptions {
     /// Defaults: 10 s handshakes (60 s in stealth mode, like nginx), 1024 in
-    /// flight, no stealth.
+    /// flight and 64 per source network, no stealth.
     pub fn new(cert: CertSource) -> Self {
         TlsServerOptions {
             cert,
             stealth: None,
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 1024,
+            max_handshakes_per_source: 64,
+            net_block: crate::limits::NetBlock::default(),
         }
     }
 }
@@ -649,21 +659,38 @@ async fn accept_loop(
     tx: mpsc::Sender<(BoxStream, PeerInfo)>,
 ) {
     let in_flight = Arc::new(Semaphore::new(opts.max_handshakes));
+    let per_source = PerSource::new(opts.max_handshakes_per_source);
     let stealth = opts.stealth.map(Arc::new);
+    let accept_errors = LogRate::new(Duration::from_secs(10));
+    let refusals = LogRate::new(Duration::from_secs(10));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // EMFILE and friends: pause instead of spinning.
+                tokio::time::sleep(crate::limits::accept_failed(&e, &accept_errors)).await;
                 continue;
             }
         };
+        // Closing at once costs the peer a connection and us nothing; the
+        // refusal is logged now and then, not once per connection.
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            tracing::warn!(remote_addr = %peer.ip(), "too many TLS handshakes in flight; connection dropped");
+            if let Some(skipped) = refusals.check() {
+                tracing::warn!(
+                    skipped,
+                    "too many TLS handshakes in flight (--max-tls-handshakes); connections dropped"
+                );
+            }
             continue;
         };
+        let source = SourceKey::Net(opts.net_block.source_of(peer.ip()));
+        let Some(source_slot) = per_source.try_take(&source) else {
+            if let Some(skipped) = refusals.check() {
+                tracing::info!(remote_addr = %peer.ip(), skipped, "too many TLS handshakes from one source (--per-source-max-tls-handshakes); connections dropped");
+            }
+            continue;
+        };
+        let permit = (permit, source_slot);
         SocketOpts::default().apply(&tcp);
         let tls = tls.clone();
         let tx = tx.clone();
