@@ -327,11 +327,36 @@ pub fn authorized_keys(data: &[u8]) {
             }
         }
         let policy = o.policy();
+        let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
         for (host, port) in [("localhost", 80), ("127.0.0.1", 22), ("", 0), ("*", 1)] {
             let open = policy.may_open(host, port);
-            let listen = policy.may_listen(host, port);
-            if !o.port_forwarding {
-                assert!(!open && !listen, "forwarding off but {host}:{port} allowed");
+            for bind in [loopback, any] {
+                let listen = policy.may_listen(host, bind, port);
+                if let Err(reason) = listen {
+                    check_reason("may_listen", reason, 256);
+                }
+                if !o.port_forwarding {
+                    assert!(
+                        !open && listen.is_err(),
+                        "forwarding off but {host}:{port} allowed"
+                    );
+                }
+                // permitlisten="localhost:…" never lets a bind reach all
+                // interfaces.
+                if listen.is_ok()
+                    && bind == any
+                    && let Some(list) = &o.permit_listen
+                {
+                    assert!(
+                        list.iter().any(|hp| hp.host == "*"
+                            || hp
+                                .host
+                                .parse::<std::net::IpAddr>()
+                                .is_ok_and(|ip| ip.to_canonical() == any)),
+                        "{list:?} lets {host:?} bind 0.0.0.0"
+                    );
+                }
             }
             if open {
                 assert!(
