@@ -138,8 +138,10 @@ impl russh::server::Handler for Server {
     ) -> Result<bool, Self::Error> {
         let tcp_addr = self.0;
         let handle = session.handle();
+        // wraith patch: bind before answering, so the test's first connect
+        // cannot race the listener (it failed once with ECONNREFUSED).
+        let listener = TcpListener::bind(tcp_addr).await?;
         tokio::spawn(async move {
-            let listener = TcpListener::bind(tcp_addr).await.unwrap();
             while let Ok((mut stream, _)) = listener.accept().await {
                 let handle = handle.clone();
                 tokio::spawn(async move {
