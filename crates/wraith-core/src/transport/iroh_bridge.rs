@@ -187,12 +187,9 @@ pub(crate) fn parse_connect(head: &[u8]) -> Option<(String, u16)> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    // A name or address only: no control characters, no stray brackets.
-    if host.is_empty()
-        || host
-            .chars()
-            .any(|c| c.is_control() || matches!(c, '[' | ']'))
-    {
+    // A name or address only, held to the rule every dial follows: no
+    // control characters, no Unicode spaces, no stray brackets.
+    if !crate::transport::proxy::valid_dial_host(host) {
         return None;
     }
     Some((host.to_string(), port.parse().ok()?))
@@ -280,5 +277,10 @@ mod tests {
             None
         );
         assert_eq!(parse_connect(b"CONNECT [[::1]]:80 HTTP/1.1\r\n\r\n"), None);
+        // Found by fuzzing: a Unicode space (U+00A0) inside the host.
+        assert_eq!(
+            parse_connect("CONNECT a0\u{a0}:99 HTTP/1.1\r\n\r\n".as_bytes()),
+            None
+        );
     }
 }

@@ -453,15 +453,24 @@ impl Decoy {
     }
 }
 
+/// Longest chunk-size line (extensions included) held while its LF is
+/// awaited.
+const CHUNK_LINE: usize = 1024;
+
 /// Advance through a chunked body; `Some(true)` at its end, `Some(false)`
 /// when more bytes are needed, `None` when it is malformed.
 fn skip_chunked(state: &mut ChunkState, buf: &mut Vec<u8>) -> Option<bool> {
     loop {
         match state {
             ChunkState::Size => {
+                // A size line as long as the buffer is refused whether or
+                // not its LF came in the same read.
                 let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
-                    return (buf.len() < 1024).then_some(false);
+                    return (buf.len() < CHUNK_LINE).then_some(false);
                 };
+                if lf >= CHUNK_LINE {
+                    return None;
+                }
                 let line = String::from_utf8_lossy(&buf[..lf]).into_owned();
                 buf.drain(..=lf);
                 let hex = line.trim_end_matches('\r');
@@ -496,6 +505,9 @@ fn skip_chunked(state: &mut ChunkState, buf: &mut Vec<u8>) -> Option<bool> {
                 let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
                     return (buf.len() < LARGE_BUFFER).then_some(false);
                 };
+                if lf >= LARGE_BUFFER {
+                    return None;
+                }
                 let empty = buf[..lf].iter().all(|&b| b == b'\r');
                 buf.drain(..=lf);
                 if empty {
@@ -1251,6 +1263,44 @@ mod tests {
         let padded = unhex(GZIP_404_PADDED);
         let isize = &padded[4 + 0xb0 - 4..4 + 0xb0];
         assert_eq!(isize, 555u32.to_le_bytes());
+    }
+
+    #[test]
+    fn long_chunk_size_line_is_refused_however_it_arrives() {
+        // Found by fuzzing: a chunk-size line over the limit was refused
+        // when it came in pieces but accepted when it came whole.
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for (body, what) in [
+            (format!("5;{}\r\nhello\r\n0\r\n\r\n", "x".repeat(1100)), "size line"),
+            (format!("0\r\nX-T: {}\r\n\r\n", "y".repeat(9000)), "trailer"),
+        ] {
+            let mut input = head.to_vec();
+            input.extend_from_slice(body.as_bytes());
+            input.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+            let run = |piece: usize| {
+                let mut d = Decoy::default();
+                let mut answers = Vec::new();
+                'feed: for chunk in input.chunks(piece) {
+                    d.feed(chunk);
+                    loop {
+                        match d.step("Tue, 01 Dec 2026 00:00:00 GMT") {
+                            Step::NeedMore => break,
+                            Step::Send { bytes, close } => {
+                                answers.push(String::from_utf8_lossy(&bytes).into_owned());
+                                if close {
+                                    break 'feed;
+                                }
+                            }
+                        }
+                    }
+                }
+                answers
+            };
+            let whole = run(input.len());
+            assert_eq!(whole, run(80), "{what}");
+            assert_eq!(whole.len(), 2, "{what}: {whole:?}");
+            assert!(whole[1].starts_with("HTTP/1.1 400"), "{what}: {whole:?}");
+        }
     }
 
     #[test]
