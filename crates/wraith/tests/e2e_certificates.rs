@@ -263,36 +263,8 @@ fn cert_authority_line_with_principals_option() {
         return;
     }
     let dir = temp_dir();
-    let ca = ssh_keygen(dir.path(), "ca");
-    let ak = dir.path().join("authorized_keys");
-    std::fs::write(
-        &ak,
-        format!(
-            "cert-authority,principals=\"tunnel-users\" {}\n",
-            public_key_line(&ca)
-        ),
-    )
-    .unwrap();
-    let host = keygen(dir.path(), "host");
-    let server = WraithProcess::spawn(&[
-        "serve",
-        "--key",
-        host.to_str().unwrap(),
-        "--authorized-keys",
-        ak.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let addr = addr_after(
-        &server.wait_for_line("listening on ", TIMEOUT),
-        "listening on ",
-    );
-    let server = WraithServer {
-        process: server,
-        addr,
-        host_key: host,
-        authorized_keys: ak,
-    };
+    let (ca, ak) = ca_for_tunnel_users(dir.path());
+    let server = serve_with_authorized_keys(dir.path(), &ak, &[]);
     let echo = echo_target();
     let user = current_user();
     // The login name is a principal, and so is one the line lists.
@@ -337,16 +309,7 @@ fn certificate_cannot_log_in_as_a_name_it_does_not_carry() {
         return;
     }
     let dir = temp_dir();
-    let ca = ssh_keygen(dir.path(), "ca");
-    let ak = dir.path().join("authorized_keys");
-    std::fs::write(
-        &ak,
-        format!(
-            "cert-authority,principals=\"tunnel-users\" {}\n",
-            public_key_line(&ca)
-        ),
-    )
-    .unwrap();
+    let (ca, ak) = ca_for_tunnel_users(dir.path());
     let server = serve_with_authorized_keys(dir.path(), &ak, &[]);
     let echo = echo_target();
     let key = ssh_keygen(dir.path(), "alice");
@@ -400,6 +363,22 @@ fn cert_authority_file_lines_carry_principals() {
 }
 
 /// `wraith serve` with `ak` and `extra` flags, once it listens.
+/// A CA key and an authorized_keys file trusting it for certificates that
+/// carry the principal `tunnel-users`.
+fn ca_for_tunnel_users(dir: &Path) -> (PathBuf, PathBuf) {
+    let ca = ssh_keygen(dir, "ca");
+    let ak = dir.join("authorized_keys");
+    std::fs::write(
+        &ak,
+        format!(
+            "cert-authority,principals=\"tunnel-users\" {}\n",
+            public_key_line(&ca)
+        ),
+    )
+    .unwrap();
+    (ca, ak)
+}
+
 fn serve_with_authorized_keys(dir: &Path, ak: &Path, extra: &[&str]) -> WraithServer {
     let host = keygen(dir, "host");
     let mut args = vec![
