@@ -1271,7 +1271,10 @@ mod tests {
         // when it came in pieces but accepted when it came whole.
         let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
         for (body, what) in [
-            (format!("5;{}\r\nhello\r\n0\r\n\r\n", "x".repeat(1100)), "size line"),
+            (
+                format!("5;{}\r\nhello\r\n0\r\n\r\n", "x".repeat(1100)),
+                "size line",
+            ),
             (format!("0\r\nX-T: {}\r\n\r\n", "y".repeat(9000)), "trailer"),
         ] {
             let mut input = head.to_vec();
