@@ -138,3 +138,37 @@ impl Error {
 
 /// Shorthand for results carrying [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Split `host[:port]` (`--server`, `--stdio`; IPv6 in brackets, or bare
+/// without a port) with `default_port` when none is given; `flag` names
+/// the option in the error.
+pub fn split_host_port(
+    value: &str,
+    default_port: u16,
+    flag: &'static str,
+) -> Result<(String, u16)> {
+    crate::proto::host_port::parse(value, default_port).map_err(|e| Error::Config {
+        flag,
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_errors_name_the_flag_and_value() {
+        assert_eq!(
+            split_host_port("[::1]:2222", 22, "--server").unwrap(),
+            ("::1".into(), 2222)
+        );
+        assert_eq!(
+            split_host_port("h:x", 22, "--server")
+                .unwrap_err()
+                .to_string(),
+            "invalid --server value \"h:x\": expected host[:port], e.g. example.com:2222 or [2001:db8::1]:22"
+        );
+    }
+}

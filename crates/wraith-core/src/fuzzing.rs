@@ -5,7 +5,7 @@
 //! one-line wrappers around them. They do no I/O and must never be called by
 //! production code.
 
-use crate::client::socks5_proto::{
+use crate::proto::socks5::{
     self, MAX_HANDSHAKE_BYTES, Parse, Reply, Socks5Error, TargetAddr, encode_reply, parse_greeting,
     parse_request,
 };
@@ -73,7 +73,7 @@ fn check_prefixes<T: PartialEq + std::fmt::Debug>(
     }
 }
 
-fn check_request(request: &socks5_proto::Request) {
+fn check_request(request: &socks5::Request) {
     let target = &request.target;
     let shown = target.to_string();
     let port = target.port();
@@ -115,7 +115,7 @@ fn check_error(error: &Socks5Error) {
 /// than one frame plus the last chunk, if a decoded frame does not survive
 /// an encode/decode round trip, or if its wire bytes are not what was fed.
 pub fn frame(data: &[u8]) {
-    use crate::codec::{FrameDecoder, LEN_PREFIX};
+    use crate::proto::frame::{FrameDecoder, LEN_PREFIX};
 
     const MAX: usize = 4096;
     let run = |chunks: &mut dyn Iterator<Item = &[u8]>| {
@@ -195,8 +195,9 @@ fn check_reason(what: &str, reason: &str, limit: usize) {
 /// canonical rendering (every part bracketed), if a TCP target port is 0,
 /// or if an error message does not quote the spec.
 pub fn forward_spec(data: &[u8]) {
-    use crate::client::forward_spec::{
-        BindAddr, ForwardTarget, LocalForwardSpec, RemoteForwardSpec, split_host_port,
+    use crate::error::split_host_port;
+    use crate::proto::forward_spec::{
+        BindAddr, ForwardTarget, LocalForwardSpec, RemoteForwardSpec,
     };
     let Ok(spec) = std::str::from_utf8(data) else {
         return;
@@ -446,7 +447,7 @@ pub fn certificate(data: &[u8]) {
 /// without consuming input, or if it keeps talking after saying close.
 #[cfg(feature = "tls")]
 pub fn decoy(data: &[u8]) {
-    use crate::transport::nginx::{Decoy, Step};
+    use crate::proto::decoy::{Decoy, Step};
 
     const DATE: &str = "Tue, 01 Dec 2026 00:00:00 GMT";
     let run = |chunks: &mut dyn Iterator<Item = &[u8]>| {
@@ -514,8 +515,9 @@ fn check_decoy_answer(bytes: &[u8]) {
 /// if a SOCKS5 reply asks for more bytes than an address can hold, or if a
 /// parsed `--proxy` URL does not parse back to itself from its display.
 pub fn http_connect_response(data: &[u8]) {
+    use crate::proto::http_connect as http;
+    use crate::proto::socks5::client as socks5;
     use crate::transport::ProxyUrl;
-    use crate::transport::proxy::{http, socks5};
 
     const MAX_HTTP_HEAD: usize = 16 * 1024;
     let end = data
@@ -590,9 +592,9 @@ pub fn http_connect_response(data: &[u8]) {
 /// written out again, or holds whitespace or control characters.
 #[cfg(feature = "iroh")]
 pub fn http_connect_request(data: &[u8]) {
-    use crate::transport::iroh_bridge::parse_connect;
+    use crate::proto::http_connect::parse_request;
 
-    let Some((host, port)) = parse_connect(data) else {
+    let Some((host, port)) = parse_request(data) else {
         return;
     };
     assert!(!host.is_empty());
@@ -600,13 +602,12 @@ pub fn http_connect_request(data: &[u8]) {
         !host.chars().any(|c| c.is_whitespace() || c.is_control()),
         "{host:?}"
     );
-    let again = if host.contains(':') {
-        format!("CONNECT [{host}]:{port} HTTP/1.1\r\n\r\n")
-    } else {
-        format!("CONNECT {host}:{port} HTTP/1.1\r\n\r\n")
-    };
+    let again = format!(
+        "CONNECT {} HTTP/1.1\r\n\r\n",
+        crate::proto::host_port::HostPort(&host, port)
+    );
     assert_eq!(
-        parse_connect(again.as_bytes()),
+        parse_request(again.as_bytes()),
         Some((host.clone(), port)),
         "{again:?}"
     );

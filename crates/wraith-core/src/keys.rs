@@ -245,7 +245,7 @@ impl HostKeyPin {
                 b64.trim_end_matches('=')
             )));
         }
-        // Only Ed25519 host keys are ever accepted (see algorithms.rs), so a
+        // Only Ed25519 host keys are ever accepted (see ssh.rs), so a
         // pin of another type could never match: say so now.
         let ed25519_only = |k: PublicKey| {
             if k.algorithm() == russh::keys::Algorithm::Ed25519 {
@@ -299,8 +299,18 @@ impl HostKeyPin {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A key blob whose algorithm label holds a control character.
+    pub(crate) fn bad_label_blob() -> String {
+        let label = b"ssh-ed2550\x04";
+        let mut blob = (label.len() as u32).to_be_bytes().to_vec();
+        blob.extend_from_slice(label);
+        blob.extend_from_slice(&32u32.to_be_bytes());
+        blob.extend_from_slice(&[7; 32]);
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, blob)
+    }
 
     #[cfg(unix)]
     #[test]

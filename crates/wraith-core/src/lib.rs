@@ -10,19 +10,18 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod client;
-pub mod codec;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
 pub mod limits;
+pub mod proto;
 pub mod server;
 pub mod source;
 pub mod transport;
 
-pub(crate) mod algorithms;
-pub(crate) mod copy;
-pub(crate) mod time;
+pub(crate) mod io;
+pub(crate) mod ssh;
 
 pub use error::Error;
 pub use source::Source;

@@ -350,30 +350,6 @@ impl LogRate {
     }
 }
 
-/// True for the accept errors that mean "out of file descriptors".
-pub(crate) fn is_fd_exhaustion(e: &std::io::Error) -> bool {
-    // EMFILE (24): the process limit; ENFILE (23): the system's.
-    matches!(e.raw_os_error(), Some(23 | 24))
-}
-
-/// Log a failed `accept()` (rate-limited) and say how long to pause before
-/// the next one, so that descriptor exhaustion is not a busy loop.
-pub(crate) fn accept_failed(e: &std::io::Error, rate: &LogRate) -> std::time::Duration {
-    if let Some(skipped) = rate.check() {
-        if is_fd_exhaustion(e) {
-            tracing::error!(
-                error = %e,
-                skipped,
-                "out of file descriptors: new connections wait until some close \
-                 (raise the open-files limit, ulimit -n / LimitNOFILE, or lower the connection limits)"
-            );
-        } else {
-            tracing::warn!(error = %e, skipped, "accept failed");
-        }
-    }
-    std::time::Duration::from_millis(if is_fd_exhaustion(e) { 250 } else { 50 })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,8 +438,5 @@ mod tests {
         let fast = LogRate::new(std::time::Duration::ZERO);
         assert_eq!(fast.check(), Some(0));
         assert_eq!(fast.check(), Some(0));
-        assert!(is_fd_exhaustion(&std::io::Error::from_raw_os_error(24)));
-        assert!(is_fd_exhaustion(&std::io::Error::from_raw_os_error(23)));
-        assert!(!is_fd_exhaustion(&std::io::Error::from_raw_os_error(104)));
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use wraith_core::codec::{Frame, FrameDecoder};
+use wraith_core::proto::frame::{Frame, FrameDecoder};
 use wraith_core::server::EventHub;
 
 const WAIT: Duration = Duration::from_secs(10);

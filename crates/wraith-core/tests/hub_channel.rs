@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wraith_core::client::{ChannelConnection, ConnectOptions, HostKeyPolicy, open_channel};
-use wraith_core::codec::{Frame, FrameDecoder};
 use wraith_core::keys::{self, HostKeyPin};
+use wraith_core::proto::frame::{Frame, FrameDecoder};
 use wraith_core::server::{AuthorizedKeys, EventHub, ServeOptions, Server};
 use wraith_core::transport::{TcpAcceptor, TcpTransport};
 

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 
-use super::forward_spec::{BindAddr, ForwardTarget, LocalForwardSpec};
 use super::opener::ChannelOpener;
 use crate::error::{Error, Result};
+use crate::proto::forward_spec::{BindAddr, ForwardTarget, LocalForwardSpec};
+use crate::proto::host_port::HostPort;
 use crate::transport::{BoxStream, SocketOpts};
 
 /// Where a local forward ended up listening.
@@ -48,7 +49,7 @@ impl LocalForward {
     pub(crate) async fn bind(spec: &LocalForwardSpec) -> Result<Self> {
         let (listener, bound) = match &spec.bind {
             BindAddr::Tcp { host, port } => {
-                let addr = host_port(host, *port);
+                let addr = HostPort(host, *port).to_string();
                 let l = TcpListener::bind((host.as_str(), *port))
                     .await
                     .map_err(|source| Error::Bind {
@@ -93,30 +94,12 @@ impl LocalForward {
     }
 
     /// Serve until the task is dropped.
-    pub(crate) async fn run(self, opener: ChannelOpener) {
-        loop {
-            let (stream, originator): (BoxStream, SocketAddr) = match &self.listener {
-                LocalListener::Tcp(l) => match l.accept().await {
-                    Ok((s, peer)) => {
-                        SocketOpts::default().apply(&s);
-                        (Box::new(s), peer)
-                    }
-                    Err(e) => {
-                        accept_backoff(&e).await;
-                        continue;
-                    }
-                },
-                #[cfg(unix)]
-                LocalListener::Unix(l) => match l.accept().await {
-                    Ok((s, _)) => (Box::new(s), SocketAddr::from(([127, 0, 0, 1], 0))),
-                    Err(e) => {
-                        accept_backoff(&e).await;
-                        continue;
-                    }
-                },
-            };
+    pub(crate) async fn run(mut self, opener: ChannelOpener) {
+        let target = self.target.clone();
+        let stop = std::future::pending();
+        crate::io::accept_loop(&mut self.listener, "forward", stop, |(stream, originator)| {
             let opener = opener.clone();
-            let target = self.target.clone();
+            let target = target.clone();
             tokio::spawn(async move {
                 let mut stream = stream;
                 let opened = match &target {
@@ -127,27 +110,39 @@ impl LocalForward {
                 };
                 match opened {
                     Ok(mut channel) => {
-                        let _ = crate::copy::splice(&mut stream, &mut channel).await;
+                        let _ = crate::io::splice(&mut stream, &mut channel).await;
                     }
                     Err(e) => {
                         tracing::warn!(target = %target, error = %e, "forward: cannot open channel");
                     }
                 }
             });
-        }
+        })
+        .await;
     }
 }
 
-pub(crate) async fn accept_backoff(e: &std::io::Error) {
-    tracing::warn!(error = %e, "accept failed");
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-}
-
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
+impl crate::io::Accept for LocalListener {
+    type Conn = (BoxStream, SocketAddr);
+    fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
+        Box::pin(async move {
+            match self {
+                LocalListener::Tcp(l) => {
+                    let (s, peer) = l.accept().await?;
+                    SocketOpts::default().apply(&s);
+                    Ok((Box::new(s) as BoxStream, peer))
+                }
+                // A Unix client has no address; the channel names loopback.
+                #[cfg(unix)]
+                LocalListener::Unix(l) => {
+                    let (s, _) = l.accept().await?;
+                    Ok((
+                        Box::new(s) as BoxStream,
+                        SocketAddr::from(([127, 0, 0, 1], 0)),
+                    ))
+                }
+            }
+        })
     }
 }
 

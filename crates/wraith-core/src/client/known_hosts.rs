@@ -425,22 +425,12 @@ pub(crate) mod tests {
         assert_eq!(lookup(&tabbed, "h", 22, &a), Ok(Verdict::Known { line: 1 }));
     }
 
-    /// A key blob whose algorithm label holds a control character.
-    pub(crate) fn bad_label_blob() -> String {
-        let label = b"ssh-ed2550\x04";
-        let mut blob = (label.len() as u32).to_be_bytes().to_vec();
-        blob.extend_from_slice(label);
-        blob.extend_from_slice(&32u32.to_be_bytes());
-        blob.extend_from_slice(&[7; 32]);
-        base64::engine::general_purpose::STANDARD.encode(blob)
-    }
-
     #[test]
     fn errors_quote_decoded_key_data_printably() {
         // Found by fuzz/fuzz_targets/known_hosts.rs: ssh-key's error quotes
         // the label it decoded, control characters and all.
         let a = ed("a");
-        let text = format!("h ssh-ed25519 {}\n", bad_label_blob());
+        let text = format!("h ssh-ed25519 {}\n", crate::keys::tests::bad_label_blob());
         let err = lookup(&text, "h", 22, &a).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
         assert!(!err.chars().any(char::is_control), "{err:?}");

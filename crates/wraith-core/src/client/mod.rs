@@ -19,20 +19,18 @@ use crate::transport::Transport;
 mod backoff;
 mod channel;
 mod forward;
-pub mod forward_spec;
 mod host_key;
 pub(crate) mod known_hosts;
 mod opener;
-mod read_ahead;
 mod session;
 mod socks5;
-pub(crate) mod socks5_proto;
 
+pub use crate::error::split_host_port;
+pub use crate::proto::forward_spec::{
+    self, ForwardSpecError, ForwardTarget, LocalForwardSpec, RemoteForwardSpec,
+};
 pub use channel::{ChannelConnection, open_channel};
 pub use forward::BoundAddr;
-pub use forward_spec::{
-    ForwardSpecError, ForwardTarget, LocalForwardSpec, RemoteForwardSpec, split_host_port,
-};
 pub use host_key::{HostKeyPolicy, default_store};
 
 use backoff::Backoff;
@@ -169,14 +167,12 @@ impl Drop for Client {
 /// The russh client configuration every wraith session uses.
 pub(crate) fn ssh_config(opts: &ConnectOptions) -> Arc<russh::client::Config> {
     Arc::new(russh::client::Config {
-        client_id: russh::SshId::Standard(
-            format!("SSH-2.0-wraith_{}", env!("CARGO_PKG_VERSION")).into(),
-        ),
-        preferred: crate::algorithms::preferred(),
-        window_size: crate::algorithms::WINDOW_SIZE,
-        window_max: crate::algorithms::WINDOW_MAX,
-        window_budget: crate::algorithms::WINDOW_BUDGET,
-        maximum_packet_size: crate::algorithms::MAX_PACKET_SIZE,
+        client_id: crate::ssh::client_id(),
+        preferred: crate::ssh::preferred(),
+        window_size: crate::ssh::WINDOW_SIZE,
+        window_max: crate::ssh::WINDOW_MAX,
+        window_budget: crate::ssh::WINDOW_BUDGET,
+        maximum_packet_size: crate::ssh::MAX_PACKET_SIZE,
         keepalive_interval: Some(opts.keepalive_interval),
         keepalive_max: opts.keepalive_count_max,
         inactivity_timeout: None,

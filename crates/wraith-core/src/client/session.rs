@@ -135,7 +135,7 @@ impl russh::client::Handler for ClientHandler {
                 Ok(mut local) => {
                     reply.accept().await;
                     let mut channel = channel.into_stream();
-                    let _ = crate::copy::splice(&mut local, &mut channel).await;
+                    let _ = crate::io::splice(&mut local, &mut channel).await;
                 }
                 Err(e) => {
                     tracing::warn!(target = %target, error = %e, "remote forward: cannot reach the local target");
@@ -176,7 +176,7 @@ pub(crate) async fn establish(p: &SessionParams) -> Result<(SessionHandle, Sessi
             server: server.clone(),
             reason: format!("timed out after {}s", timeout.as_secs()),
         })??;
-    let stream = super::read_ahead::read_ahead(stream);
+    let stream = crate::io::read_ahead::read_ahead(stream);
 
     let host_key_error = Arc::new(Mutex::new(None));
     let disconnect_reason = Arc::new(Mutex::new(None));

@@ -1,5 +1,5 @@
 //! The SOCKS5 listener: accepts local clients, runs the handshake (parsing
-//! lives in `socks5_proto`, without I/O), opens a `direct-tcpip` channel
+//! lives in `proto::socks5`, without I/O), opens a `direct-tcpip` channel
 //! per CONNECT and splices bytes. Domain names go to the server unresolved
 //! (socks5h). Every handshake step has a timeout; every failure gets the
 //! reply code that says what happened, never a success for a connection that
@@ -12,10 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::opener::{ChannelOpener, OpenError};
-use super::socks5_proto::{
+use crate::error::{Error, Result};
+use crate::proto::socks5::{
     self as proto, Command, MAX_HANDSHAKE_BYTES, METHOD_SELECTED_NO_AUTH, Parse, Reply,
 };
-use crate::error::{Error, Result};
 use crate::transport::SocketOpts;
 
 /// How long a client may take to complete the SOCKS handshake.
@@ -47,15 +47,9 @@ impl Socks5Listener {
     }
 
     /// Serve until the task is dropped.
-    pub(crate) async fn run(self, opener: ChannelOpener) {
-        loop {
-            let (stream, peer) = match self.listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    super::forward::accept_backoff(&e).await;
-                    continue;
-                }
-            };
+    pub(crate) async fn run(mut self, opener: ChannelOpener) {
+        let stop = std::future::pending();
+        crate::io::accept_loop(&mut self.listener, "socks5", stop, |(stream, peer)| {
             SocketOpts::default().apply(&stream);
             let opener = opener.clone();
             tokio::spawn(async move {
@@ -63,7 +57,8 @@ impl Socks5Listener {
                     tracing::debug!(error = %e, "socks5 client ended");
                 }
             });
-        }
+        })
+        .await;
     }
 }
 
@@ -168,6 +163,6 @@ async fn serve_client(
         // A client that pipelined data after its request (allowed, if rare).
         tokio::io::AsyncWriteExt::write_all(&mut channel, &leftover).await?;
     }
-    crate::copy::splice(&mut stream, &mut channel).await?;
+    crate::io::splice(&mut stream, &mut channel).await?;
     Ok(())
 }

@@ -425,7 +425,7 @@ mod tests {
         let reason = &warnings[0].reason;
         assert!(!reason.chars().any(char::is_control), "{reason:?}");
         // ssh-key's error quotes the label it decoded from the key data.
-        let blob = crate::client::known_hosts::tests::bad_label_blob();
+        let blob = crate::keys::tests::bad_label_blob();
         let (_, warnings) = AuthorizedKeys::parse(&format!("ssh-ed25519 {blob}\n"));
         let reason = &warnings[0].reason;
         assert!(reason.contains("label"), "{reason:?}");

@@ -254,7 +254,7 @@ fn connect_and_splice(
             Ok(mut target) => {
                 reply.accept().await;
                 let mut channel = channel.into_stream();
-                let _ = crate::copy::splice(&mut channel, &mut target).await;
+                let _ = crate::io::splice(&mut channel, &mut target).await;
             }
             Err(_) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
         }
@@ -528,7 +528,7 @@ impl russh::server::Handler for SessionHandler {
                 Ok(mut target) => {
                     reply.accept().await;
                     let mut channel = channel.into_stream();
-                    let _ = crate::copy::splice(&mut channel, &mut target).await;
+                    let _ = crate::io::splice(&mut channel, &mut target).await;
                 }
                 Err(true) => {
                     tracing::info!(

@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 
-use crate::codec::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
+use crate::proto::frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 
 /// The host name of the control channel (`wraith-control:0`).
 pub const CONTROL_HOST: &str = "wraith-control";
@@ -587,7 +587,9 @@ impl HubMember {
     /// The next frame for this member.
     pub async fn recv(&self) -> Result<Frame, HubError> {
         let wire = self.recv_wire().await?;
-        let body = wire.get(crate::codec::LEN_PREFIX..).unwrap_or_default();
+        let body = wire
+            .get(crate::proto::frame::LEN_PREFIX..)
+            .unwrap_or_default();
         Ok(Frame::from_json(body)?)
     }
 

@@ -23,7 +23,6 @@ pub mod auth;
 mod banner;
 mod handler;
 pub mod hub;
-mod killable;
 mod outbound;
 pub mod policy;
 mod remote_forward;
@@ -32,8 +31,8 @@ pub use auth::{AuthorizedKeys, LineWarning};
 pub use banner::SshBanner;
 pub use hub::{ControlInfo, ControlStream, EventHub, HubLimits, HubMember};
 
+use crate::io::Killable;
 use handler::SessionHandler;
-use killable::Killable;
 
 /// Everything the server needs. Build it from the CLI or in code.
 #[derive(Debug, Clone)]
@@ -272,11 +271,11 @@ impl Server {
             inactivity_timeout: None,
             keepalive_interval: Some(options.keepalive_interval),
             keepalive_max: options.keepalive_count_max,
-            preferred: crate::algorithms::preferred(),
-            window_size: crate::algorithms::WINDOW_SIZE,
-            window_max: crate::algorithms::WINDOW_MAX,
-            window_budget: crate::algorithms::WINDOW_BUDGET,
-            maximum_packet_size: crate::algorithms::MAX_PACKET_SIZE,
+            preferred: crate::ssh::preferred(),
+            window_size: crate::ssh::WINDOW_SIZE,
+            window_max: crate::ssh::WINDOW_MAX,
+            window_budget: crate::ssh::WINDOW_BUDGET,
+            maximum_packet_size: crate::ssh::MAX_PACKET_SIZE,
             nodelay: true,
             ..Default::default()
         };
@@ -313,46 +312,32 @@ impl Server {
     ) -> Result<()> {
         let stop = CancellationToken::new();
         let _stop_guard = stop.clone().drop_guard();
-        let accept_errors = LogRate::new(Duration::from_secs(10));
-        tokio::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                _ = &mut shutdown => break,
-                a = acceptor.accept() => a,
+        crate::io::accept_loop(&mut acceptor, "server", shutdown, |(stream, peer)| {
+            let admission = match self.shared.admit(&peer) {
+                Ok(a) => a,
+                Err(refusal) => {
+                    // One line a second at most: a flood of refusals must
+                    // not become a flood of lines.
+                    if let Some(skipped) = self.shared.refusals.check() {
+                        tracing::info!(
+                            remote_addr = %peer.log_addr(),
+                            transport = %peer.transport,
+                            reason = %refusal.reason(),
+                            skipped,
+                            "connection refused"
+                        );
+                    }
+                    return;
+                }
             };
-            match accepted {
-                Ok((stream, peer)) => {
-                    let admission = match self.shared.admit(&peer) {
-                        Ok(a) => a,
-                        Err(refusal) => {
-                            // One line a second at most: a flood of
-                            // refusals must not become a flood of lines.
-                            if let Some(skipped) = self.shared.refusals.check() {
-                                tracing::info!(
-                                    remote_addr = %peer.log_addr(),
-                                    transport = %peer.transport,
-                                    reason = %refusal.reason(),
-                                    skipped,
-                                    "connection refused"
-                                );
-                            }
-                            drop(stream);
-                            continue;
-                        }
-                    };
-                    let config = self.config.clone();
-                    let shared = self.shared.clone();
-                    let stop = stop.child_token();
-                    tokio::spawn(async move {
-                        serve_connection(config, shared, stream, peer, stop, admission).await;
-                    });
-                }
-                Err(e) => {
-                    // EMFILE and friends: pause instead of spinning.
-                    tokio::time::sleep(crate::limits::accept_failed(&e, &accept_errors)).await;
-                }
-            }
-        }
+            let config = self.config.clone();
+            let shared = self.shared.clone();
+            let stop = stop.child_token();
+            tokio::spawn(async move {
+                serve_connection(config, shared, stream, peer, stop, admission).await;
+            });
+        })
+        .await;
         self.drain().await;
         acceptor.close().await;
         Ok(())

@@ -21,7 +21,7 @@ pub(crate) async fn connect_tcp(
     port: u16,
     timeout: Duration,
 ) -> io::Result<BoxStream> {
-    if !crate::transport::proxy::valid_dial_host(host) {
+    if !crate::proto::host_port::valid_dial_host(host) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a valid host name",

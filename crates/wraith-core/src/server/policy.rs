@@ -360,7 +360,7 @@ fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
         i64::try_from(m).ok()?,
         i64::try_from(d).ok()?,
     );
-    u64::try_from(crate::time::days_from_civil(y, m, d)).ok()
+    u64::try_from(crate::proto::time::days_from_civil(y, m, d)).ok()
 }
 
 /// OpenSSH pattern-list semantics against an address: `!` negates (a

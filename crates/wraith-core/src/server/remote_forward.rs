@@ -186,41 +186,40 @@ impl Drop for RemoteForwards {
     }
 }
 
-async fn serve(held: Held, addr: String, port: u32, handle: russh::server::Handle) {
-    loop {
-        let (stream, peer) = match held.listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "remote forward accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        SocketOpts::default().apply(&stream);
-        let handle = handle.clone();
-        let addr = addr.clone();
-        tokio::spawn(async move {
-            let originator: SocketAddr = peer;
-            let channel = match handle
-                .channel_open_forwarded_tcpip(
-                    addr,
-                    port,
-                    originator.ip().to_string(),
-                    u32::from(originator.port()),
-                )
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(error = %e, "client refused a forwarded connection");
-                    return;
-                }
-            };
-            let mut channel = channel.into_stream();
-            let mut stream = stream;
-            let _ = crate::copy::splice(&mut stream, &mut channel).await;
-        });
-    }
+async fn serve(mut held: Held, addr: String, port: u32, handle: russh::server::Handle) {
+    let stop = std::future::pending();
+    crate::io::accept_loop(
+        &mut held.listener,
+        "remote forward",
+        stop,
+        |(stream, peer)| {
+            SocketOpts::default().apply(&stream);
+            let handle = handle.clone();
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                let originator: SocketAddr = peer;
+                let channel = match handle
+                    .channel_open_forwarded_tcpip(
+                        addr,
+                        port,
+                        originator.ip().to_string(),
+                        u32::from(originator.port()),
+                    )
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "client refused a forwarded connection");
+                        return;
+                    }
+                };
+                let mut channel = channel.into_stream();
+                let mut stream = stream;
+                let _ = crate::io::splice(&mut stream, &mut channel).await;
+            });
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -218,7 +218,7 @@ fn asn1_time(tag: u8, v: &[u8]) -> Option<SystemTime> {
     }
     let n = |i: usize| -> i64 { rest[i..i + 2].parse().unwrap_or(0) };
     let (month, day, h, m, sec) = (n(0), n(2), n(4), n(6), n(8));
-    let days = crate::time::days_from_civil(year, month, day);
+    let days = crate::proto::time::days_from_civil(year, month, day);
     let secs = u64::try_from(days * 86_400 + h * 3600 + m * 60 + sec).ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
@@ -271,7 +271,7 @@ impl Acme {
         if let Some(c) = &cached {
             certs.install(c.key.clone());
             tracing::info!(
-                valid_until = %super::nginx::http_date(unix(c.not_after)),
+                valid_until = %crate::proto::time::http_date(unix(c.not_after)),
                 "ACME certificate loaded from the cache"
             );
         }
@@ -325,7 +325,7 @@ async fn renew_loop(opts: AcmeOptions, certs: Arc<AcmeCerts>, mut current: Optio
                 failures = 0;
                 certs.install(issued.key.clone());
                 tracing::info!(
-                    valid_until = %super::nginx::http_date(unix(issued.not_after)),
+                    valid_until = %crate::proto::time::http_date(unix(issued.not_after)),
                     "ACME certificate obtained"
                 );
                 current = Some(issued);

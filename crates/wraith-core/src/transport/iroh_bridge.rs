@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::proxy::{self, ProxyUrl};
 use crate::error::{Error, Result};
+use crate::proto::http_connect;
 
 /// The user name in the bridge's proxy URL; the password is random.
 const USER: &str = "wraith";
@@ -65,14 +66,9 @@ impl ConnectBridge {
         let stop = CancellationToken::new();
         let token = stop.clone();
         tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = token.cancelled() => return,
-                    a = listener.accept() => a,
-                };
-                let Ok((conn, _)) = accepted else {
-                    continue;
-                };
+            let mut listener = listener;
+            let stop = token.clone().cancelled_owned();
+            crate::io::accept_loop(&mut listener, "iroh relay bridge", stop, |(conn, _)| {
                 let socks = socks.clone();
                 let token = token.clone();
                 let credentials = credentials.clone();
@@ -82,7 +78,8 @@ impl ConnectBridge {
                         _ = serve(conn, &socks, &credentials) => {}
                     }
                 });
-            }
+            })
+            .await;
         });
         Ok(ConnectBridge { url, stop })
     }
@@ -113,7 +110,7 @@ async fn serve(mut conn: TcpStream, socks: &ProxyUrl, credentials: &str) {
             .await;
         return;
     }
-    let Some((host, port)) = parse_connect(&head) else {
+    let Some((host, port)) = http_connect::parse_request(&head) else {
         let _ = conn
             .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
             .await;
@@ -168,31 +165,6 @@ fn authorized(head: &[u8], credentials: &str) -> bool {
                 && bool::from(value.trim().as_bytes().ct_eq(credentials.as_bytes()))
         })
     })
-}
-
-/// `CONNECT host:port HTTP/1.x` → (host, port); IPv6 hosts in brackets.
-pub(crate) fn parse_connect(head: &[u8]) -> Option<(String, u16)> {
-    let text = std::str::from_utf8(head).ok()?;
-    let line = text.lines().next()?;
-    let mut parts = line.split_ascii_whitespace();
-    if parts.next()? != "CONNECT" {
-        return None;
-    }
-    let authority = parts.next()?;
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let (host, port) = authority.rsplit_once(':')?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    // A name or address only, held to the rule every dial follows: no
-    // control characters, no Unicode spaces, no stray brackets.
-    if !crate::transport::proxy::valid_dial_host(host) {
-        return None;
-    }
-    Some((host.to_string(), port.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -254,33 +226,5 @@ mod tests {
         drop(conn);
         let answer = own.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
-    }
-
-    #[test]
-    fn connect_lines_parse() {
-        assert_eq!(
-            parse_connect(b"CONNECT relay.example:443 HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Some(("relay.example".into(), 443))
-        );
-        assert_eq!(
-            parse_connect(b"CONNECT [::1]:3340 HTTP/1.1\r\n\r\n"),
-            Some(("::1".into(), 3340))
-        );
-        assert_eq!(parse_connect(b"GET / HTTP/1.1\r\n\r\n"), None);
-        assert_eq!(parse_connect(b"CONNECT nohost HTTP/1.1\r\n\r\n"), None);
-        assert_eq!(parse_connect(b"CONNECT :80 HTTP/1.1\r\n\r\n"), None);
-        assert_eq!(parse_connect(b"CONNECT a:99999 HTTP/1.1\r\n\r\n"), None);
-        assert_eq!(parse_connect(b"\xff\xfe"), None);
-        // Found by fuzz/fuzz_targets/http_connect_request.rs.
-        assert_eq!(
-            parse_connect(b"CONNECT a\x0e\x00b:80 HTTP/1.1\r\n\r\n"),
-            None
-        );
-        assert_eq!(parse_connect(b"CONNECT [[::1]]:80 HTTP/1.1\r\n\r\n"), None);
-        // Found by fuzzing: a Unicode space (U+00A0) inside the host.
-        assert_eq!(
-            parse_connect("CONNECT a0\u{a0}:99 HTTP/1.1\r\n\r\n".as_bytes()),
-            None
-        );
     }
 }

@@ -8,8 +8,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
 use crate::error::Result;
 
 #[cfg(feature = "acme")]
@@ -19,16 +17,15 @@ mod iroh;
 #[cfg(feature = "iroh")]
 pub(crate) mod iroh_bridge;
 #[cfg(feature = "tls")]
-pub(crate) mod nginx;
 mod options;
 pub mod proxy;
-mod socket_opts;
 #[cfg(feature = "tls")]
 mod stealth;
 mod tcp;
 #[cfg(feature = "tls")]
 mod tls;
 
+pub(crate) use crate::io::SocketOpts;
 #[cfg(feature = "acme")]
 pub use acme::{AcmeOptions, LETS_ENCRYPT_PRODUCTION};
 #[cfg(feature = "iroh")]
@@ -38,19 +35,13 @@ pub use iroh::{
 };
 pub use options::{ClientTransportOptions, ServerTransportOptions};
 pub use proxy::{ProxyKind, ProxyUrl};
-pub(crate) use socket_opts::SocketOpts;
 #[cfg(feature = "tls")]
 pub use stealth::StealthOptions;
 pub use tcp::{TcpAcceptor, TcpTransport};
 #[cfg(feature = "tls")]
 pub use tls::{CertSource, TlsAcceptor, TlsClientOptions, TlsPin, TlsServerOptions, TlsTransport};
 
-/// A byte stream a transport produced.
-pub trait TransportStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> TransportStream for T {}
-
-/// A boxed transport stream.
-pub type BoxStream = Box<dyn TransportStream>;
+pub use crate::io::{BoxStream, TransportStream};
 
 /// A boxed future, as trait objects need.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -163,6 +154,14 @@ pub trait Acceptor: Send + 'static {
     /// iroh: the ticket clients pass as `--peer` (id, relay, addresses).
     fn ticket(&self) -> Option<String> {
         None
+    }
+}
+
+/// Every acceptor runs in the one accept loop ([`crate::io::accept_loop`]).
+impl<A: Acceptor + ?Sized> crate::io::Accept for A {
+    type Conn = (BoxStream, PeerInfo);
+    fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
+        Acceptor::accept(self)
     }
 }
 

@@ -176,7 +176,7 @@ impl ClientTransportOptions {
                 "--server is required (or --transport iroh with --peer)",
             ));
         };
-        let (host, port) = crate::client::split_host_port(server, self.default_port(), "--server")?;
+        let (host, port) = crate::error::split_host_port(server, self.default_port(), "--server")?;
         let transport = self.build(&host, port)?;
         Ok((host, port, transport))
     }

@@ -1,22 +1,22 @@
 //! Stealth mode (`--stealth`): after the TLS handshake, look at the client's
 //! first bytes without consuming them. `SSH-2.0-` goes to SSH with those
 //! bytes replayed; anything else is answered like a stock nginx (see
-//! `nginx.rs`) or relayed to a real web server (`--stealth-fallback`).
+//! `proto/decoy.rs`) or relayed to a real web server (`--stealth-fallback`).
 //!
 //! The server never speaks first here: the acceptor hands a stream to SSH
 //! only after the client's banner started, so russh's banner always follows
 //! the client's. Nothing a prober sends is logged beyond its address.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::nginx::{Decoy, Step, http_date};
 use super::{BoxStream, TransportStream};
+use crate::io::Prefixed;
+use crate::proto::decoy::{Decoy, Step};
+use crate::proto::time::http_date;
 
 const SSH_PREFIX: &[u8] = b"SSH-2.0-";
 
@@ -228,74 +228,6 @@ fn now_date() -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     http_date(secs)
-}
-
-/// A stream that yields `prefix` before reading from `inner`.
-pub(crate) struct Prefixed<S> {
-    prefix: Vec<u8>,
-    pos: usize,
-    inner: S,
-}
-
-impl<S> Prefixed<S> {
-    pub(crate) fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Prefixed {
-            prefix,
-            pos: 0,
-            inner,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.pos < self.prefix.len() {
-            let rest = &self.prefix[self.pos..];
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..n]);
-            self.pos += n;
-            if self.pos == self.prefix.len() {
-                self.prefix = Vec::new();
-                self.pos = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }
 
 #[cfg(test)]

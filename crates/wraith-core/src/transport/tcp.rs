@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use super::proxy::{self, ProxyUrl};
 use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, SocketOpts, Transport, TransportKind};
 use crate::error::{Error, Result};
+use crate::proto::host_port::HostPort;
 
 /// Dials `host:port` over TCP.
 #[derive(Debug, Clone)]
@@ -47,11 +48,7 @@ impl Transport for TcpTransport {
     }
 
     fn describe(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        HostPort(&self.host, self.port).to_string()
     }
 }
 

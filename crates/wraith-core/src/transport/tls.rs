@@ -25,7 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ResolvesServerCert;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::proxy::{self, ProxyUrl};
@@ -33,6 +33,7 @@ use super::stealth::{self, StealthOptions};
 use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, SocketOpts, Transport, TransportKind};
 use crate::error::{Error, Result};
 use crate::limits::{LogRate, PerSource, SourceKey};
+use crate::proto::host_port::HostPort;
 use crate::source::Source;
 
 /// ALPN a plain TLS server offers: what a web server with HTTP/2 offers.
@@ -253,11 +254,7 @@ impl Transport for TlsTransport {
     }
 
     fn describe(&self) -> String {
-        if self.host.contains(':') {
-            format!("tls://[{}]:{}", self.host, self.port)
-        } else {
-            format!("tls://{}:{}", self.host, self.port)
-        }
+        format!("tls://{}", HostPort(&self.host, self.port))
     }
 }
 
@@ -661,17 +658,9 @@ async fn accept_loop(
     let in_flight = Arc::new(Semaphore::new(opts.max_handshakes));
     let per_source = PerSource::new(opts.max_handshakes_per_source);
     let stealth = opts.stealth.map(Arc::new);
-    let accept_errors = LogRate::new(Duration::from_secs(10));
     let refusals = LogRate::new(Duration::from_secs(10));
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // EMFILE and friends: pause instead of spinning.
-                tokio::time::sleep(crate::limits::accept_failed(&e, &accept_errors)).await;
-                continue;
-            }
-        };
+    let mut listener = listener;
+    let on_conn = |(tcp, peer): (TcpStream, SocketAddr)| {
         // Closing at once costs the peer a connection and us nothing; the
         // refusal is logged now and then, not once per connection.
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
@@ -681,14 +670,14 @@ async fn accept_loop(
                     "too many TLS handshakes in flight (--max-tls-handshakes); connections dropped"
                 );
             }
-            continue;
+            return;
         };
         let source = SourceKey::Net(opts.net_block.source_of(peer.ip()));
         let Some(source_slot) = per_source.try_take(&source) else {
             if let Some(skipped) = refusals.check() {
                 tracing::info!(remote_addr = %peer.ip(), skipped, "too many TLS handshakes from one source (--per-source-max-tls-handshakes); connections dropped");
             }
-            continue;
+            return;
         };
         let permit = (permit, source_slot);
         SocketOpts::default().apply(&tcp);
@@ -731,7 +720,8 @@ async fn accept_loop(
             // The receiver is gone only when the server stopped.
             let _ = tx.send((stream, info)).await;
         });
-    }
+    };
+    crate::io::accept_loop(&mut listener, "tls", std::future::pending(), on_conn).await;
 }
 
 impl Acceptor for TlsAcceptor {

@@ -19,11 +19,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf, WriteHalf};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::transport::BoxStream;
+use super::BoxStream;
 
 /// Most bytes read ahead of the session: all the server may send under the
 /// windows a session grants, and some room for its own messages.
-const READ_AHEAD: usize = crate::algorithms::WINDOW_BUDGET as usize + (16 << 20);
+const READ_AHEAD: usize = crate::ssh::WINDOW_BUDGET as usize + (16 << 20);
 
 /// Size of the buffers reads land in. Memory is taken as bytes arrive and
 /// given back as the session takes them: a buffer is freed once every read

@@ -86,8 +86,7 @@ impl fmt::Display for TargetAddr {
             TargetAddr::Ip(addr) => addr.fmt(f),
             // A "domain" holding a colon (some clients send IPv6 literals as
             // ATYP 3) is bracketed so that the port stays unambiguous.
-            TargetAddr::Domain(name, port) if name.contains(':') => write!(f, "[{name}]:{port}"),
-            TargetAddr::Domain(name, port) => write!(f, "{name}:{port}"),
+            TargetAddr::Domain(name, port) => super::host_port::HostPort(name, *port).fmt(f),
         }
     }
 }
@@ -385,6 +384,111 @@ pub(crate) fn encode_reply(reply: Reply, bound: Option<SocketAddr>) -> Vec<u8> {
     }
     out.extend_from_slice(&bound.port().to_be_bytes());
     out
+}
+
+/// The client side (RFC 1928, RFC 1929), for `--proxy socks5://`: the
+/// messages wraith sends to an upstream SOCKS5 proxy and the checks of its
+/// replies.
+pub(crate) mod client {
+    use std::net::IpAddr;
+
+    /// The authentication method the proxy picked.
+    #[derive(Debug, PartialEq, Eq)]
+    pub(crate) enum Method {
+        NoAuth,
+        UserPass,
+    }
+
+    pub(crate) fn greeting(with_auth: bool) -> Vec<u8> {
+        if with_auth {
+            vec![5, 2, 0, 2]
+        } else {
+            vec![5, 1, 0]
+        }
+    }
+
+    pub(crate) fn method(reply: [u8; 2]) -> Result<Method, String> {
+        match reply {
+            [5, 0] => Ok(Method::NoAuth),
+            [5, 2] => Ok(Method::UserPass),
+            [5, 0xff] => Err("the proxy accepts none of our authentication methods (does it need user:pass@ in --proxy?)".into()),
+            [5, m] => Err(format!("the proxy chose an authentication method we did not offer ({m})")),
+            _ => Err("not a SOCKS5 proxy (bad version in its reply)".into()),
+        }
+    }
+
+    pub(crate) fn user_pass(user: &str, pass: &str) -> Vec<u8> {
+        let (u, p) = (user.as_bytes(), pass.as_bytes());
+        let mut m = vec![1, u.len().min(255) as u8];
+        m.extend_from_slice(&u[..u.len().min(255)]);
+        m.push(p.len().min(255) as u8);
+        m.extend_from_slice(&p[..p.len().min(255)]);
+        m
+    }
+
+    pub(crate) fn user_pass_status(reply: [u8; 2]) -> Result<(), String> {
+        match reply {
+            [1, 0] => Ok(()),
+            [1, _] => Err("the proxy rejected the user name or password".into()),
+            _ => Err("bad reply to user/password authentication".into()),
+        }
+    }
+
+    /// CONNECT to `host:port`; a name is sent unresolved (ATYP 3).
+    pub(crate) fn connect_request(host: &str, port: u16) -> Result<Vec<u8>, String> {
+        let mut m = vec![5, 1, 0];
+        match host.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) => {
+                m.push(1);
+                m.extend_from_slice(&a.octets());
+            }
+            Ok(IpAddr::V6(a)) => {
+                m.push(4);
+                m.extend_from_slice(&a.octets());
+            }
+            Err(_) => {
+                let len = u8::try_from(host.len())
+                    .map_err(|_| "the server name is too long for SOCKS5".to_string())?;
+                m.push(3);
+                m.push(len);
+                m.extend_from_slice(host.as_bytes());
+            }
+        }
+        m.extend_from_slice(&port.to_be_bytes());
+        Ok(m)
+    }
+
+    /// Checks the first 5 bytes of the CONNECT reply and returns how many
+    /// bytes of it are left to read.
+    pub(crate) fn reply_len(head: [u8; 5]) -> Result<usize, String> {
+        if head[0] != 5 {
+            return Err("not a SOCKS5 proxy (bad version in its reply)".into());
+        }
+        if head[1] != 0 {
+            let what = match head[1] {
+                1 => "general failure",
+                2 => "connection not allowed by ruleset",
+                3 => "network unreachable",
+                4 => "host unreachable",
+                5 => "connection refused",
+                6 => "TTL expired",
+                7 => "command not supported",
+                8 => "address type not supported",
+                _ => "unknown error",
+            };
+            return Err(format!(
+                "the proxy could not connect to the server: {what} (SOCKS5 reply {})",
+                head[1]
+            ));
+        }
+        // 4 header bytes are read, plus the first address byte.
+        match head[3] {
+            1 => Ok(4 - 1 + 2),
+            4 => Ok(16 - 1 + 2),
+            3 => Ok(usize::from(head[4]) + 2),
+            t => Err(format!("bad address type {t} in the proxy's reply")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -815,5 +919,42 @@ mod tests {
                 let _ = (req.target.to_string(), req.target.host(), req.target.port());
             }
         }
+    }
+
+    #[test]
+    fn client_messages() {
+        assert_eq!(client::greeting(false), [5, 1, 0]);
+        assert_eq!(client::greeting(true), [5, 2, 0, 2]);
+        assert_eq!(client::method([5, 2]).unwrap(), client::Method::UserPass);
+        assert!(
+            client::method([5, 0xff])
+                .unwrap_err()
+                .contains("user:pass@")
+        );
+        assert!(client::method([4, 0]).is_err());
+        assert_eq!(client::user_pass("u", "pw"), [1, 1, b'u', 2, b'p', b'w']);
+        assert!(client::user_pass_status([1, 1]).is_err());
+        assert_eq!(
+            client::connect_request("example.com", 443).unwrap(),
+            [&[5, 1, 0, 3, 11][..], b"example.com", &[1, 187]].concat()
+        );
+        assert_eq!(
+            client::connect_request("10.0.0.1", 22).unwrap(),
+            [5, 1, 0, 1, 10, 0, 0, 1, 0, 22]
+        );
+        assert_eq!(
+            client::connect_request("::1", 22).unwrap().len(),
+            4 + 16 + 2
+        );
+        assert!(client::connect_request(&"a".repeat(256), 1).is_err());
+        assert_eq!(client::reply_len([5, 0, 0, 1, 127]).unwrap(), 5);
+        assert_eq!(client::reply_len([5, 0, 0, 4, 0]).unwrap(), 17);
+        assert_eq!(client::reply_len([5, 0, 0, 3, 7]).unwrap(), 9);
+        assert!(
+            client::reply_len([5, 5, 0, 1, 0])
+                .unwrap_err()
+                .contains("refused")
+        );
+        assert!(client::reply_len([5, 0, 0, 9, 0]).is_err());
     }
 }

@@ -34,41 +34,6 @@ const LOCAL_FORMS: &str = "[bind_address:]port:host:hostport, where a Unix socke
 const REMOTE_FORMS: &str = "[bind_address:]port:host:hostport, where a local Unix socket path may replace \
      host:hostport (IPv6 addresses in brackets: [::1])";
 
-/// Split `host[:port]` (`--server`; IPv6 in brackets, or bare without a
-/// port) with `default_port` when none is given. `flag` names the option in
-/// the error.
-pub fn split_host_port(
-    value: &str,
-    default_port: u16,
-    flag: &'static str,
-) -> Result<(String, u16), crate::Error> {
-    let bad = || crate::Error::Config {
-        flag,
-        value: value.to_string(),
-        reason: "expected host[:port], e.g. example.com:2222 or [2001:db8::1]:22".into(),
-    };
-    if let Some(rest) = value.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad())?,
-            None if after.is_empty() => default_port,
-            None => return Err(bad()),
-        };
-        return Ok((host.to_string(), port));
-    }
-    match value.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => {
-            if h.is_empty() {
-                return Err(bad());
-            }
-            Ok((h.to_string(), p.parse().map_err(|_| bad())?))
-        }
-        Some(_) => Ok((value.to_string(), default_port)), // bare IPv6
-        None if !value.is_empty() => Ok((value.to_string(), default_port)),
-        None => Err(bad()),
-    }
-}
-
 /// Where a forwarded connection is delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForwardTarget {
@@ -119,11 +84,7 @@ impl fmt::Display for BindAddr {
 }
 
 fn fmt_host_port(f: &mut fmt::Formatter<'_>, host: &str, port: u16) -> fmt::Result {
-    if host.contains(':') {
-        write!(f, "[{host}]:{port}")
-    } else {
-        write!(f, "{host}:{port}")
-    }
+    fmt::Display::fmt(&super::host_port::HostPort(host, port), f)
 }
 
 /// A local forward: listen on the client, connect from the server.
@@ -1044,31 +1005,6 @@ mod tests {
     }
 
     // --- display ---
-
-    #[test]
-    fn server_spec_forms() {
-        let f = "--server";
-        assert_eq!(split_host_port("h", 22, f).unwrap(), ("h".into(), 22));
-        assert_eq!(
-            split_host_port("h:2222", 22, f).unwrap(),
-            ("h".into(), 2222)
-        );
-        assert_eq!(
-            split_host_port("[::1]:2222", 22, f).unwrap(),
-            ("::1".into(), 2222)
-        );
-        assert_eq!(split_host_port("[::1]", 22, f).unwrap(), ("::1".into(), 22));
-        assert_eq!(split_host_port("::1", 22, f).unwrap(), ("::1".into(), 22));
-        assert!(split_host_port("h:notaport", 22, f).is_err());
-        assert!(split_host_port("h:70000", 22, f).is_err());
-        assert!(split_host_port("", 22, f).is_err());
-        assert!(split_host_port("[::1", 22, f).is_err());
-        assert!(split_host_port(":22", 22, f).is_err());
-        assert_eq!(
-            split_host_port("h:x", 22, f).unwrap_err().to_string(),
-            "invalid --server value \"h:x\": expected host[:port], e.g. example.com:2222 or [2001:db8::1]:22"
-        );
-    }
 
     #[test]
     fn targets_and_binds_display_like_specs() {

@@ -1,6 +1,9 @@
-//! The SSH algorithm lists both sides offer: modern algorithms only
-//! (curve25519 / ML-KEM key exchange, Ed25519 keys, AEAD ciphers). No SHA-1,
-//! no CBC, no finite-field Diffie-Hellman.
+//! What the client and the server share about SSH itself: the algorithm
+//! lists both sides offer (modern algorithms only: curve25519 / ML-KEM key
+//! exchange, Ed25519 keys, AEAD ciphers; no SHA-1, no CBC, no finite-field
+//! Diffie-Hellman), the channel window and packet settings, and the
+//! client's identification string. The server's is `--ssh-banner`
+//! (`server::SshBanner`).
 
 use std::borrow::Cow;
 
@@ -69,6 +72,13 @@ fn has_aes_hardware() -> bool {
     {
         false
     }
+}
+
+/// The client's identification string. A client talks only to the server
+/// it chose, so naming the version helps that server's operator and tells
+/// no stranger anything.
+pub(crate) fn client_id() -> russh::SshId {
+    russh::SshId::Standard(format!("SSH-2.0-wraith_{}", env!("CARGO_PKG_VERSION")).into())
 }
 
 /// The preference lists used by both client and server.
