@@ -12,6 +12,7 @@
 //! the `wraith` crate is a member with integration tests; it lands next to
 //! this crate's binary. If it is missing (e.g. `cargo test -p wraith-bench`
 //! on a clean tree) the test is skipped, or fails under `CI=true`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

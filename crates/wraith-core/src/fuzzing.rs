@@ -3,7 +3,9 @@
 //! Each function feeds arbitrary bytes to a sans-IO parser and panics when an
 //! invariant that callers rely on breaks; the fuzz targets in `fuzz/` are
 //! one-line wrappers around them. They do no I/O and must never be called by
-//! production code.
+//! production code. Built for `cargo test` and with the `fuzzing` feature
+//! only.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::proto::socks5::{
     self, MAX_HANDSHAKE_BYTES, Parse, Reply, Socks5Error, TargetAddr, encode_reply, parse_greeting,

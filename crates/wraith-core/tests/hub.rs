@@ -1,6 +1,7 @@
 //! The event hub as an embedder sees it: control channels served over
 //! in-memory streams with `EventHub::serve_stream`, and server-side members
 //! joined with `EventHub::join`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

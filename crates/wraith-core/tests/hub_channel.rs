@@ -1,6 +1,7 @@
 //! The control channel end to end in one process: `open_channel` to
 //! `wraith-control:0` over a real SSH session, meeting the server's hub and a
 //! server-side member joined through `Server::hub()`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;

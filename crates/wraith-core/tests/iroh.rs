@@ -1,6 +1,7 @@
 //! In-process tests of the iroh transport through the library API, on
 //! loopback with relays disabled: sessions over a shared client endpoint,
 //! `PeerInfo` for iroh peers, and per-peer limits counted by endpoint id.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "iroh")]
 
 mod common;

@@ -1,6 +1,7 @@
 //! In-process tests of the TLS acceptor and transport: concurrency of
 //! handshakes, timeouts, SNI in `PeerInfo`, certificate pins, and the
 //! stealth sniffing that hands only SSH to the server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "tls")]
 
 use std::path::Path;

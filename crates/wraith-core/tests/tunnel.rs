@@ -1,5 +1,6 @@
 //! In-process tunnel tests: a real server and client on loopback, real
 //! sockets, real SSH; no mocks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

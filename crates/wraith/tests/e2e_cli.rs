@@ -1,5 +1,6 @@
 //! End to end: the commands a newcomer types first — `wraith demo` and the
 //! curl line it prints, `wraith keygen` — and the CLI's error behaviour.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! about. The server's SSH identification line (`--ssh-banner`, no version
 //! by default) read raw and through OpenSSH's `ssh -v`; the warning for a
 //! private key file that other users can read.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

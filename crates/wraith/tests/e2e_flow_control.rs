@@ -14,6 +14,7 @@
 //! a deadline. These tests need `ssh-keygen`, `ssh`, `/usr/sbin/sshd` and a
 //! python3 with AsyncSSH (Debian `python3-asyncssh`); outside CI they are
 //! skipped when a tool is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

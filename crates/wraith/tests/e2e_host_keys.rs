@@ -4,6 +4,7 @@
 //!
 //! These tests need `ssh-keygen`, and `/usr/sbin/sshd` for the OpenSSH one;
 //! outside CI they are skipped when a tool is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

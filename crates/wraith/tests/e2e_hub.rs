@@ -6,6 +6,7 @@
 //! Frames are built and checked here by hand, independently of the codec in
 //! wraith-core. Keys get the hub only with the `hub` option; events arrive
 //! re-encoded with the publisher's key fingerprint as `"sender"`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -6,6 +6,7 @@
 //!   so the tunnel can only run through the relay;
 //! - the endpoint id survives a restart and an old ticket reconnects;
 //! - a wrong endpoint id fails with a clear error in bounded time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -7,6 +7,7 @@
 //!
 //! The attacker is 127.0.0.2, the real client 127.0.0.1 (all of 127/8 is
 //! loopback on Linux).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //!
 //! These tests need `ssh`, `ssh-keygen` and `curl`; outside CI they are
 //! skipped when a tool is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

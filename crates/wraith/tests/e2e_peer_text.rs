@@ -3,6 +3,7 @@
 //! (tests/helpers/hostile_peer.py), a real SSH client that puts forged log
 //! lines into every string the protocol lets it choose; the judge is the
 //! real `fail2ban-regex` with the shipped filter.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

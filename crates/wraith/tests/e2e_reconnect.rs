@@ -2,6 +2,7 @@
 //! restarted, or its network silently disappears; the client notices within
 //! the keepalive bound, keeps its listeners, answers SOCKS requests with a
 //! failure while the tunnel is down, and reconnects by itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

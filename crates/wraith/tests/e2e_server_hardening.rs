@@ -2,6 +2,7 @@
 //! authentication limits, the login grace time, the fail2ban filter run by
 //! the real `fail2ban-regex` over real server output, graceful shutdown with
 //! a transfer in flight, and `ssh-audit` against the algorithm lists.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! and real upstream proxies (`microsocks`, `tinyproxy`).
 //!
 //! Outside CI a test is skipped when one of its tools is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "tls")]
 
 mod common;

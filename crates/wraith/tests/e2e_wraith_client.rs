@@ -5,6 +5,7 @@
 //!
 //! These tests need `ssh-keygen` and `curl`, and `/usr/sbin/sshd` for the
 //! OpenSSH server ones; outside CI they are skipped when a tool is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

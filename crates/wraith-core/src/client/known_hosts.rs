@@ -275,6 +275,7 @@ pub(crate) fn is_plain_host(host: &str) -> bool {
 
 /// `HMAC-SHA1` hashed form of a host name, `|1|salt|hash` (what
 /// `ssh-keygen -H` writes); for tests and the fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn hash_host(name: &str, salt: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let Ok(mac) = Hmac::<Sha1>::new_from_slice(salt) else {

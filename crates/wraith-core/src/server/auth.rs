@@ -148,6 +148,7 @@ impl AuthorizedKeys {
     }
 
     /// The usable lines, in file order.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn entries(&self) -> &[AuthorizedKey] {
         &self.entries
     }
