@@ -17,10 +17,16 @@ export interface ConnectOptions {
   /** OpenSSH user certificate for `identity`: a path or its contents.
    * Default: `<identity>-cert.pub` when `identity` is a path and it exists. */
   certificate?: KeySource
+  /** Passphrase of an encrypted `identity` (the CLI reads `WRAITH_KEY_PASSPHRASE`). */
+  passphrase?: string
   /** Pinned host key: `SHA256:…`, a public key line, or a `.pub` path.
-   * Without it: trust on first use (`wraith connect`'s known-hosts file). */
+   * Without it and `knownHosts`: trust on first use (`wraith connect`'s
+   * known-hosts file). */
   hostKey?: string
-  /** Login name; default `$USER`. */
+  /** An OpenSSH known_hosts file the server's key must be listed in (like
+   * `wraith connect --known-hosts`); a key it does not list is refused. */
+  knownHosts?: string
+  /** Login name; default `$USER`, else the user running node. */
   user?: string
   /** `host:port` reached from the server; default `wraith-control:0`. */
   target?: string
@@ -49,6 +55,8 @@ export interface ServeOptions {
   authorizedKeys: KeySource
   /** Trust user certificates signed by these CA keys: a path or contents, or a list. */
   certAuthority?: KeySource | KeySource[]
+  /** Passphrase of an encrypted `hostKey` (the CLI reads `WRAITH_KEY_PASSPHRASE`). */
+  passphrase?: string
   /** Default `127.0.0.1:0`. */
   listen?: string
   /** Default `tcp`. */
@@ -113,6 +121,10 @@ export declare class WraithServer extends EventEmitter {
   readonly endpointId: string | null
   /** iroh: the ticket to pass as `peer`; `null` for other transports. */
   readonly ticket: string | null
+  /** One line per skipped line of `authorizedKeys` / `certAuthority` (file,
+   * line number, why), and one if nobody can log in: what `wraith serve`
+   * logs at startup. */
+  readonly warnings: string[]
   /** Stop accepting and disconnect sessions gracefully. */
   close(): Promise<void>
 }

@@ -106,6 +106,7 @@ class WraithServer extends EventEmitter {
     this.address = handle.address
     this.endpointId = handle.endpointId ?? null
     this.ticket = handle.ticket ?? null
+    this.warnings = handle.warnings
     this._taking = false
     this.on('newListener', (event) => {
       if (event === 'connection' && !this._taking) {

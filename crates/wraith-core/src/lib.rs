@@ -15,6 +15,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod keys;
 pub mod limits;
+pub mod profile;
 pub mod proto;
 pub mod server;
 pub mod source;

@@ -16,11 +16,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::sync::{Mutex, oneshot};
 
 use wraith_core::Source;
-use wraith_core::client::{ConnectOptions, HostKeyPolicy, open_channel, split_host_port};
-use wraith_core::keys::{self, HostKeyPin};
-use wraith_core::server::{
-    AuthorizedKeys, ControlInfo, ControlStream, EventHub, ServeOptions, Server,
-};
+use wraith_core::client::{open_channel, split_host_port};
+use wraith_core::profile::{ClientProfile, Naming, ServerProfile};
+use wraith_core::server::{ControlInfo, ControlStream, EventHub, Server};
 use wraith_core::transport::{
     Acceptor, ClientTransportOptions, ProxyUrl, ServerTransportOptions, TransportKind,
 };
@@ -29,9 +27,13 @@ type Io = Box<dyn IoStream>;
 trait IoStream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> IoStream for T {}
 
-/// A JavaScript `Error` with wraith's own message (as the CLI prints it).
+/// A JavaScript `Error` with wraith's own message, naming options as this
+/// addon spells them (`tlsPin` where the CLI says `--tls-pin`).
 fn js_err(e: impl std::fmt::Display) -> Error {
-    Error::new(Status::GenericFailure, e.to_string())
+    Error::new(
+        Status::GenericFailure,
+        Naming::Options.render(&e.to_string()),
+    )
 }
 
 /// A key or certificate given as a file path or as the file's contents.
@@ -63,9 +65,13 @@ pub struct ConnectOpts {
     /// OpenSSH user certificate for `identity` (path or contents); default
     /// `<identity>-cert.pub` when `identity` is a path and that file exists.
     pub certificate: Option<Either<String, Buffer>>,
+    /// Passphrase of an encrypted `identity`.
+    pub passphrase: Option<String>,
     /// Pinned host key: `SHA256:…`, a public key line, or a `.pub` path.
     pub host_key: Option<String>,
-    /// Login name (default: `USER` or `wraith`).
+    /// An OpenSSH known_hosts file the host key must be listed in.
+    pub known_hosts: Option<String>,
+    /// Login name (default: `$USER`, else the user running node).
     pub user: Option<String>,
     /// `host:port` to reach from the server; default `wraith-control:0`.
     pub target: Option<String>,
@@ -231,38 +237,18 @@ pub async fn connect(opts: ConnectOpts) -> Result<NativeStream> {
     t.tls_ca = opts.tls_ca.as_ref().map(source);
     t.tls_pin = opts.tls_pin.clone();
     t.insecure = opts.insecure.unwrap_or(false);
-    t.check().map_err(js_err)?;
-    if kind != TransportKind::Iroh {
-        let server = opts
-            .server
-            .as_deref()
-            .ok_or_else(|| js_err("no server: pass --server host[:port]"))?;
-        split_host_port(server, t.default_port(), "--server").map_err(js_err)?;
-    }
-    let identity_src = source(&opts.identity);
-    let identity =
-        keys::load_private_key(&identity_src, None, "identity", "--identity").map_err(js_err)?;
-    let certificate = keys::find_certificate(
-        opts.certificate.as_ref().map(source),
-        identity_src.path(),
-        &identity,
-    )
-    .map_err(js_err)?;
+    let mut profile = ClientProfile::new(t);
+    profile.server = opts.server.clone();
+    profile.identity = Some(source(&opts.identity));
+    profile.passphrase = opts.passphrase.clone();
+    profile.certificate = opts.certificate.as_ref().map(source);
+    profile.host_key = opts.host_key.clone();
+    profile.known_hosts = opts.known_hosts.as_ref().map(Into::into);
+    profile.user = opts.user.clone();
+    profile.check().map_err(js_err)?;
     let target = opts.target.as_deref().unwrap_or("wraith-control:0");
-    let (thost, tport) = split_host_port(target, 0, "target").map_err(js_err)?;
-    let host_key = match &opts.host_key {
-        Some(pin) => HostKeyPolicy::Pin(HostKeyPin::parse(pin).map_err(js_err)?),
-        None => HostKeyPolicy::default_tofu(),
-    };
-    let (host, port, transport) = t.open(opts.server.as_deref()).await.map_err(js_err)?;
-    let user = opts
-        .user
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "wraith".into());
-    let mut o = ConnectOptions::new(transport, host, port, user, identity);
-    o.host_key = host_key;
-    o.certificate = certificate;
+    let (thost, tport) = split_host_port(target, 0, "--stdio").map_err(js_err)?;
+    let mut o = profile.connect_options().await.map_err(js_err)?;
     if let Some(t) = opts.connect_timeout {
         o.connect_timeout = Duration::from_secs(u64::from(t.max(1)));
     }
@@ -279,6 +265,8 @@ pub struct ServeOpts {
     pub authorized_keys: Either<String, Buffer>,
     /// Trusted user-certificate CAs, each a path or contents.
     pub cert_authority: Option<Vec<Either<String, Buffer>>>,
+    /// Passphrase of an encrypted `hostKey`.
+    pub passphrase: Option<String>,
     /// Listen address (default `127.0.0.1:0`).
     pub listen: Option<String>,
     /// `tcp` (default), `tls` or `iroh`.
@@ -321,6 +309,7 @@ pub struct NativeServer {
     address: String,
     endpoint_id: Option<String>,
     ticket: Option<String>,
+    warnings: Vec<String>,
     stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     done: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     hub: EventHub,
@@ -347,6 +336,13 @@ impl NativeServer {
     #[napi(getter)]
     pub fn ticket(&self) -> Option<String> {
         self.ticket.clone()
+    }
+
+    /// Lines of the key files that were skipped, and why (what `wraith
+    /// serve` logs at startup).
+    #[napi(getter)]
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
     }
 
     /// From now on, control channels come to [`NativeServer::accept`]
@@ -426,16 +422,12 @@ fn serve_transport(opts: &ServeOpts) -> Result<ServerTransportOptions> {
 #[napi]
 pub async fn serve(opts: ServeOpts) -> Result<NativeServer> {
     let transport = serve_transport(&opts)?;
-    let host_key = keys::load_private_key(source(&opts.host_key), None, "host key", "--key")
-        .map_err(js_err)?;
-    let (mut authorized, _warnings) =
-        AuthorizedKeys::load(source(&opts.authorized_keys)).map_err(js_err)?;
-    for ca in opts.cert_authority.iter().flatten() {
-        let (cas, _warnings) = AuthorizedKeys::load_cert_authorities(source(ca)).map_err(js_err)?;
-        authorized.extend(cas);
-    }
-    let host_key_for_iroh = host_key.clone();
-    let mut o = ServeOptions::new(host_key, authorized);
+    let mut profile = ServerProfile::new(source(&opts.host_key), source(&opts.authorized_keys));
+    profile.passphrase = opts.passphrase.clone();
+    profile.cert_authorities = opts.cert_authority.iter().flatten().map(source).collect();
+    let (mut o, warnings) = profile.serve_options().map_err(js_err)?;
+    let warnings = warnings.iter().map(|w| Naming::Options.render(w)).collect();
+    let host_key_for_iroh = o.host_key.clone();
     o.hub_for_all_keys = opts.hub_for_all_keys.unwrap_or(false);
     o.proxy = match &opts.proxy {
         Some(url) => Some(url.parse::<ProxyUrl>().map_err(js_err)?),
@@ -471,6 +463,7 @@ pub async fn serve(opts: ServeOpts) -> Result<NativeServer> {
         address,
         endpoint_id,
         ticket,
+        warnings,
         stop: std::sync::Mutex::new(Some(tx)),
         done: Arc::new(Mutex::new(Some(task))),
         hub,

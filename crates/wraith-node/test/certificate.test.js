@@ -81,11 +81,11 @@ test('certAuthority as a path list; a certificate for another key is refused loc
     const other = wraith.generateKey('other')
     await assert.rejects(
       wraith.connect({ server: server.address, hostKey: host.publicKey, user: 'tester', identity: Buffer.from(other.privateKey), certificate: c.cert }),
-      { message: `cannot read certificate from ${c.cert} (--certificate): the certificate is for another key than --identity` })
+      { message: `cannot read certificate from ${c.cert} (certificate): the certificate is for another key than identity` })
   } finally {
     await server.close()
   }
   await assert.rejects(
     wraith.serve({ hostKey: Buffer.from(host.privateKey), authorizedKeys: Buffer.from(''), certAuthority: Buffer.from('# none\n') }),
-    { message: 'cannot read certificate authorities from in-memory data (--cert-authority): no usable CA key in it' })
+    { message: 'cannot read certificate authorities from in-memory data (certAuthority): no usable CA key in it' })
 })

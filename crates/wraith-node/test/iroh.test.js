@@ -55,14 +55,14 @@ test('iroh: the same host key gives the same endpoint id; a bare id without rela
       peer: id,
       irohRelay: 'disabled',
       identity: Buffer.from(wraith.generateKey().privateKey)
-    }), /^Error: invalid --peer value .*give the `ticket:` line the server printed/)
+    }), /^Error: invalid peer value .*give the `ticket:` line the server printed/)
     await assert.rejects(wraith.connect({
       transport: 'iroh',
       peer: b.ticket,
       server: '127.0.0.1:22',
       irohRelay: 'disabled',
       identity: Buffer.from(wraith.generateKey().privateKey)
-    }), { message: '--server is not used with --transport iroh: give the server\'s ticket with --peer' })
+    }), { message: 'server is not used with transport iroh: give the server\'s ticket with peer' })
   } finally {
     await b.close()
   }

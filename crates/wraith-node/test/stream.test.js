@@ -4,6 +4,10 @@ const test = require('node:test')
 const assert = require('node:assert')
 const net = require('node:net')
 const crypto = require('node:crypto')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
 const { once } = require('node:events')
 const { wraith, startServer, deadline } = require('./helpers')
 
@@ -78,6 +82,44 @@ test('connect() with an unauthorized key rejects with the CLI message', async ()
     await assert.rejects(
       deadline(wraith.connect(connectOptions({ identity: Buffer.from(keys.stranger.privateKey) })), 20_000, 'connect'),
       /^Error: authentication failed for user "tester" at .*: the server did not accept the key SHA256:/)
+  } finally {
+    await server.close()
+  }
+})
+
+test('a bad identity gets the CLI\'s message, with the option name for the flag', async (t) => {
+  // The CLI binary `cargo test --workspace` built (WRAITH_BIN overrides).
+  const bin = process.env.WRAITH_BIN || path.join(__dirname, '..', '..', '..', 'target', 'debug', 'wraith')
+  if (!fs.existsSync(bin)) {
+    if (process.env.CI === 'true') throw new Error(`no wraith binary at ${bin} (CI=true)`)
+    t.skip(`no wraith binary at ${bin}`)
+    return
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wraith-node-'))
+  const identity = path.join(dir, 'id')
+  // A public key where the private one belongs.
+  fs.writeFileSync(identity, wraith.generateKey('client').publicKey)
+  const cli = spawnSync(bin, ['connect', '--server', '127.0.0.1:1', '--identity', identity, '--no-socks5'],
+    { encoding: 'utf8', timeout: 20_000, env: { ...process.env, HOME: dir } })
+  assert.strictEqual(cli.status, 1, cli.stderr)
+  const cliLine = cli.stderr.trim().split('\n').pop()
+  assert.match(cliLine, /^error: cannot read identity from .* \(--identity\): this is a public key/)
+  await assert.rejects(wraith.connect({ server: '127.0.0.1:1', identity }), (err) => {
+    assert.strictEqual(err.message, cliLine.replace(/^error: /, '').replace('(--identity)', '(identity)'))
+    return true
+  })
+})
+
+test('serve(): skipped authorizedKeys lines are reported in server.warnings', async () => {
+  const k = wraith.generateKey('host')
+  const client = wraith.generateKey('client')
+  const server = await wraith.serve({
+    hostKey: Buffer.from(k.privateKey),
+    authorizedKeys: Buffer.from(client.publicKey + '\nssh-ed25519 not-base64!\n')
+  })
+  try {
+    assert.strictEqual(server.warnings.length, 1, server.warnings.join('\n'))
+    assert.match(server.warnings[0], /^in-memory data:2: .*\(authorizedKeys\)$/)
   } finally {
     await server.close()
   }

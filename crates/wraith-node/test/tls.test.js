@@ -95,15 +95,15 @@ test('tls: a wrong tlsPin or an unrelated tlsCa rejects with the CLI message', a
       deadline(wraith.connect(connectOptions({ transport: 'tls', tlsPin: pinOf(other.cert) })), 20_000, 'connect wrong pin'),
       (err) => {
         assert.strictEqual(err.message,
-          `TLS certificate check failed for tls://${addr}: certificate does not match --tls-pin (the server's key is ${pinOf(certs.cert)})`)
+          `TLS certificate check failed for tls://${addr}: certificate does not match tlsPin (the server's key is ${pinOf(certs.cert)})`)
         return true
       })
     await assert.rejects(
       deadline(wraith.connect(connectOptions({ transport: 'tls', tlsCa: other.ca })), 20_000, 'connect other CA'),
-      { message: `TLS certificate check failed for tls://${addr}: certificate not trusted (use --tls-ca or --tls-pin)` })
+      { message: `TLS certificate check failed for tls://${addr}: certificate not trusted (use tlsCa or tlsPin)` })
     await assert.rejects(
       wraith.connect(connectOptions({ transport: 'tls', tlsPin: 'sha256/nope' })),
-      /^Error: invalid --tls-pin value "sha256\/nope": expected sha256\//)
+      /^Error: invalid tlsPin value "sha256\/nope": expected sha256\//)
     // Plain SSH to a tls listener fails as a transport error, not a hang.
     await assert.rejects(
       deadline(wraith.connect(connectOptions({ connectTimeout: 5 })), 20_000, 'tcp to tls'),
@@ -113,44 +113,44 @@ test('tls: a wrong tlsPin or an unrelated tlsCa rejects with the CLI message', a
   }
 })
 
-test('option errors are the CLI usage lines', async () => {
+test('option errors are the CLI usage lines, with option names for flags', async () => {
   const { server, connectOptions } = await startServer()
   try {
     await assert.rejects(wraith.connect(connectOptions({ tlsCa: Buffer.from('x') })),
-      { message: '--tls-ca needs --transport tls' })
+      { message: 'tlsCa needs transport tls' })
     await assert.rejects(wraith.connect(connectOptions({ insecure: true })),
-      { message: '--insecure needs --transport tls' })
+      { message: 'insecure needs transport tls' })
     await assert.rejects(wraith.connect(connectOptions({ transport: 'tls', insecure: true, tlsPin: 'sha256/x' })),
-      { message: '--insecure cannot be used with --tls-ca or --tls-pin' })
+      { message: 'insecure cannot be used with tlsCa or tlsPin' })
     await assert.rejects(wraith.connect(connectOptions({ transport: 'quic' })),
-      { message: 'invalid --transport value "quic": expected tcp, tls or iroh' })
+      { message: 'invalid transport value "quic": expected tcp, tls or iroh' })
     await assert.rejects(wraith.connect(connectOptions({ transport: 'iroh' })),
-      { message: '--transport iroh needs --peer <ticket>: the `ticket:` line `wraith serve --transport iroh` printed' })
+      { message: 'transport iroh needs peer <ticket>: the `ticket:` line `wraith serve --transport iroh` printed' })
     await assert.rejects(wraith.connect(connectOptions({ server: undefined, peer: 'abc' })),
-      { message: '--peer needs --transport iroh (other transports take --server)' })
+      { message: 'peer needs transport iroh (other transports take server)' })
     await assert.rejects(wraith.connect(connectOptions({ proxy: 'ftp://x:1' })),
-      /^Error: invalid --proxy value/)
+      /^Error: invalid proxy value/)
     await assert.rejects(wraith.connect(connectOptions({ server: 'h:x' })),
-      { message: 'invalid --server value "h:x": expected host[:port], e.g. example.com:2222 or [2001:db8::1]:22' })
+      { message: 'invalid server value "h:x": expected host[:port], e.g. example.com:2222 or [2001:db8::1]:22' })
   } finally {
     await server.close()
   }
   const k = wraith.generateKey()
   const base = { hostKey: Buffer.from(k.privateKey), authorizedKeys: Buffer.from(k.publicKey) }
   await assert.rejects(wraith.serve({ ...base, transport: 'tls' }),
-    { message: '--transport tls needs --tls-cert and --tls-key, or --acme-domain / --acme-ip' })
+    { message: 'transport tls needs tlsCert and tlsKey, or acmeDomain / acmeIp' })
   await assert.rejects(wraith.serve({ ...base, stealth: true }),
-    { message: '--stealth needs --transport tls' })
+    { message: 'stealth needs transport tls' })
   await assert.rejects(wraith.serve({ ...base, tlsCert: Buffer.from('x'), tlsKey: Buffer.from('x') }),
-    { message: '--tls-cert and --tls-key need --transport tls' })
+    { message: 'tlsCert and tlsKey need transport tls' })
   await assert.rejects(wraith.serve({ ...base, acmeDomain: 'example.com' }),
-    { message: '--acme-domain and --acme-ip need --transport tls' })
+    { message: 'acmeDomain and acmeIp need transport tls' })
   await assert.rejects(wraith.serve({ ...base, transport: 'tls', tlsCert: Buffer.from('x'), tlsKey: Buffer.from('x') }),
-    /^Error: cannot read TLS certificate from in-memory data \(--tls-cert\): /)
+    /^Error: cannot read TLS certificate from in-memory data \(tlsCert\): /)
   await assert.rejects(wraith.serve({ ...base, irohRelay: 'disabled' }),
-    { message: '--iroh-relay needs --transport iroh' })
+    { message: 'irohRelay needs transport iroh' })
   await assert.rejects(wraith.serve({ ...base, hostKey: Buffer.from(k.publicKey) }),
-    /^Error: cannot read host key from in-memory data \(--key\): this is a public key/)
+    /^Error: cannot read host key from in-memory data \(hostKey\): this is a public key/)
 })
 
 /** microsocks on a free loopback port. */

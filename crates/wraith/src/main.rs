@@ -11,11 +11,11 @@ use anyhow::{Context, Result, anyhow};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use wraith_core::Source;
 use wraith_core::client::{
-    Client, ConnectOptions, HostKeyPolicy, LocalForwardSpec, RemoteForwardSpec, open_channel,
-    split_host_port,
+    Client, ConnectOptions, LocalForwardSpec, RemoteForwardSpec, open_channel, split_host_port,
 };
-use wraith_core::keys::{self, HostKeyPin};
-use wraith_core::server::{AuthorizedKeys, ServeOptions, Server};
+use wraith_core::keys;
+use wraith_core::profile::{ClientProfile, ServerProfile, local_user, passphrase_from_env};
+use wraith_core::server::{ServeOptions, Server};
 use wraith_core::transport::{ClientTransportOptions, ServerTransportOptions, TransportKind};
 
 /// Print a line to stdout. Unlike `println!` it never panics: a closed
@@ -679,41 +679,18 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn passphrase() -> Option<String> {
-    std::env::var("WRAITH_KEY_PASSPHRASE").ok()
-}
-
 async fn serve(a: ServeArgs) -> Result<()> {
     let mut transport = a.transport.options();
-    let host_key = keys::load_private_key(&a.key, passphrase().as_deref(), "host key", "--key")?;
-    let (mut authorized, warnings) = AuthorizedKeys::load(&a.authorized_keys)?;
+    let mut profile = ServerProfile::new(
+        Source::File(a.key.clone()),
+        Source::File(a.authorized_keys.clone()),
+    );
+    profile.passphrase = passphrase_from_env();
+    profile.cert_authorities = a.cert_authority.iter().cloned().map(Source::File).collect();
+    let (mut opts, warnings) = profile.serve_options()?;
     for w in &warnings {
-        tracing::warn!(
-            "{}:{}: {} (--authorized-keys)",
-            a.authorized_keys.display(),
-            w.line,
-            w.reason
-        );
+        tracing::warn!("{w}");
     }
-    for path in &a.cert_authority {
-        let (cas, warnings) = AuthorizedKeys::load_cert_authorities(path)?;
-        for w in &warnings {
-            tracing::warn!(
-                "{}:{}: {} (--cert-authority)",
-                path.display(),
-                w.line,
-                w.reason
-            );
-        }
-        authorized.extend(cas);
-    }
-    if authorized.is_empty() {
-        tracing::warn!(
-            "{} holds no usable key: nobody can log in (--authorized-keys)",
-            a.authorized_keys.display()
-        );
-    }
-    let mut opts = ServeOptions::new(host_key, authorized);
     opts.max_auth_attempts = a.max_auth_attempts;
     opts.proxy = match &a.proxy {
         Some(url) => Some(url.parse::<wraith_core::transport::ProxyUrl>()?),
@@ -819,87 +796,16 @@ async fn shutdown_signal() {
     Signals::new().recv().await;
 }
 
-fn default_identity() -> Result<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    if let Some(p) = home.map(|h| h.join(".ssh").join("id_ed25519"))
-        && p.exists()
-    {
-        return Ok(p);
-    }
-    Err(anyhow!(
-        "no identity: pass --identity <key file> (or set WRAITH_IDENTITY); make one with `wraith keygen -f <file>`"
-    ))
-}
-
-fn local_user() -> String {
-    if let Ok(u) = std::env::var("USER").or_else(|_| std::env::var("USERNAME"))
-        && !u.is_empty()
-    {
-        return u;
-    }
-    passwd_name().unwrap_or_else(|| "wraith".into())
-}
-
-/// The name of the user running us, from /etc/passwd (when $USER is unset,
-/// as under cron or systemd).
-#[cfg(unix)]
-fn passwd_name() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        (f.nth(1)? == uid).then(|| name.to_string())
-    })
-}
-
-#[cfg(not(unix))]
-fn passwd_name() -> Option<String> {
-    None
-}
-
 async fn connect(a: ConnectArgs) -> Result<()> {
-    let transport = a.transport_opts.options(a.transport);
-    if a.transport != TransportArg::Iroh
-        && let Some(server) = &a.server
-    {
-        // Check --server before anything slower, so a typo fails at once.
-        split_host_port(server, transport.default_port(), "--server")?;
-    }
-    let identity_path = match &a.identity {
-        Some(p) => p.clone(),
-        None => default_identity()?,
-    };
-    let identity = keys::load_private_key(
-        &identity_path,
-        passphrase().as_deref(),
-        "identity",
-        "--identity",
-    )?;
-    let certificate = keys::find_certificate(
-        a.certificate.clone().map(Source::File),
-        Some(&identity_path),
-        &identity,
-    )?;
-    let host_key = if let Some(spec) = &a.host_key {
-        HostKeyPolicy::Pin(HostKeyPin::parse(spec)?)
-    } else if let Some(kh) = &a.known_hosts {
-        if !kh.exists() {
-            return Err(anyhow!(
-                "cannot read known hosts from {} (--known-hosts): no such file",
-                kh.display()
-            ));
-        }
-        HostKeyPolicy::KnownHosts(kh.clone())
-    } else {
-        HostKeyPolicy::default_tofu()
-    };
-    let (host, port, transport) = transport.open(a.server.as_deref()).await?;
-    let user = a.user.clone().unwrap_or_else(local_user);
-    let mut opts = ConnectOptions::new(transport, host, port, user, identity);
-    opts.host_key = host_key;
-    opts.certificate = certificate;
+    let mut profile = ClientProfile::new(a.transport_opts.options(a.transport));
+    profile.server = a.server.clone();
+    profile.identity = a.identity.clone().map(Source::File);
+    profile.passphrase = passphrase_from_env();
+    profile.certificate = a.certificate.clone().map(Source::File);
+    profile.host_key = a.host_key.clone();
+    profile.known_hosts = a.known_hosts.clone();
+    profile.user = a.user.clone();
+    let mut opts = profile.connect_options().await?;
     opts.socks5 = (!a.no_socks5).then(|| a.socks5.clone());
     opts.forwards = a.forwards;
     opts.remote_forwards = a.remote_forwards;

@@ -1,0 +1,395 @@
+//! What a front end (the CLI, the Node addon, an embedder) hands the library
+//! to get a client or a server: the keys, certificates, host-key policy and
+//! login name, loaded the same way with the same messages whoever asks.
+//!
+//! [`ClientProfile`] turns into [`ConnectOptions`], [`ServerProfile`] into
+//! [`ServeOptions`] plus the warnings about skipped key-file lines. Front
+//! ends only map their own option syntax onto these fields; messages name
+//! fields the CLI way (`--identity`), and [`Naming::Options`] renders them
+//! the way the addon's options are spelled (`identity`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::client::{ConnectOptions, HostKeyPolicy};
+use crate::error::{Error, Result};
+use crate::keys::{self, HostKeyPin};
+use crate::server::{AuthorizedKeys, ServeOptions};
+use crate::source::Source;
+use crate::transport::{ClientTransportOptions, Transport};
+
+/// How a front end spells its options in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Naming {
+    /// Command-line flags: `--identity`, `--tls-pin` (the library's own
+    /// messages use these).
+    #[default]
+    Flags,
+    /// Option names of the Node addon: `identity`, `tlsPin`.
+    Options,
+}
+
+/// The CLI flags whose addon option is not simply the flag in camelCase.
+const RENAMED: &[(&str, &str)] = &[("--key", "hostKey"), ("--stdio", "target")];
+
+/// The addon's name for a CLI flag (`--tls-pin` → `tlsPin`).
+fn option_name(flag: &str) -> String {
+    if let Some((_, name)) = RENAMED.iter().find(|(f, _)| *f == flag) {
+        return (*name).to_string();
+    }
+    let mut out = String::new();
+    let mut upper = false;
+    for c in flag.trim_start_matches('-').chars() {
+        if c == '-' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Naming {
+    /// `message` (a library error or warning, which names CLI flags) with
+    /// every flag written this front end's way.
+    pub fn render(self, message: &str) -> String {
+        if self == Naming::Flags {
+            return message.to_string();
+        }
+        // A command line in backticks (`wraith serve --transport iroh`) is
+        // quoted as typed.
+        message
+            .split('`')
+            .enumerate()
+            .map(|(i, part)| {
+                if i % 2 == 1 {
+                    part.to_string()
+                } else {
+                    rename_flags(part)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("`")
+    }
+
+    /// [`Naming::render`] of an error.
+    pub fn error(self, e: &Error) -> String {
+        self.render(&e.to_string())
+    }
+}
+
+/// Every `--flag` in `message` written as the addon's option name.
+fn rename_flags(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("--") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let after = &from[2..];
+        let len = after
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            .unwrap_or(after.len());
+        // A flag starts right after a non-word character and has a name.
+        let starts_word = !before
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_alphanumeric() || c == '-');
+        let name = after[..len].trim_end_matches('-');
+        if starts_word && name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            out.push_str(&option_name(&format!("--{name}")));
+            rest = &after[name.len()..];
+        } else {
+            out.push_str("--");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The login name when none is given: `$USER` (or `$USERNAME`), else the
+/// name of the running user in /etc/passwd (cron and systemd leave `$USER`
+/// unset), else `wraith`.
+pub fn local_user() -> String {
+    if let Ok(u) = std::env::var("USER").or_else(|_| std::env::var("USERNAME"))
+        && !u.is_empty()
+    {
+        return u;
+    }
+    passwd_name().unwrap_or_else(|| "wraith".into())
+}
+
+#[cfg(unix)]
+fn passwd_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid).then(|| name.to_string())
+    })
+}
+
+#[cfg(not(unix))]
+fn passwd_name() -> Option<String> {
+    None
+}
+
+/// The passphrase for encrypted keys, from `WRAITH_KEY_PASSPHRASE`.
+pub fn passphrase_from_env() -> Option<String> {
+    std::env::var("WRAITH_KEY_PASSPHRASE").ok()
+}
+
+/// `~/.ssh/id_ed25519`, the identity used when none is given, if it exists.
+fn default_identity() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    if let Some(p) = home.map(|h| h.join(".ssh").join("id_ed25519"))
+        && p.exists()
+    {
+        return Ok(p);
+    }
+    Err(Error::Usage(
+        "no identity: pass --identity <key file> (or set WRAITH_IDENTITY); make one with `wraith keygen -f <file>`"
+            .into(),
+    ))
+}
+
+/// Everything a client needs besides its listeners.
+#[non_exhaustive]
+pub struct ClientProfile {
+    /// How to reach the server.
+    pub transport: ClientTransportOptions,
+    /// `host[:port]` (`--server`); not used with iroh.
+    pub server: Option<String>,
+    /// The private key (`--identity`); default `~/.ssh/id_ed25519`.
+    pub identity: Option<Source>,
+    /// Passphrase of an encrypted identity (`WRAITH_KEY_PASSPHRASE`).
+    pub passphrase: Option<String>,
+    /// A user certificate (`--certificate`); default `<identity>-cert.pub`
+    /// when the identity is a file and that file exists.
+    pub certificate: Option<Source>,
+    /// A pinned host key (`--host-key`): `SHA256:…`, a key line or a file.
+    pub host_key: Option<String>,
+    /// An OpenSSH known_hosts file to check the host key against
+    /// (`--known-hosts`); without it and `host_key`, trust on first use.
+    pub known_hosts: Option<PathBuf>,
+    /// Login name (`--user`); default [`local_user`].
+    pub user: Option<String>,
+}
+
+impl ClientProfile {
+    /// A profile with only the transport set.
+    pub fn new(transport: ClientTransportOptions) -> Self {
+        ClientProfile {
+            transport,
+            server: None,
+            identity: None,
+            passphrase: None,
+            certificate: None,
+            host_key: None,
+            known_hosts: None,
+            user: None,
+        }
+    }
+
+    /// The checks that need no file or network: transport options and
+    /// the `--server` syntax, so that a typo fails at once.
+    pub fn check(&self) -> Result<()> {
+        self.transport.check()?;
+        if self.transport.kind != crate::transport::TransportKind::Iroh
+            && let Some(server) = &self.server
+        {
+            crate::error::split_host_port(server, self.transport.default_port(), "--server")?;
+        }
+        Ok(())
+    }
+
+    /// Load the keys, decide the host-key policy, and open the transport
+    /// (iroh binds its endpoint here): connect options with default
+    /// listeners (SOCKS5 on 127.0.0.1:1080, no forwards).
+    pub async fn connect_options(self) -> Result<ConnectOptions> {
+        self.check()?;
+        let identity_source = match self.identity {
+            Some(s) => s,
+            None => Source::File(default_identity()?),
+        };
+        let identity = keys::load_private_key(
+            identity_source.clone(),
+            self.passphrase.as_deref(),
+            "identity",
+            "--identity",
+        )?;
+        let certificate =
+            keys::find_certificate(self.certificate, identity_source.path(), &identity)?;
+        let host_key = match (&self.host_key, &self.known_hosts) {
+            (Some(spec), _) => HostKeyPolicy::Pin(HostKeyPin::parse(spec)?),
+            (None, Some(kh)) => {
+                if !kh.exists() {
+                    return Err(Error::Usage(format!(
+                        "cannot read known hosts from {} (--known-hosts): no such file",
+                        kh.display()
+                    )));
+                }
+                HostKeyPolicy::KnownHosts(kh.clone())
+            }
+            (None, None) => HostKeyPolicy::default_tofu(),
+        };
+        let (host, port, transport): (String, u16, Arc<dyn Transport>) =
+            self.transport.open(self.server.as_deref()).await?;
+        let user = self.user.unwrap_or_else(local_user);
+        let mut opts = ConnectOptions::new(transport, host, port, user, identity);
+        opts.host_key = host_key;
+        opts.certificate = certificate;
+        Ok(opts)
+    }
+}
+
+/// A line of a key file that was skipped, with where it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFileWarning {
+    /// The file, as given.
+    pub file: String,
+    /// The option that named it (`--authorized-keys`, `--cert-authority`).
+    pub flag: &'static str,
+    /// 1-based line number.
+    pub line: usize,
+    /// Why the line was skipped.
+    pub reason: String,
+}
+
+impl std::fmt::Display for KeyFileWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {} ({})",
+            self.file, self.line, self.reason, self.flag
+        )
+    }
+}
+
+/// The keys a server needs: its host key and who may log in.
+#[non_exhaustive]
+pub struct ServerProfile {
+    /// The host key (`--key`).
+    pub host_key: Source,
+    /// Passphrase of an encrypted host key (`WRAITH_KEY_PASSPHRASE`).
+    pub passphrase: Option<String>,
+    /// The authorized_keys file (`--authorized-keys`).
+    pub authorized_keys: Source,
+    /// Files of trusted user CAs (`--cert-authority`).
+    pub cert_authorities: Vec<Source>,
+}
+
+impl ServerProfile {
+    /// A profile with no CA and no passphrase.
+    pub fn new(host_key: Source, authorized_keys: Source) -> Self {
+        ServerProfile {
+            host_key,
+            passphrase: None,
+            authorized_keys,
+            cert_authorities: Vec::new(),
+        }
+    }
+
+    /// Load the keys: serve options with defaults, and a warning for every
+    /// line that was skipped (and one when nobody can log in).
+    pub fn serve_options(&self) -> Result<(ServeOptions, Vec<String>)> {
+        let host_key = keys::load_private_key(
+            self.host_key.clone(),
+            self.passphrase.as_deref(),
+            "host key",
+            "--key",
+        )?;
+        let mut warnings = Vec::new();
+        let file_warnings =
+            |source: &Source, flag: &'static str, lines: Vec<crate::server::LineWarning>| {
+                let file = source.origin().display().to_string();
+                lines
+                    .into_iter()
+                    .map(|w| {
+                        KeyFileWarning {
+                            file: file.clone(),
+                            flag,
+                            line: w.line,
+                            reason: w.reason,
+                        }
+                        .to_string()
+                    })
+                    .collect::<Vec<_>>()
+            };
+        let (mut authorized, lines) = AuthorizedKeys::load(self.authorized_keys.clone())?;
+        warnings.extend(file_warnings(
+            &self.authorized_keys,
+            "--authorized-keys",
+            lines,
+        ));
+        for ca in &self.cert_authorities {
+            let (cas, lines) = AuthorizedKeys::load_cert_authorities(ca.clone())?;
+            warnings.extend(file_warnings(ca, "--cert-authority", lines));
+            authorized.extend(cas);
+        }
+        if authorized.is_empty() {
+            warnings.push(format!(
+                "{} holds no usable key: nobody can log in (--authorized-keys)",
+                self.authorized_keys.origin().display()
+            ));
+        }
+        Ok((ServeOptions::new(host_key, authorized), warnings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_become_option_names() {
+        let o = Naming::Options;
+        assert_eq!(
+            o.render("cannot read identity from ./k (--identity): bad"),
+            "cannot read identity from ./k (identity): bad"
+        );
+        assert_eq!(
+            o.render("certificate does not match --tls-pin (the key is sha256/x--y)"),
+            "certificate does not match tlsPin (the key is sha256/x--y)"
+        );
+        assert_eq!(
+            o.render("cannot read host key from k (--key): x"),
+            "cannot read host key from k (hostKey): x"
+        );
+        // Not flags: a lone "--", one inside a word, one before a capital.
+        for same in ["a -- b", "x--y", "--", "see --Foo", "end --"] {
+            assert_eq!(o.render(same), same);
+        }
+        assert_eq!(Naming::Flags.render("(--tls-pin)"), "(--tls-pin)");
+        // A command line in backticks stays as typed.
+        assert_eq!(
+            o.render(
+                "--transport iroh needs --peer: the line `wraith serve --transport iroh` printed"
+            ),
+            "transport iroh needs peer: the line `wraith serve --transport iroh` printed"
+        );
+    }
+
+    #[test]
+    fn warnings_name_file_line_and_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host");
+        keys::write_key_pair(&keys::generate_ed25519("h").unwrap(), &host, false).unwrap();
+        let ak = dir.path().join("ak");
+        std::fs::write(&ak, "not a key\n").unwrap();
+        let profile = ServerProfile::new(Source::File(host), Source::File(ak.clone()));
+        let (_, warnings) = profile.serve_options().unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(&format!("{}:1: ", ak.display())),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].ends_with("(--authorized-keys)"), "{warnings:?}");
+        assert!(warnings[1].contains("nobody can log in"), "{warnings:?}");
+    }
+}
