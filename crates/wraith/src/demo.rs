@@ -96,7 +96,7 @@ pub(crate) async fn run(socks5: &str) -> Result<()> {
             Ok(Err(e)) => Err(e.into()),
             Err(e) => Err(anyhow::anyhow!("server task failed: {e}")),
         },
-        _ = crate::shutdown_signal() => {
+        _ = crate::signals::shutdown_signal() => {
             drop(dir);
             Ok(())
         }

@@ -1,0 +1,196 @@
+//! The subcommands: each maps its parsed flags onto a wraith-core profile
+//! and options, runs it, and prints what the user needs (addresses,
+//! tickets). The pipelines themselves live in wraith-core.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use wraith_core::Source;
+use wraith_core::client::{Client, ConnectOptions, open_channel, split_host_port};
+use wraith_core::keys;
+use wraith_core::profile::{ClientProfile, ServerProfile, local_user, passphrase_from_env};
+use wraith_core::server::Server;
+
+use crate::args::{ConnectArgs, KeygenArgs, ServeArgs};
+use crate::signals::{Signals, shutdown_signal};
+
+pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
+    let mut transport = a.transport.options();
+    let mut profile = ServerProfile::new(
+        Source::File(a.key.clone()),
+        Source::File(a.authorized_keys.clone()),
+    );
+    profile.passphrase = passphrase_from_env();
+    profile.cert_authorities = a.cert_authority.iter().cloned().map(Source::File).collect();
+    let (mut opts, warnings) = profile.serve_options()?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    opts.max_auth_attempts = a.max_auth_attempts;
+    opts.proxy = match &a.proxy {
+        Some(url) => Some(url.parse::<wraith_core::transport::ProxyUrl>()?),
+        None => None,
+    };
+    a.limits.apply(&mut opts, &mut transport);
+    opts.max_channels_per_session = a.max_channels_per_session;
+    opts.login_grace_time = Duration::from_secs(a.login_grace_time);
+    opts.gateway_ports = a.gateway_ports;
+    if let Some(banner) = a.ssh_banner {
+        opts.ssh_banner = banner;
+    }
+    opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
+    opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
+    a.access.apply(&mut opts);
+    let fp = keys::fingerprint(opts.host_key.public_key());
+    let acceptor = transport.bind(a.listen.as_deref(), &opts.host_key).await?;
+    let server = Server::new(opts);
+    out!("listening on {}", acceptor.describe());
+    if let (Some(id), Some(ticket)) = (acceptor.endpoint_id(), acceptor.ticket()) {
+        out!("endpoint: {id}");
+        out!("ticket: {ticket}");
+        let mut connect = format!("wraith connect --transport iroh --peer {ticket}");
+        if let Some(relay) = a
+            .transport
+            .iroh_relay
+            .as_deref()
+            .filter(|r| *r != "default")
+        {
+            connect.push_str(&format!(" --iroh-relay {relay}"));
+        }
+        out!("connect with: {connect}");
+    }
+    tracing::info!(host_key = %fp, "server ready");
+    let mut signals = Signals::new();
+    let shutdown = async move {
+        signals.recv().await;
+        // The same registrations keep listening, so a second signal that
+        // arrives at any time from here on is seen.
+        tokio::spawn(async move {
+            signals.recv().await;
+            eprintln!("error: second signal: exiting without draining");
+            std::process::exit(1);
+        });
+        tracing::info!("shutting down: draining sessions (signal again to exit at once)");
+    };
+    server.run(acceptor, shutdown).await?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+pub(crate) async fn connect(a: ConnectArgs) -> Result<()> {
+    let mut profile = ClientProfile::new(a.transport_opts.options(a.transport));
+    profile.server = a.server.clone();
+    profile.identity = a.identity.clone().map(Source::File);
+    profile.passphrase = passphrase_from_env();
+    profile.certificate = a.certificate.clone().map(Source::File);
+    profile.host_key = a.host_key.clone();
+    profile.known_hosts = a.known_hosts.clone();
+    profile.user = a.user.clone();
+    let mut opts = profile.connect_options().await?;
+    opts.socks5 = (!a.no_socks5).then(|| a.socks5.clone());
+    opts.forwards = a.forwards;
+    opts.remote_forwards = a.remote_forwards;
+    opts.connect_timeout = Duration::from_secs(a.connect_timeout);
+    opts.reconnect_wait = Duration::from_secs(a.reconnect_wait);
+    opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
+    opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
+
+    let closer = Arc::clone(&opts.transport);
+    if let Some(target) = &a.stdio {
+        let result = stdio(opts, target).await;
+        closer.close().await;
+        return result;
+    }
+    let result = async {
+        let client = Client::connect(opts).await?;
+        print_client(&client);
+        tokio::select! {
+            err = client.wait() => Err(err.into()),
+            _ = shutdown_signal() => Ok(()),
+        }
+    }
+    .await;
+    // iroh: leave the relay cleanly instead of dropping the endpoint.
+    closer.close().await;
+    result
+}
+
+/// `--stdio HOST:PORT`: one channel, joined to stdin and stdout. Nothing
+/// but channel data goes to stdout; EOF on stdin is sent as channel EOF,
+/// and the command ends when the channel does.
+async fn stdio(opts: ConnectOptions, target: &str) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (host, port) = split_host_port(target, 0, "--stdio")?;
+    // Port 0 only names the control channel (wraith-control:0, the hub).
+    if port == 0 && host != "wraith-control" {
+        return Err(anyhow!(
+            "invalid --stdio value {target:?}: expected host:port, e.g. localhost:22"
+        ));
+    }
+    let channel = open_channel(opts, &host, port).await?;
+    let (mut from_channel, mut to_channel) = tokio::io::split(channel);
+    // stdin EOF half-closes the channel; the command ends when the channel
+    // does (the peer closed), whether or not stdin is still open.
+    let upstream = tokio::spawn(async move {
+        let mut stdin = tokio::io::stdin();
+        let _ = tokio::io::copy(&mut stdin, &mut to_channel).await;
+        let _ = to_channel.shutdown().await;
+    });
+    let downstream = async {
+        let mut stdout = tokio::io::stdout();
+        let copied = tokio::io::copy(&mut from_channel, &mut stdout).await;
+        let _ = stdout.flush().await;
+        copied
+    };
+    let result = tokio::select! {
+        copied = downstream => copied.map(|_| ()).map_err(|e| anyhow!("--stdio: {e}")),
+        _ = shutdown_signal() => Ok(()),
+    };
+    upstream.abort();
+    result
+}
+
+fn print_client(client: &Client) {
+    out!("connected to {}", client.server);
+    if let Some(a) = client.socks5_addr {
+        out!("socks5 listening on {a}");
+    }
+    for f in &client.forwards {
+        out!("forward listening on {} -> {}", f.local, f.target);
+    }
+    for r in &client.remote_forwards {
+        let host = if r.remote_host.is_empty() {
+            "localhost"
+        } else {
+            r.remote_host.as_str()
+        };
+        out!(
+            "remote forward listening on {}:{} -> {}",
+            host,
+            r.remote_port,
+            r.target
+        );
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wraith".into())
+}
+
+pub(crate) fn keygen(a: KeygenArgs) -> Result<()> {
+    let comment = a
+        .comment
+        .clone()
+        .unwrap_or_else(|| format!("{}@{}", local_user(), host_name()));
+    let key = keys::generate_ed25519(&comment)?;
+    let pub_path = keys::write_key_pair(&key, &a.file, a.force)?;
+    out!("private key: {}", a.file.display());
+    out!("public key:  {}", pub_path.display());
+    out!("fingerprint: {}", keys::fingerprint(key.public_key()));
+    Ok(())
+}
