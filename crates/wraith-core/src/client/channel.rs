@@ -12,9 +12,10 @@ use russh::client::Msg;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::ConnectOptions;
-use super::forward::RemoteForwardTable;
-use super::session::{self, SessionHandle, SessionParams};
+use super::opener::{ChannelOpener, OpenError};
+use super::session::{self, NoInboundRoutes, SessionHandle, SessionParams};
 use crate::error::{Error, Result};
+use crate::proto::host_port::HostPort;
 
 /// A `direct-tcpip` channel on its own session. Reading and writing move
 /// channel data; shutting down the write side sends EOF. Drop it inside a
@@ -38,24 +39,28 @@ pub async fn open_channel(
     host: &str,
     port: u16,
 ) -> Result<ChannelConnection> {
-    let params = SessionParams::new(&opts, RemoteForwardTable::default());
+    let params = SessionParams::new(&opts, std::sync::Arc::new(NoInboundRoutes));
     let server = params.transport.describe();
     let (handle, _end) = session::establish(&params).await?;
-    let open = handle.channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0);
-    let refused = |reason: String| Error::Ssh {
-        server: server.clone(),
-        reason: format!("cannot open a channel to {host}:{port}: {reason}"),
-    };
-    let channel = match tokio::time::timeout(opts.connect_timeout, open).await {
-        Err(_) => return Err(refused("the server did not answer in time".into())),
-        Ok(Err(russh::Error::ChannelOpenFailure(why))) => {
-            return Err(refused(format!("the server refused it ({why:?})")));
-        }
-        Ok(Err(e)) => return Err(refused(e.to_string())),
-        Ok(Ok(ch)) => ch,
-    };
+    // The one channel opener, on this session alone (no reconnection).
+    let opener = ChannelOpener::on_session(handle.clone(), opts.connect_timeout);
+    let originator = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let stream = opener
+        .open_tcp(host, port, originator)
+        .await
+        .map_err(|e| Error::Ssh {
+            server,
+            reason: format!(
+                "cannot open a channel to {}: {}",
+                HostPort(host, port),
+                match e {
+                    OpenError::Refused(why) => format!("the server refused it ({why:?})"),
+                    other => other.to_string(),
+                }
+            ),
+        })?;
     Ok(ChannelConnection {
-        stream: channel.into_stream(),
+        stream,
         _session: handle,
     })
 }

@@ -173,6 +173,21 @@ impl RemoteForwardTable {
     }
 }
 
+impl super::session::InboundRoutes for RemoteForwardTable {
+    fn connect(
+        &self,
+        address: &str,
+        port: u32,
+    ) -> Option<crate::transport::BoxFuture<'static, std::result::Result<BoxStream, String>>> {
+        let target = self.lookup(address, port)?;
+        Some(Box::pin(async move {
+            dial_target(&target)
+                .await
+                .map_err(|e| format!("{target}: {e}"))
+        }))
+    }
+}
+
 /// Connect to a local target of a remote forward.
 pub(crate) async fn dial_target(target: &ForwardTarget) -> std::io::Result<BoxStream> {
     let timeout = std::time::Duration::from_secs(10);

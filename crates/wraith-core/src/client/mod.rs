@@ -188,7 +188,7 @@ impl Client {
     /// [`Client::state`]) while the listeners stay bound.
     pub async fn connect(opts: ConnectOptions) -> Result<Client> {
         let remote_table = RemoteForwardTable::default();
-        let params = SessionParams::new(&opts, remote_table.clone());
+        let params = SessionParams::new(&opts, Arc::new(remote_table.clone()));
         let server = params.transport.describe();
 
         // Bind local listeners first: a port conflict is a startup error and

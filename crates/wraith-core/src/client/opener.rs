@@ -47,6 +47,14 @@ impl ChannelOpener {
         }
     }
 
+    /// An opener for one session that never changes (a single-channel
+    /// connection): no wait for a session, `open_timeout` for the server.
+    pub(crate) fn on_session(session: SessionHandle, open_timeout: Duration) -> Self {
+        // The sender may go: the receiver keeps the last value.
+        let (_tx, rx) = watch::channel(Some(session));
+        ChannelOpener::new(rx, Duration::ZERO, open_timeout)
+    }
+
     async fn current(&self) -> Result<SessionHandle, OpenError> {
         let mut rx = self.session.clone();
         let wait = rx.wait_for(|s| s.as_ref().is_some_and(|h| !h.is_closed()));

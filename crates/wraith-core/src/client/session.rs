@@ -10,11 +10,38 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelOpenFailure};
 use tokio::sync::watch;
 
-use super::forward::RemoteForwardTable;
 use super::host_key::{self, HostKeyPolicy};
 use crate::error::{Error, Result};
 use crate::keys::fingerprint;
-use crate::transport::Transport;
+use crate::transport::{BoxFuture, BoxStream, Transport};
+
+/// Where the channels the server opens (remote forwards) go. The session
+/// asks; the client's remote-forward table answers. Keeping this a trait
+/// keeps the session free of the forward code (which opens channels
+/// through the session).
+pub(crate) trait InboundRoutes: Send + Sync + 'static {
+    /// A connection to the local target of a channel the server opened to
+    /// `address:port`, or `None` to refuse the channel. The error names
+    /// the target (it is the client's own, never logged by a server).
+    fn connect(
+        &self,
+        address: &str,
+        port: u32,
+    ) -> Option<BoxFuture<'static, std::result::Result<BoxStream, String>>>;
+}
+
+/// No remote forwards: every channel the server opens is refused.
+pub(crate) struct NoInboundRoutes;
+
+impl InboundRoutes for NoInboundRoutes {
+    fn connect(
+        &self,
+        _address: &str,
+        _port: u32,
+    ) -> Option<BoxFuture<'static, std::result::Result<BoxStream, String>>> {
+        None
+    }
+}
 
 /// A live, authenticated session.
 pub(crate) type SessionHandle = Arc<Handle<ClientHandler>>;
@@ -30,13 +57,16 @@ pub(crate) struct SessionParams {
     pub(crate) host_key: HostKeyPolicy,
     pub(crate) config: Arc<russh::client::Config>,
     pub(crate) connect_timeout: Duration,
-    pub(crate) remote_forwards: RemoteForwardTable,
+    pub(crate) remote_forwards: Arc<dyn InboundRoutes>,
 }
 
 impl SessionParams {
     /// What every session of `opts` needs, for [`Client`](super::Client)
     /// and for single-channel connections alike.
-    pub(crate) fn new(opts: &super::ConnectOptions, remote_forwards: RemoteForwardTable) -> Self {
+    pub(crate) fn new(
+        opts: &super::ConnectOptions,
+        remote_forwards: Arc<dyn InboundRoutes>,
+    ) -> Self {
         SessionParams {
             transport: opts.transport.clone(),
             host: opts.server_host.clone(),
@@ -58,7 +88,7 @@ pub(crate) struct ClientHandler {
     port: u16,
     /// Why the host key was refused, for the error message.
     host_key_error: Arc<Mutex<Option<String>>>,
-    remote_forwards: RemoteForwardTable,
+    remote_forwards: Arc<dyn InboundRoutes>,
     /// Dropped with the handler, i.e. when the session task ends.
     _alive: watch::Sender<()>,
     disconnect_reason: Arc<Mutex<Option<String>>>,
@@ -121,9 +151,9 @@ impl russh::client::Handler for ClientHandler {
         reply: russh::client::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(target) = self
+        let Some(local) = self
             .remote_forwards
-            .lookup(connected_address, connected_port)
+            .connect(connected_address, connected_port)
         else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
@@ -131,14 +161,14 @@ impl russh::client::Handler for ClientHandler {
             return Ok(());
         };
         tokio::spawn(async move {
-            match super::forward::dial_target(&target).await {
+            match local.await {
                 Ok(mut local) => {
                     reply.accept().await;
                     let mut channel = channel.into_stream();
                     let _ = crate::io::splice(&mut local, &mut channel).await;
                 }
                 Err(e) => {
-                    tracing::warn!(target = %target, error = %e, "remote forward: cannot reach the local target");
+                    tracing::warn!(error = %e, "remote forward: cannot reach the local target");
                     reply.reject(ChannelOpenFailure::ConnectFailed).await;
                 }
             }
