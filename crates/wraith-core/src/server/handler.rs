@@ -13,15 +13,13 @@ use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, Verif
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::Shared;
+use super::decide::{self, Decision, ServerRules};
 use super::hub;
 use super::outbound;
 use super::policy::{SessionPolicy, SocketRule, check_certificate, check_socket_path};
 use super::remote_forward::RemoteForwards;
 use crate::keys::fingerprint;
 use crate::transport::PeerInfo;
-
-/// Destinations with this prefix are served inside the server, never dialed.
-pub(crate) const RESERVED_PREFIX: &str = "wraith-";
 
 pub(crate) struct SessionHandler {
     shared: Arc<Shared>,
@@ -134,6 +132,29 @@ impl SessionHandler {
         } else {
             None
         }
+    }
+
+    /// The server-wide settings channel decisions depend on.
+    fn rules(&self) -> ServerRules<'_> {
+        ServerRules {
+            hub_for_all_keys: self.shared.options.hub_for_all_keys,
+            allow_stream_local: &self.shared.options.allow_stream_local,
+        }
+    }
+
+    /// Answer a refusing decision: log it (if it has a reason) and reject.
+    async fn refused(&self, what: &'static str, decision: Decision, reply: ChannelOpenHandle) {
+        let code = match decision {
+            Decision::Refuse { code, reason } => {
+                if let Some(reason) = reason {
+                    self.refuse(what, reason);
+                }
+                code
+            }
+            // Not a refusal: a request of one kind decided as another.
+            _ => ChannelOpenFailure::AdministrativelyProhibited,
+        };
+        reply.reject(code).await;
     }
 
     /// Log a refused channel: who, and why in general terms — never where to.
@@ -416,71 +437,48 @@ impl russh::server::Handler for SessionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(policy) = self.policy() else {
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        };
-        let Ok(port) = u16::try_from(port_to_connect) else {
-            reply.reject(ChannelOpenFailure::ConnectFailed).await;
-            return Ok(());
-        };
-        if host_to_connect.starts_with(RESERVED_PREFIX) {
-            // Served inside the server, never dialed: the control channel
-            // joins the event hub; every other reserved name is refused.
-            if !hub::is_control_target(host_to_connect, port) {
-                self.refuse("direct-tcpip", "unknown reserved name");
-                reply
-                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                    .await;
+        let decision = decide::direct_tcpip(
+            self.policy(),
+            self.rules(),
+            host_to_connect,
+            port_to_connect,
+        );
+        let (host, port) = match decision {
+            Decision::Dial { host, port } => (host, port),
+            Decision::Hub => {
+                let Some(control) = self.control_slot() else {
+                    reply.reject(ChannelOpenFailure::ResourceShortage).await;
+                    return Ok(());
+                };
+                let Some(slot) = self.channel_slot("direct-tcpip") else {
+                    reply.reject(ChannelOpenFailure::ResourceShortage).await;
+                    return Ok(());
+                };
+                let hub = self.shared.hub.clone();
+                let info = hub::ControlInfo {
+                    remote_addr: self.peer.remote_addr,
+                    transport: self.peer.transport.to_string(),
+                    endpoint_id: self.peer.endpoint_id.clone(),
+                    key_fingerprint: self.key_fingerprint.clone(),
+                };
+                tokio::spawn(async move {
+                    let _slots = (slot, control);
+                    reply.accept().await;
+                    // Whoever ends up holding the stream drops it on the runtime.
+                    hub.accept_channel(Box::new(channel.into_stream()), info)
+                        .await;
+                });
                 return Ok(());
             }
-            // The hub is opt-in: the key's (or CA's) `hub` option, or
-            // `--hub-for-all-keys`.
-            if !policy.may_use_hub(self.shared.options.hub_for_all_keys) {
-                self.refuse("direct-tcpip", "control channel not permitted for this key");
-                reply
-                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                    .await;
+            other => {
+                self.refused("direct-tcpip", other, reply).await;
                 return Ok(());
             }
-            let Some(control) = self.control_slot() else {
-                reply.reject(ChannelOpenFailure::ResourceShortage).await;
-                return Ok(());
-            };
-            let Some(slot) = self.channel_slot("direct-tcpip") else {
-                reply.reject(ChannelOpenFailure::ResourceShortage).await;
-                return Ok(());
-            };
-            let hub = self.shared.hub.clone();
-            let info = hub::ControlInfo {
-                remote_addr: self.peer.remote_addr,
-                transport: self.peer.transport.to_string(),
-                endpoint_id: self.peer.endpoint_id.clone(),
-                key_fingerprint: self.key_fingerprint.clone(),
-            };
-            tokio::spawn(async move {
-                let _slots = (slot, control);
-                reply.accept().await;
-                // Whoever ends up holding the stream drops it on the runtime.
-                hub.accept_channel(Box::new(channel.into_stream()), info)
-                    .await;
-            });
-            return Ok(());
-        }
-        if !policy.may_open(host_to_connect, port) {
-            self.refuse("direct-tcpip", "destination not permitted for this key");
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        }
+        };
         let Some(slot) = self.channel_slot("direct-tcpip") else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         };
-        let host = host_to_connect.to_string();
         let timeout = self.shared.options.connect_timeout;
         let proxy = self.shared.options.proxy.clone();
         connect_and_splice(channel, reply, slot, async move {
@@ -496,24 +494,12 @@ impl russh::server::Handler for SessionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(policy) = self.policy() else {
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        };
-        // Off unless the key's permitopen names sockets or the server
-        // allows some (--allow-stream-local): every key shares the
-        // server's user, so a socket is as open as the server makes it.
-        let Some(rules) = policy
-            .socket_rules(&self.shared.options.allow_stream_local)
-            .map(<[SocketRule]>::to_vec)
-        else {
-            self.refuse("direct-streamlocal", "not permitted for this key");
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
+        let rules = match decide::direct_streamlocal(self.policy(), self.rules()) {
+            Decision::DialSocket { rules } => rules,
+            other => {
+                self.refused("direct-streamlocal", other, reply).await;
+                return Ok(());
+            }
         };
         let Some(slot) = self.channel_slot("direct-streamlocal") else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;

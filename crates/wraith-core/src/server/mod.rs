@@ -21,6 +21,7 @@ use crate::transport::{Acceptor, PeerInfo};
 
 pub mod auth;
 mod banner;
+mod decide;
 mod handler;
 pub mod hub;
 mod outbound;

@@ -1,0 +1,232 @@
+//! What the server does with a channel a client asks for, decided without
+//! I/O: join the hub, dial a target, or refuse with an SSH reason code and
+//! a log reason. `handler.rs` asks, then takes its slots and does the I/O.
+//! The log reasons say why in general terms, never where to.
+
+use russh::ChannelOpenFailure;
+
+use super::hub;
+use super::policy::{SessionPolicy, SocketRule};
+
+/// Host names starting with this are served inside the server, never
+/// dialed (`wraith-control:0` is the hub).
+pub(crate) const RESERVED_PREFIX: &str = "wraith-";
+
+/// The server-wide settings a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerRules<'a> {
+    /// `--hub-for-all-keys`.
+    pub hub_for_all_keys: bool,
+    /// `--allow-stream-local`.
+    pub allow_stream_local: &'a [SocketRule],
+}
+
+/// The answer to a channel request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// A control channel: join the event hub.
+    Hub,
+    /// Open a TCP connection to `host:port`.
+    Dial {
+        /// As the client sent it.
+        host: String,
+        /// Never 0 from a client that follows RFC 4254, but not checked.
+        port: u16,
+    },
+    /// Connect to a Unix socket, if its path passes `rules` (checked when
+    /// connecting: the path has to be resolved on the file system).
+    DialSocket {
+        /// The rules the resolved path must pass.
+        rules: Vec<SocketRule>,
+    },
+    /// Refuse with `code`; log `reason` when there is one.
+    Refuse {
+        /// The SSH reason code sent back.
+        code: ChannelOpenFailure,
+        /// Why, for the log line; `None` for requests not worth a line.
+        reason: Option<&'static str>,
+    },
+}
+
+fn refuse(reason: &'static str) -> Decision {
+    Decision::Refuse {
+        code: ChannelOpenFailure::AdministrativelyProhibited,
+        reason: Some(reason),
+    }
+}
+
+/// A `direct-tcpip` request for `host:port`. `policy` is `None` before
+/// authentication.
+pub(crate) fn direct_tcpip(
+    policy: Option<&SessionPolicy>,
+    rules: ServerRules<'_>,
+    host: &str,
+    port: u32,
+) -> Decision {
+    let Some(policy) = policy else {
+        return Decision::Refuse {
+            code: ChannelOpenFailure::AdministrativelyProhibited,
+            reason: None,
+        };
+    };
+    let Ok(port) = u16::try_from(port) else {
+        return Decision::Refuse {
+            code: ChannelOpenFailure::ConnectFailed,
+            reason: None,
+        };
+    };
+    if host.starts_with(RESERVED_PREFIX) {
+        if !hub::is_control_target(host, port) {
+            return refuse("unknown reserved name");
+        }
+        // The hub is opt-in: the key's (or CA's) `hub` option, or
+        // `--hub-for-all-keys`.
+        if !policy.may_use_hub(rules.hub_for_all_keys) {
+            return refuse("control channel not permitted for this key");
+        }
+        return Decision::Hub;
+    }
+    if !policy.may_open(host, port) {
+        return refuse("destination not permitted for this key");
+    }
+    Decision::Dial {
+        host: host.to_string(),
+        port,
+    }
+}
+
+/// A `direct-streamlocal` request. Off unless the key's `permitopen` names
+/// sockets or the server allows some (`--allow-stream-local`): every key
+/// shares the server's user, so a socket is as open as the server makes it.
+pub(crate) fn direct_streamlocal(
+    policy: Option<&SessionPolicy>,
+    rules: ServerRules<'_>,
+) -> Decision {
+    let Some(policy) = policy else {
+        return Decision::Refuse {
+            code: ChannelOpenFailure::AdministrativelyProhibited,
+            reason: None,
+        };
+    };
+    match policy.socket_rules(rules.allow_stream_local) {
+        Some(r) => Decision::DialSocket { rules: r.to_vec() },
+        None => refuse("not permitted for this key"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::policy::KeyOptions;
+
+    fn policy(options: &[&str]) -> SessionPolicy {
+        KeyOptions::parse(options).unwrap().policy()
+    }
+
+    const NONE: ServerRules<'static> = ServerRules {
+        hub_for_all_keys: false,
+        allow_stream_local: &[],
+    };
+
+    fn reason(d: &Decision) -> Option<&'static str> {
+        match d {
+            Decision::Refuse { reason, .. } => *reason,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn tcp_destinations_follow_permitopen() {
+        let any = policy(&[]);
+        assert_eq!(
+            direct_tcpip(Some(&any), NONE, "db.internal", 5432),
+            Decision::Dial {
+                host: "db.internal".into(),
+                port: 5432
+            }
+        );
+        let narrow = policy(&["permitopen=db.internal:5432"]);
+        assert!(matches!(
+            direct_tcpip(Some(&narrow), NONE, "db.internal", 5432),
+            Decision::Dial { .. }
+        ));
+        let d = direct_tcpip(Some(&narrow), NONE, "other", 5432);
+        assert_eq!(reason(&d), Some("destination not permitted for this key"));
+        let none = policy(&["no-port-forwarding"]);
+        assert!(matches!(
+            direct_tcpip(Some(&none), NONE, "db.internal", 5432),
+            Decision::Refuse { .. }
+        ));
+    }
+
+    #[test]
+    fn before_authentication_and_bad_ports_are_refused_without_a_line() {
+        assert_eq!(
+            direct_tcpip(None, NONE, "h", 80),
+            Decision::Refuse {
+                code: ChannelOpenFailure::AdministrativelyProhibited,
+                reason: None
+            }
+        );
+        assert_eq!(
+            direct_tcpip(Some(&policy(&[])), NONE, "h", 70_000),
+            Decision::Refuse {
+                code: ChannelOpenFailure::ConnectFailed,
+                reason: None
+            }
+        );
+    }
+
+    #[test]
+    fn the_hub_is_opt_in_and_reserved_names_are_never_dialed() {
+        let plain = policy(&[]);
+        let d = direct_tcpip(Some(&plain), NONE, "wraith-control", 0);
+        assert_eq!(
+            reason(&d),
+            Some("control channel not permitted for this key")
+        );
+        assert_eq!(
+            direct_tcpip(Some(&policy(&["hub"])), NONE, "wraith-control", 0),
+            Decision::Hub
+        );
+        assert_eq!(
+            direct_tcpip(Some(&policy(&["hub"])), NONE, "wraith-control", 1),
+            Decision::Hub
+        );
+        let all = ServerRules {
+            hub_for_all_keys: true,
+            ..NONE
+        };
+        assert_eq!(
+            direct_tcpip(Some(&plain), all, "wraith-control", 0),
+            Decision::Hub
+        );
+        let d = direct_tcpip(Some(&policy(&["hub"])), all, "wraith-other", 80);
+        assert_eq!(reason(&d), Some("unknown reserved name"));
+    }
+
+    #[test]
+    fn sockets_need_a_rule() {
+        let plain = policy(&[]);
+        assert_eq!(
+            reason(&direct_streamlocal(Some(&plain), NONE)),
+            Some("not permitted for this key")
+        );
+        let allowed = [SocketRule::parse("/run/app.sock").unwrap()];
+        let server = ServerRules {
+            allow_stream_local: &allowed,
+            ..NONE
+        };
+        assert_eq!(
+            direct_streamlocal(Some(&plain), server),
+            Decision::DialSocket {
+                rules: allowed.to_vec()
+            }
+        );
+        let own = policy(&["permitopen=/run/own.sock"]);
+        assert!(matches!(
+            direct_streamlocal(Some(&own), NONE),
+            Decision::DialSocket { rules } if rules.len() == 1
+        ));
+    }
+}
