@@ -10,8 +10,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, RootCertStore};
 
 use super::pin::TlsPin;
-use super::provider;
 use super::verify::{NoVerification, PinMismatch, PinVerifier};
+use super::{no_protocol_versions, provider};
 use crate::error::{Error, Result};
 use crate::proto::host_port::HostPort;
 use crate::source::Source;
@@ -86,7 +86,7 @@ impl TlsTransport {
                 Some(pin) => Arc::new(PinVerifier {
                     pin,
                     chain: webpki,
-                    provider: provider.clone(),
+                    signatures: NoVerification(provider.clone()),
                 }),
                 None => webpki.ok_or_else(|| Error::Config {
                     flag: "--tls-ca",
@@ -97,11 +97,7 @@ impl TlsTransport {
         };
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Config {
-                flag: "--transport",
-                value: "tls".into(),
-                reason: e.to_string(),
-            })?
+            .map_err(no_protocol_versions)?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();

@@ -36,6 +36,16 @@ pub(super) const ALPN_WEB: &[&[u8]] = &[b"h2", b"http/1.1"];
 /// `http2`), so offering h2 would be a tell.
 pub(super) const ALPN_HTTP1: &[&[u8]] = &[b"http/1.1"];
 
+/// rustls found no protocol version the provider supports (a build
+/// problem, not the user's): both sides say so the same way.
+pub(super) fn no_protocol_versions(e: rustls::Error) -> crate::error::Error {
+    crate::error::Error::Config {
+        flag: "--transport",
+        value: "tls".into(),
+        reason: e.to_string(),
+    }
+}
+
 pub(super) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }

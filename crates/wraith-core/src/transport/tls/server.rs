@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::client::read_certs;
-use super::{ALPN_HTTP1, ALPN_WEB, provider};
+use super::{ALPN_HTTP1, ALPN_WEB, no_protocol_versions, provider};
 use crate::error::{Error, Result};
 use crate::limits::{LogRate, PerSource, SourceKey};
 use crate::source::Source;
@@ -98,11 +98,7 @@ pub(super) fn server_config(
 ) -> Result<rustls::ServerConfig> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config {
-            flag: "--transport",
-            value: "tls".into(),
-            reason: e.to_string(),
-        })?
+        .map_err(no_protocol_versions)?
         .with_no_client_auth();
     let mut config = match &opts.cert {
         CertSource::Pem { cert, key } => {

@@ -28,7 +28,9 @@ impl std::error::Error for PinMismatch {}
 pub(super) struct PinVerifier {
     pub(super) pin: TlsPin,
     pub(super) chain: Option<Arc<dyn ServerCertVerifier>>,
-    pub(super) provider: Arc<CryptoProvider>,
+    /// Handshake signatures are checked the one way every verifier here
+    /// checks them.
+    pub(super) signatures: NoVerification,
 }
 
 impl ServerCertVerifier for PinVerifier {
@@ -59,12 +61,7 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -73,18 +70,11 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.supported_verify_schemes()
     }
 }
 
