@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use wraith_core::Source;
-use wraith_core::client::{Client, ConnectOptions, open_channel, split_host_port};
+use wraith_core::client::{self, Client, ConnectOptions, split_host_port};
 use wraith_core::keys;
 use wraith_core::profile::{ClientProfile, ServerProfile, local_user, passphrase_from_env};
 use wraith_core::server::Server;
@@ -116,11 +116,9 @@ pub(crate) async fn connect(a: ConnectArgs) -> Result<()> {
     result
 }
 
-/// `--stdio HOST:PORT`: one channel, joined to stdin and stdout. Nothing
-/// but channel data goes to stdout; EOF on stdin is sent as channel EOF,
-/// and the command ends when the channel does.
+/// `--stdio HOST:PORT`: one channel, joined to stdin and stdout (see
+/// `wraith_core::client::stdio`).
 async fn stdio(opts: ConnectOptions, target: &str) -> Result<()> {
-    use tokio::io::AsyncWriteExt;
     let (host, port) = split_host_port(target, 0, "--stdio")?;
     // Port 0 only names the control channel (wraith-control:0, the hub).
     if port == 0 && host != "wraith-control" {
@@ -128,27 +126,12 @@ async fn stdio(opts: ConnectOptions, target: &str) -> Result<()> {
             "invalid --stdio value {target:?}: expected host:port, e.g. localhost:22"
         ));
     }
-    let channel = open_channel(opts, &host, port).await?;
-    let (mut from_channel, mut to_channel) = tokio::io::split(channel);
-    // stdin EOF half-closes the channel; the command ends when the channel
-    // does (the peer closed), whether or not stdin is still open.
-    let upstream = tokio::spawn(async move {
-        let mut stdin = tokio::io::stdin();
-        let _ = tokio::io::copy(&mut stdin, &mut to_channel).await;
-        let _ = to_channel.shutdown().await;
-    });
-    let downstream = async {
-        let mut stdout = tokio::io::stdout();
-        let copied = tokio::io::copy(&mut from_channel, &mut stdout).await;
-        let _ = stdout.flush().await;
-        copied
-    };
-    let result = tokio::select! {
-        copied = downstream => copied.map(|_| ()).map_err(|e| anyhow!("--stdio: {e}")),
+    let input = Box::new(tokio::io::stdin());
+    let output = Box::new(tokio::io::stdout());
+    tokio::select! {
+        ended = client::stdio(opts, &host, port, input, output) => Ok(ended?),
         _ = shutdown_signal() => Ok(()),
-    };
-    upstream.abort();
-    result
+    }
 }
 
 fn print_client(client: &Client) {

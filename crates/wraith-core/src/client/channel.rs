@@ -39,17 +39,41 @@ pub async fn open_channel(
     host: &str,
     port: u16,
 ) -> Result<ChannelConnection> {
-    let params = SessionParams::new(&opts, std::sync::Arc::new(NoInboundRoutes));
-    let server = params.transport.describe();
-    let (handle, _end) = session::establish(&params).await?;
-    // The one channel opener, on this session alone (no reconnection).
-    let opener = ChannelOpener::on_session(handle.clone(), opts.connect_timeout);
+    let single = SingleSession::establish(&opts).await?;
     let originator = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let stream = opener
-        .open_tcp(host, port, originator)
-        .await
-        .map_err(|e| Error::Ssh {
+    let opened = single.opener.open_tcp(host, port, originator).await;
+    let stream = opened.map_err(|e| single.open_failed(host, port, e))?;
+    Ok(ChannelConnection {
+        stream,
+        _session: single.handle,
+    })
+}
+
+/// A session of its own, with no reconnection and no remote forwards, and
+/// the one channel opener on it.
+pub(super) struct SingleSession {
+    pub(super) handle: SessionHandle,
+    pub(super) opener: ChannelOpener,
+    server: String,
+}
+
+impl SingleSession {
+    pub(super) async fn establish(opts: &ConnectOptions) -> Result<Self> {
+        let params = SessionParams::new(opts, std::sync::Arc::new(NoInboundRoutes));
+        let server = params.transport.describe();
+        let (handle, _end) = session::establish(&params).await?;
+        let opener = ChannelOpener::on_session(handle.clone(), opts.connect_timeout);
+        Ok(SingleSession {
+            handle,
+            opener,
             server,
+        })
+    }
+
+    /// The error for a channel to `host:port` that could not be opened.
+    pub(super) fn open_failed(&self, host: &str, port: u16, e: OpenError) -> Error {
+        Error::Ssh {
+            server: self.server.clone(),
             reason: format!(
                 "cannot open a channel to {}: {}",
                 HostPort(host, port),
@@ -58,11 +82,8 @@ pub async fn open_channel(
                     other => other.to_string(),
                 }
             ),
-        })?;
-    Ok(ChannelConnection {
-        stream,
-        _session: handle,
-    })
+        }
+    }
 }
 
 impl AsyncRead for ChannelConnection {

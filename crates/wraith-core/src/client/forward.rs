@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 
+use super::listener::{Listener, Service};
 use super::opener::ChannelOpener;
 use crate::error::{Error, Result};
 use crate::proto::forward_spec::{BindAddr, ForwardTarget, LocalForwardSpec};
@@ -92,33 +93,41 @@ impl LocalForward {
     pub(crate) fn bound(&self) -> &BoundAddr {
         &self.bound
     }
+}
 
-    /// Serve until the task is dropped.
-    pub(crate) async fn run(mut self, opener: ChannelOpener) {
-        let target = self.target.clone();
-        let stop = std::future::pending();
-        crate::io::accept_loop(&mut self.listener, "forward", stop, |(stream, originator)| {
-            let opener = opener.clone();
-            let target = target.clone();
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let opened = match &target {
-                    ForwardTarget::Tcp { host, port } => {
-                        opener.open_tcp(host, *port, originator).await
-                    }
-                    ForwardTarget::Unix(path) => opener.open_unix(&path.to_string_lossy()).await,
-                };
-                match opened {
-                    Ok(mut channel) => {
-                        let _ = crate::io::splice(&mut stream, &mut channel).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(target = %target, error = %e, "forward: cannot open channel");
-                    }
-                }
-            });
-        })
-        .await;
+impl crate::io::Accept for LocalForward {
+    type Conn = (BoxStream, SocketAddr);
+    fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
+        self.listener.accept()
+    }
+}
+
+impl Listener for LocalForward {
+    const KIND: &'static str = "forward";
+    type Service = ForwardService;
+    fn service(&self) -> ForwardService {
+        ForwardService {
+            target: self.target.clone(),
+        }
+    }
+}
+
+/// Carries each connection of a local forward to the forward's target.
+#[derive(Clone)]
+pub(crate) struct ForwardService {
+    target: ForwardTarget,
+}
+
+impl Service<(BoxStream, SocketAddr)> for ForwardService {
+    async fn serve(self, (mut stream, originator): (BoxStream, SocketAddr), opener: ChannelOpener) {
+        match opener.open(&self.target, originator).await {
+            Ok(mut channel) => {
+                let _ = crate::io::splice(&mut stream, &mut channel).await;
+            }
+            Err(e) => {
+                tracing::warn!(target = %self.target, error = %e, "forward: cannot open channel");
+            }
+        }
     }
 }
 

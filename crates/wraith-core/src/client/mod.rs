@@ -2,8 +2,10 @@
 //! SOCKS5 proxy and port forwards.
 //!
 //! Flow: [`ConnectOptions`] → session (dial transport, handshake, host key,
-//! auth) → [`opener`] (the one channel opener) → listeners (SOCKS5, local
-//! forwards) and the remote-forward table.
+//! auth) → `opener` (the one channel opener) → listeners, each a
+//! `listener::Listener` run by `listener::serve` (SOCKS5, local forwards,
+//! and `--stdio`'s one connection) and the remote-forward table, which the
+//! session consults through its small `InboundRoutes` trait.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,9 +23,11 @@ mod channel;
 mod forward;
 mod host_key;
 pub(crate) mod known_hosts;
+mod listener;
 mod opener;
 mod session;
 mod socks5;
+mod stdio;
 
 pub use crate::error::split_host_port;
 pub use crate::proto::forward_spec::{
@@ -32,6 +36,7 @@ pub use crate::proto::forward_spec::{
 pub use channel::{ChannelConnection, open_channel};
 pub use forward::BoundAddr;
 pub use host_key::{HostKeyPolicy, default_store};
+pub use stdio::{StdioInput, StdioOutput, stdio};
 
 use backoff::Backoff;
 use forward::{LocalForward, RemoteForwardTable};
@@ -229,7 +234,7 @@ impl Client {
         let mut tasks = JoinSet::new();
         let socks5_addr = socks.as_ref().map(|s| s.local_addr());
         if let Some(s) = socks {
-            tasks.spawn(s.run(opener.clone()));
+            tasks.spawn(listener::serve(s, opener.clone()));
         }
         let mut forwards = Vec::new();
         for l in locals {
@@ -237,7 +242,7 @@ impl Client {
                 local: l.bound().clone(),
                 target: l.target_clone(),
             });
-            tasks.spawn(l.run(opener.clone()));
+            tasks.spawn(listener::serve(l, opener.clone()));
         }
         let supervisor = tokio::spawn(supervise(
             params,

@@ -10,6 +10,7 @@ use russh::{ChannelOpenFailure, ChannelStream};
 use tokio::sync::watch;
 
 use super::session::SessionHandle;
+use crate::proto::forward_spec::ForwardTarget;
 
 /// Why a channel could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,19 @@ impl ChannelOpener {
             u32::from(originator.port()),
         );
         self.finish(open).await
+    }
+
+    /// A channel to a forward's target: `direct-tcpip` to a host and port,
+    /// `direct-streamlocal` to a Unix socket on the server.
+    pub(crate) async fn open(
+        &self,
+        target: &ForwardTarget,
+        originator: SocketAddr,
+    ) -> Result<ChannelStream<Msg>, OpenError> {
+        match target {
+            ForwardTarget::Tcp { host, port } => self.open_tcp(host, *port, originator).await,
+            ForwardTarget::Unix(path) => self.open_unix(&path.to_string_lossy()).await,
+        }
     }
 
     /// A `direct-streamlocal` channel to a Unix socket on the server.

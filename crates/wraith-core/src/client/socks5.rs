@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::listener::{Listener, Service};
 use super::opener::{ChannelOpener, OpenError};
 use crate::error::{Error, Result};
 use crate::proto::socks5::{
@@ -45,20 +46,36 @@ impl Socks5Listener {
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local
     }
+}
 
-    /// Serve until the task is dropped.
-    pub(crate) async fn run(mut self, opener: ChannelOpener) {
-        let stop = std::future::pending();
-        crate::io::accept_loop(&mut self.listener, "socks5", stop, |(stream, peer)| {
+impl crate::io::Accept for Socks5Listener {
+    type Conn = (TcpStream, SocketAddr);
+    fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
+        Box::pin(async move {
+            let (stream, peer) = self.listener.accept().await?;
             SocketOpts::default().apply(&stream);
-            let opener = opener.clone();
-            tokio::spawn(async move {
-                if let Err(e) = serve_client(stream, peer, opener).await {
-                    tracing::debug!(error = %e, "socks5 client ended");
-                }
-            });
+            Ok((stream, peer))
         })
-        .await;
+    }
+}
+
+impl Listener for Socks5Listener {
+    const KIND: &'static str = "socks5";
+    type Service = Socks5Service;
+    fn service(&self) -> Socks5Service {
+        Socks5Service
+    }
+}
+
+/// Runs the SOCKS5 handshake and carries the connection it asks for.
+#[derive(Clone)]
+pub(crate) struct Socks5Service;
+
+impl Service<(TcpStream, SocketAddr)> for Socks5Service {
+    async fn serve(self, (stream, peer): (TcpStream, SocketAddr), opener: ChannelOpener) {
+        if let Err(e) = serve_client(stream, peer, opener).await {
+            tracing::debug!(error = %e, "socks5 client ended");
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod acme;
 mod iroh;
 #[cfg(feature = "iroh")]
 pub(crate) mod iroh_bridge;
+pub mod memory;
 #[cfg(feature = "tls")]
 mod options;
 pub mod proxy;
