@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub(crate) mod accept;
 pub(crate) mod killable;
+#[cfg(feature = "tls")]
 pub(crate) mod prefixed;
 pub(crate) mod read_ahead;
 pub(crate) mod socket_opts;
@@ -15,6 +16,7 @@ pub(crate) mod splice;
 
 pub(crate) use accept::{Accept, accept_loop};
 pub(crate) use killable::Killable;
+#[cfg(feature = "tls")]
 pub(crate) use prefixed::Prefixed;
 pub(crate) use socket_opts::SocketOpts;
 pub(crate) use splice::splice;

@@ -9,6 +9,7 @@
 //! Sans-IO: [`Decoy`] takes bytes and says what to send and whether to
 //! close; `stealth.rs` moves the bytes. It never answers anything but error
 //! pages and never echoes request data back.
+#![cfg_attr(not(feature = "tls"), allow(dead_code))] // only stealth mode (tls) serves it
 
 /// The version string nginx puts in `Server:` and error pages.
 pub(crate) const SERVER: &str = "nginx/1.22.1";

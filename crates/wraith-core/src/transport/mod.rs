@@ -17,7 +17,6 @@ mod iroh;
 #[cfg(feature = "iroh")]
 pub(crate) mod iroh_bridge;
 pub mod memory;
-#[cfg(feature = "tls")]
 mod options;
 pub mod proxy;
 #[cfg(feature = "tls")]
