@@ -19,7 +19,8 @@ pub enum Error {
         /// The CLI flag that names it.
         flag: &'static str,
         /// Why it failed.
-        reason: String,
+        #[source]
+        reason: Reason,
     },
     /// An option value is invalid.
     #[error("invalid {flag} value {value:?}: {reason}")]
@@ -52,7 +53,8 @@ pub enum Error {
         /// The server that was dialed, as described by the transport.
         server: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        reason: Reason,
     },
     /// The server's TLS certificate was not accepted (untrusted, wrong name,
     /// expired, not matching the pin). Retrying cannot help.
@@ -89,7 +91,8 @@ pub enum Error {
         /// The server.
         server: String,
         /// What russh reported.
-        reason: String,
+        #[source]
+        reason: Reason,
     },
     /// A remote forward was refused by the server.
     #[error("the server refused the remote forward {spec} (--remote-forward)")]
@@ -133,6 +136,61 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// Why something failed: words complete enough for a message, and the
+/// error underneath (an [`std::io::Error`], a russh or rustls error) when
+/// there is one, as the `source()` of the chain for programs that look at
+/// it. The words already say what the source does: printing the chain
+/// after an [`Error`] adds nothing.
+#[derive(Debug)]
+pub struct Reason {
+    text: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Reason {
+    /// A reason with an underlying error.
+    pub fn with_source(
+        text: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Reason {
+            text: text.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The words alone.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Reason {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Self {
+        Reason { text, source: None }
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(text: &str) -> Self {
+        Reason::from(text.to_string())
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use russh::keys::{HashAlg, PrivateKey, PublicKey};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::source::Source;
 
 pub use russh::keys::ssh_key;
@@ -49,7 +49,7 @@ pub fn load_private_key(
     flag: &'static str,
 ) -> Result<PrivateKey> {
     let source = source.into();
-    let err = |reason: String| Error::KeyFile {
+    let err = |reason: Reason| Error::KeyFile {
         what,
         path: source.origin(),
         flag,
@@ -62,8 +62,12 @@ pub fn load_private_key(
             "this is a public key; give the private key file (the one without .pub)".into(),
         ));
     }
-    let key = PrivateKey::from_openssh(text.trim())
-        .map_err(|e| err(format!("not an OpenSSH private key ({e})")))?;
+    let key = PrivateKey::from_openssh(text.trim()).map_err(|e| {
+        err(Reason::with_source(
+            format!("not an OpenSSH private key ({e})"),
+            e,
+        ))
+    })?;
     if let Some(path) = source.path()
         && let Some(mode) = unprotected_mode(path)
     {
@@ -94,15 +98,19 @@ pub fn load_certificate(
     identity: &PrivateKey,
 ) -> Result<russh::keys::Certificate> {
     let source = source.into();
-    let err = |reason: String| Error::KeyFile {
+    let err = |reason: Reason| Error::KeyFile {
         what: "certificate",
         path: source.origin(),
         flag: "--certificate",
         reason,
     };
     let text = source.read_text().map_err(err)?;
-    let cert = russh::keys::Certificate::from_openssh(text.trim())
-        .map_err(|e| err(format!("not an OpenSSH certificate ({e})")))?;
+    let cert = russh::keys::Certificate::from_openssh(text.trim()).map_err(|e| {
+        err(Reason::with_source(
+            format!("not an OpenSSH certificate ({e})"),
+            e,
+        ))
+    })?;
     if cert.public_key() != identity.public_key().key_data() {
         return Err(err(
             "the certificate is for another key than --identity".into()
@@ -154,7 +162,7 @@ pub fn generate_ed25519(comment: &str) -> Result<PrivateKey> {
 /// Refuses to overwrite an existing file unless `force` is set.
 pub fn write_key_pair(key: &PrivateKey, path: &Path, force: bool) -> Result<PathBuf> {
     let pub_path = public_key_path(path);
-    let err = |p: &Path, reason: String| Error::KeyFile {
+    let err = |p: &Path, reason: Reason| Error::KeyFile {
         what: "new key",
         path: p.to_path_buf(),
         flag: "--file",
@@ -169,13 +177,15 @@ pub fn write_key_pair(key: &PrivateKey, path: &Path, force: bool) -> Result<Path
     }
     let private = key
         .to_openssh(russh::keys::ssh_key::LineEnding::LF)
-        .map_err(|e| err(path, e.to_string()))?;
+        .map_err(|e| err(path, Reason::with_source(e.to_string(), e)))?;
     let public = key
         .public_key()
         .to_openssh()
-        .map_err(|e| err(&pub_path, e.to_string()))?;
-    write_private_file(path, private.as_bytes()).map_err(|e| err(path, io_reason(&e)))?;
-    fs::write(&pub_path, format!("{public}\n")).map_err(|e| err(&pub_path, io_reason(&e)))?;
+        .map_err(|e| err(&pub_path, Reason::with_source(e.to_string(), e)))?;
+    write_private_file(path, private.as_bytes())
+        .map_err(|e| err(path, Reason::with_source(io_reason(&e), e)))?;
+    fs::write(&pub_path, format!("{public}\n"))
+        .map_err(|e| err(&pub_path, Reason::with_source(io_reason(&e), e)))?;
     Ok(pub_path)
 }
 

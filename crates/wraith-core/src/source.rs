@@ -6,6 +6,8 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
+use crate::error::Reason;
+
 /// A file, or the contents of one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -37,24 +39,24 @@ impl Source {
     }
 
     /// The bytes; the error is a reason for a message ("no such file").
-    pub(crate) fn read(&self) -> Result<Cow<'_, [u8]>, String> {
+    pub(crate) fn read(&self) -> Result<Cow<'_, [u8]>, Reason> {
         match self {
             Source::File(p) => std::fs::read(p)
                 .map(Cow::Owned)
-                .map_err(|e| crate::keys::io_reason(&e)),
+                .map_err(|e| Reason::with_source(crate::keys::io_reason(&e), e)),
             Source::Bytes(b) => Ok(Cow::Borrowed(b)),
         }
     }
 
     /// The contents as UTF-8 text.
-    pub(crate) fn read_text(&self) -> Result<Cow<'_, str>, String> {
+    pub(crate) fn read_text(&self) -> Result<Cow<'_, str>, Reason> {
         match self.read()? {
             Cow::Borrowed(b) => std::str::from_utf8(b)
                 .map(Cow::Borrowed)
-                .map_err(|_| "not UTF-8 text".into()),
+                .map_err(|e| Reason::with_source("not UTF-8 text", e)),
             Cow::Owned(b) => String::from_utf8(b)
                 .map(Cow::Owned)
-                .map_err(|_| "not UTF-8 text".into()),
+                .map_err(|e| Reason::with_source("not UTF-8 text", e)),
         }
     }
 }
@@ -96,7 +98,13 @@ mod tests {
     #[test]
     fn missing_file_reads_as_no_such_file() {
         let s = Source::from(Path::new("/nonexistent/wraith/file"));
-        assert_eq!(s.read().unwrap_err(), "no such file");
+        let err = s.read().unwrap_err();
+        assert_eq!(err.as_str(), "no such file");
+        let source = std::error::Error::source(&err).expect("the io error");
+        assert_eq!(
+            source.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            Some(std::io::ErrorKind::NotFound)
+        );
         assert_eq!(s.origin(), PathBuf::from("/nonexistent/wraith/file"));
     }
 
@@ -107,6 +115,6 @@ mod tests {
         assert_eq!(s.origin(), PathBuf::from(IN_MEMORY));
         assert!(s.path().is_none());
         let bad = Source::Bytes(vec![0xff, 0xfe]);
-        assert_eq!(bad.read_text().unwrap_err(), "not UTF-8 text");
+        assert_eq!(bad.read_text().unwrap_err().as_str(), "not UTF-8 text");
     }
 }

@@ -192,3 +192,30 @@ async fn a_closed_port_is_retried_with_backoff_until_the_server_returns() {
         .await
         .expect("round trip after the server returned");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_dial_keeps_the_os_error_as_its_source() {
+    let setup = Setup::new();
+    let err = Client::connect(setup.options())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, wraith_core::Error::Transport { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "cannot connect to memory: connection refused"
+    );
+    // Programs can still tell what happened underneath.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut kinds = Vec::new();
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            kinds.push(io.kind());
+        }
+        cause = c.source();
+    }
+    assert_eq!(kinds, [std::io::ErrorKind::ConnectionRefused]);
+}

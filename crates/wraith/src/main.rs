@@ -106,14 +106,20 @@ fn main() -> ExitCode {
 }
 
 /// The error and its causes on one line, without repeating a cause the
-/// message already contains.
+/// message already contains. A library error's message is complete: its
+/// own sources (io, russh, rustls errors) are for programs, not repeated.
 fn one_line(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
+    let mut out = String::new();
+    for cause in e.chain() {
         let c = cause.to_string();
         if !out.contains(&c) {
-            out.push_str(": ");
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
             out.push_str(&c);
+        }
+        if cause.is::<wraith_core::Error>() {
+            break;
         }
     }
     out.replace('\n', " ")

@@ -81,7 +81,8 @@ impl SingleSession {
                     OpenError::Refused(why) => format!("the server refused it ({why:?})"),
                     other => other.to_string(),
                 }
-            ),
+            )
+            .into(),
         }
     }
 }

@@ -11,7 +11,7 @@ use russh::{Channel, ChannelOpenFailure};
 use tokio::sync::watch;
 
 use super::host_key::{self, HostKeyPolicy};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::keys::fingerprint;
 use crate::transport::{BoxFuture, BoxStream, Transport};
 
@@ -204,7 +204,7 @@ pub(crate) async fn establish(p: &SessionParams) -> Result<(SessionHandle, Sessi
         .await
         .map_err(|_| Error::Transport {
             server: server.clone(),
-            reason: format!("timed out after {}s", timeout.as_secs()),
+            reason: format!("timed out after {}s", timeout.as_secs()).into(),
         })??;
     let stream = crate::io::read_ahead::read_ahead(stream);
 
@@ -225,7 +225,7 @@ pub(crate) async fn establish(p: &SessionParams) -> Result<(SessionHandle, Sessi
         Err(_) => {
             return Err(Error::Ssh {
                 server,
-                reason: format!("handshake timed out after {}s", timeout.as_secs()),
+                reason: format!("handshake timed out after {}s", timeout.as_secs()).into(),
             });
         }
         Ok(Err(e)) => {
@@ -234,7 +234,7 @@ pub(crate) async fn establish(p: &SessionParams) -> Result<(SessionHandle, Sessi
                 Some(reason) => Error::HostKey { server, reason },
                 None => Error::Ssh {
                     server,
-                    reason: describe_ssh_error(&e),
+                    reason: Reason::with_source(describe_ssh_error(&e), e),
                 },
             });
         }
@@ -243,7 +243,7 @@ pub(crate) async fn establish(p: &SessionParams) -> Result<(SessionHandle, Sessi
 
     let auth_timeout = |e: &str| Error::Ssh {
         server: server.clone(),
-        reason: format!("authentication {e}"),
+        reason: format!("authentication {e}").into(),
     };
     let mut accepted = false;
     if let Some(cert) = &p.certificate {

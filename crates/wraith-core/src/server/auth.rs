@@ -11,7 +11,7 @@ use russh::keys::ssh_encoding::Encode;
 use subtle::ConstantTimeEq;
 
 use super::policy::KeyOptions;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::source::Source;
 
 /// One usable line of an authorized_keys file.
@@ -116,7 +116,7 @@ impl AuthorizedKeys {
     /// never what was meant.
     pub fn load_cert_authorities(source: impl Into<Source>) -> Result<(Self, Vec<LineWarning>)> {
         let source = source.into();
-        let err = |reason: String| Error::KeyFile {
+        let err = |reason: Reason| Error::KeyFile {
             what: "certificate authorities",
             path: source.origin(),
             flag: "--cert-authority",

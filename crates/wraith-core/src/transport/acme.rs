@@ -26,7 +26,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 
 /// The ALPN protocol of TLS-ALPN-01 (RFC 8737).
 pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -265,7 +265,7 @@ impl Acme {
             what: "ACME cache",
             path: opts.cache.clone(),
             flag: "--acme-cache",
-            reason: e.to_string(),
+            reason: Reason::with_source(e.to_string(), e),
         })?;
         let cached = load_cached(&opts);
         if let Some(c) = &cached {

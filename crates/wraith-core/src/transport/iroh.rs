@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::proxy::{ProxyKind, ProxyUrl};
 use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, Transport, TransportKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 
 /// The ALPN both sides speak: SSH, unchanged, over one QUIC stream.
 pub const IROH_ALPN: &[u8] = b"wraith-ssh";
@@ -248,7 +248,7 @@ impl IrohEndpoint {
         }
         let endpoint = builder.bind().await.map_err(|e| Error::Transport {
             server: "iroh".into(),
-            reason: format!("cannot start the iroh endpoint: {e}"),
+            reason: Reason::with_source(format!("cannot start the iroh endpoint: {e}"), e),
         })?;
         Ok(IrohEndpoint {
             endpoint,
@@ -432,7 +432,7 @@ impl IrohTransport {
 impl Transport for IrohTransport {
     fn connect(&self) -> BoxFuture<'_, Result<BoxStream>> {
         Box::pin(async move {
-            let fail = |reason: String| Error::Transport {
+            let fail = |reason: Reason| Error::Transport {
                 server: self.describe(),
                 reason,
             };
@@ -441,11 +441,16 @@ impl Transport for IrohTransport {
                 .endpoint
                 .connect(self.peer.clone(), IROH_ALPN)
                 .await
-                .map_err(|e| fail(describe_connect_error(&e.to_string())))?;
+                .map_err(|e| {
+                    fail(Reason::with_source(
+                        describe_connect_error(&e.to_string()),
+                        e,
+                    ))
+                })?;
             let (send, recv) = conn
                 .open_bi()
                 .await
-                .map_err(|e| fail(format!("cannot open a stream: {e}")))?;
+                .map_err(|e| fail(Reason::with_source(format!("cannot open a stream: {e}"), e)))?;
             Ok(Box::new(IrohStream::new(
                 self.endpoint.endpoint.clone(),
                 conn,

@@ -21,7 +21,7 @@ use base64::Engine as _;
 use subtle::ConstantTimeEq as _;
 
 use super::proxy::{self, ProxyUrl};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::proto::http_connect;
 
 /// The user name in the bridge's proxy URL; the password is random.
@@ -56,7 +56,10 @@ impl ConnectBridge {
         let url = url::Url::parse(&format!("http://{USER}:{password}@{addr}")).map_err(|e| {
             Error::Transport {
                 server: "iroh".into(),
-                reason: format!("cannot start the SOCKS5 bridge for iroh (--proxy): {e}"),
+                reason: Reason::with_source(
+                    format!("cannot start the SOCKS5 bridge for iroh (--proxy): {e}"),
+                    e,
+                ),
             }
         })?;
         let credentials = std::sync::Arc::new(format!(

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
 
 use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, Transport, TransportKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 
 /// Bytes each direction of a connection buffers before a writer waits
 /// (about what a loopback socket pair holds).
@@ -116,7 +116,7 @@ impl Transport for MemoryTransport {
         Box::pin(async move {
             let stream = self.net.dial().map_err(|e| Error::Transport {
                 server: self.describe(),
-                reason: e.to_string(),
+                reason: Reason::with_source(e.to_string(), e),
             })?;
             Ok(Box::new(stream) as BoxStream)
         })

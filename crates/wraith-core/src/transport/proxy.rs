@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::SocketOpts;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::proto::host_port::{HostPort, valid_dial_host};
 use crate::proto::http_connect;
 use crate::proto::socks5::client as socks5;
@@ -167,20 +167,22 @@ pub(crate) async fn dial(
     proxy: Option<&ProxyUrl>,
     host: &str,
     port: u16,
-) -> std::result::Result<TcpStream, String> {
+) -> std::result::Result<TcpStream, Reason> {
     if !valid_dial_host(host) {
         return Err("not a valid host name".into());
     }
     let Some(proxy) = proxy else {
         let s = TcpStream::connect((host, port))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Reason::with_source(e.to_string(), e))?;
         SocketOpts::default().apply(&s);
         return Ok(s);
     };
     let mut s = TcpStream::connect((proxy.host.as_str(), proxy.port))
         .await
-        .map_err(|e| format!("cannot reach the proxy {proxy} (--proxy): {e}"))?;
+        .map_err(|e| {
+            Reason::with_source(format!("cannot reach the proxy {proxy} (--proxy): {e}"), e)
+        })?;
     SocketOpts::default().apply(&s);
     let handshake = async {
         match proxy.kind {
@@ -190,11 +192,12 @@ pub(crate) async fn dial(
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(())) => Ok(s),
-        Ok(Err(reason)) => Err(format!("proxy {proxy} (--proxy): {reason}")),
+        Ok(Err(reason)) => Err(format!("proxy {proxy} (--proxy): {reason}").into()),
         Err(_) => Err(format!(
             "proxy {proxy} (--proxy): no answer within {}s",
             HANDSHAKE_TIMEOUT.as_secs()
-        )),
+        )
+        .into()),
     }
 }
 
@@ -319,7 +322,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let proxy: ProxyUrl = format!("http://127.0.0.1:{port}").parse().unwrap();
         let e = dial(Some(&proxy), "a\r\nX: y", 80).await.unwrap_err();
-        assert!(e.contains("not a valid host name"), "{e}");
+        assert!(e.as_str().contains("not a valid host name"), "{e}");
         // Nothing connected to the proxy.
         let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
         assert!(accepted.is_err(), "the proxy was contacted");

@@ -12,7 +12,7 @@ use rustls::{CertificateError, RootCertStore};
 use super::pin::TlsPin;
 use super::verify::{NoVerification, PinMismatch, PinVerifier};
 use super::{no_protocol_versions, provider};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::proto::host_port::HostPort;
 use crate::source::Source;
 use crate::transport::proxy::{self, ProxyUrl};
@@ -128,7 +128,7 @@ pub(super) fn webpki_verifier(
 }
 
 pub(super) fn load_roots(source: &Source) -> Result<RootCertStore> {
-    let bad = |reason: String| Error::KeyFile {
+    let bad = |reason: Reason| Error::KeyFile {
         what: "TLS CA certificates",
         path: source.origin(),
         flag: "--tls-ca",
@@ -145,11 +145,11 @@ pub(super) fn load_roots(source: &Source) -> Result<RootCertStore> {
 
 pub(super) fn read_certs(
     source: &Source,
-) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+) -> std::result::Result<Vec<CertificateDer<'static>>, Reason> {
     let bytes = source.read()?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| format!("not PEM: {e}"))?;
+        .map_err(|e| Reason::with_source(format!("not PEM: {e}"), e))?;
     if certs.is_empty() {
         return Err("no PEM certificate in the file".into());
     }
@@ -196,7 +196,7 @@ pub(super) fn handshake_error(server: &str, name: &ServerName<'_>, e: std::io::E
         };
         return Error::Transport {
             server: server.into(),
-            reason,
+            reason: Reason::with_source(reason, e),
         };
     };
     let reason = match cert {

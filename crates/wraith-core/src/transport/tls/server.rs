@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::client::read_certs;
 use super::{ALPN_HTTP1, ALPN_WEB, no_protocol_versions, provider};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::limits::{LogRate, PerSource, SourceKey};
 use crate::source::Source;
 use crate::transport::stealth::{self, StealthOptions};
@@ -108,7 +108,7 @@ pub(super) fn server_config(
                 flag: "--tls-cert",
                 reason,
             })?;
-            let bad_key = |reason: String| Error::KeyFile {
+            let bad_key = |reason: Reason| Error::KeyFile {
                 what: "TLS private key",
                 path: key.origin(),
                 flag: "--tls-key",
@@ -116,10 +116,13 @@ pub(super) fn server_config(
             };
             let bytes = key.read().map_err(bad_key)?;
             let key_der = PrivateKeyDer::from_pem_slice(&bytes)
-                .map_err(|e| bad_key(format!("no PEM private key: {e}")))?;
-            builder
-                .with_single_cert(chain, key_der)
-                .map_err(|e| bad_key(format!("does not fit the certificate: {e}")))?
+                .map_err(|e| bad_key(Reason::with_source(format!("no PEM private key: {e}"), e)))?;
+            builder.with_single_cert(chain, key_der).map_err(|e| {
+                bad_key(Reason::with_source(
+                    format!("does not fit the certificate: {e}"),
+                    e,
+                ))
+            })?
         }
         CertSource::Resolver(r) => builder.with_cert_resolver(r.clone()),
         #[cfg(feature = "acme")]
