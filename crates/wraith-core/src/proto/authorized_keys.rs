@@ -42,7 +42,9 @@ pub struct LineWarning {
     pub reason: String,
 }
 
-/// The set of keys allowed to log in.
+/// The set of keys allowed to log in. Reading it from the host —
+/// `load`, `load_cert_authorities`, and `parse` with expiry times in the
+/// local time zone — is added in `server::auth`.
 #[derive(Debug, Clone, Default)]
 pub struct AuthorizedKeys {
     entries: Vec<AuthorizedKey>,
