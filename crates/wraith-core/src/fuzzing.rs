@@ -383,8 +383,8 @@ pub fn certificate(data: &[u8]) {
     use russh::keys::ssh_encoding::Decode;
     use russh::keys::ssh_key::certificate::CertType;
 
+    use crate::proto::certificate::check_certificate;
     use crate::server::AuthorizedKeys;
-    use crate::server::policy::check_certificate;
 
     const CA_KEY: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ca";

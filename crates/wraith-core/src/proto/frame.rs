@@ -1,4 +1,5 @@
-//! The control-channel frame codec (SPEC §7), sans-IO.
+//! The control-channel frame codec (SPEC §7), sans-IO, and the channel's
+//! address (`wraith-control:0`).
 //!
 //! A frame is a 4-byte big-endian length followed by that many bytes of
 //! UTF-8 JSON holding an envelope `{"type": string, "id": string,
@@ -11,6 +12,20 @@
 //! before its body is collected.
 
 use serde_json::{Map, Value};
+
+/// The host name of the control channel (`wraith-control:0`).
+pub const CONTROL_HOST: &str = "wraith-control";
+/// The port of the control channel.
+pub const CONTROL_PORT: u16 = 0;
+/// The same channel for OpenSSH clients, which refuse port 0 in `-W` and
+/// `-L` (`ssh -W wraith-control:1`).
+pub const CONTROL_PORT_OPENSSH: u16 = 1;
+
+/// Is `host:port` the control channel (`wraith-control:0`, or its OpenSSH
+/// alias `wraith-control:1`)?
+pub fn is_control_target(host: &str, port: u16) -> bool {
+    host == CONTROL_HOST && (port == CONTROL_PORT || port == CONTROL_PORT_OPENSSH)
+}
 
 /// Default largest frame body (the JSON, without the 4-byte prefix): 1 MiB.
 pub const MAX_FRAME_LEN: usize = 1024 * 1024;

@@ -33,26 +33,59 @@ pub struct HostPortError;
 /// Split `host[:port]`, using `default_port` when none is given. The host
 /// comes back without brackets.
 pub fn parse(value: &str, default_port: u16) -> Result<(String, u16), HostPortError> {
+    let parts = split(value)?;
+    match parts.port {
+        // A colon in an unbracketed host: a bare IPv6 address, no port.
+        Some(_) if !parts.bracketed && parts.host.contains(':') => {
+            Ok((value.to_string(), default_port))
+        }
+        _ if !parts.bracketed && parts.host.is_empty() => Err(HostPortError),
+        Some(p) => Ok((
+            parts.host.to_string(),
+            p.parse().map_err(|_| HostPortError)?,
+        )),
+        None => Ok((parts.host.to_string(), default_port)),
+    }
+}
+
+/// `host[:port]` cut into its host and the port's text, before either is
+/// read: for [`parse`], and for grammars whose ports are not plain numbers
+/// (`permitopen="*:*"` in authorized_keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parts<'a> {
+    /// The host, without brackets; may be empty.
+    pub host: &'a str,
+    /// The text after the port's colon, if there is one.
+    pub port: Option<&'a str>,
+    /// The host was written in brackets (`[::1]:22`).
+    pub bracketed: bool,
+}
+
+/// Cut `value` at its port's colon: after `]` for a bracketed host (which
+/// must be followed by `:port` or nothing), else at the last colon.
+pub(crate) fn split(value: &str) -> Result<Parts<'_>, HostPortError> {
     if let Some(rest) = value.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or(HostPortError)?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| HostPortError)?,
-            None if after.is_empty() => default_port,
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
             None => return Err(HostPortError),
         };
-        return Ok((host.to_string(), port));
+        return Ok(Parts {
+            host,
+            port,
+            bracketed: true,
+        });
     }
-    match value.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => {
-            if h.is_empty() {
-                return Err(HostPortError);
-            }
-            Ok((h.to_string(), p.parse().map_err(|_| HostPortError)?))
-        }
-        Some(_) => Ok((value.to_string(), default_port)), // bare IPv6
-        None if !value.is_empty() => Ok((value.to_string(), default_port)),
-        None => Err(HostPortError),
-    }
+    let (host, port) = match value.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (value, None),
+    };
+    Ok(Parts {
+        host,
+        port,
+        bracketed: false,
+    })
 }
 
 /// Whether `host` may be dialed: an IP address (IPv6 without brackets) or a
@@ -86,6 +119,24 @@ mod tests {
             "", ":22", "h:", "h:x", "h:70000", "[::1", "[::1]x", "[::1]:",
         ] {
             assert_eq!(parse(bad, 22), Err(HostPortError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn splits_at_the_port_colon() {
+        let parts = |host, port, bracketed| Parts {
+            host,
+            port,
+            bracketed,
+        };
+        assert_eq!(split("h:*"), Ok(parts("h", Some("*"), false)));
+        assert_eq!(split("[::1]:*"), Ok(parts("::1", Some("*"), true)));
+        assert_eq!(split("[::1]"), Ok(parts("::1", None, true)));
+        assert_eq!(split("8080"), Ok(parts("8080", None, false)));
+        assert_eq!(split("a:b:1"), Ok(parts("a:b", Some("1"), false)));
+        assert_eq!(split("[]:1"), Ok(parts("", Some("1"), true)));
+        for bad in ["[::1", "[::1]x", "[a]b]:1"] {
+            assert_eq!(split(bad), Err(HostPortError), "{bad:?}");
         }
     }
 

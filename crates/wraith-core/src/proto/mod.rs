@@ -10,7 +10,13 @@
 //! - [`http_connect`]: HTTP CONNECT, both sides.
 //! - [`frame`]: the control channel's length-prefixed JSON frames.
 //! - [`decoy`]: the stealth port's nginx look-alike.
-//! - [`time`]: calendar arithmetic and HTTP dates.
+//! - [`authorized_keys`]: the `authorized_keys` format, its options and
+//!   the constant-time key lookup.
+//! - [`policy`]: what a session may do (`permitopen` / `permitlisten`
+//!   patterns, socket rules, `from=` address patterns).
+//! - [`certificate`]: the checks on an OpenSSH user certificate.
+//! - [`time`]: calendar arithmetic and HTTP dates; the local time zone is
+//!   passed in.
 //!
 //! Each parser here is unit-tested beside its code and fuzzed (`fuzz/`).
 
@@ -18,7 +24,10 @@ pub mod forward_spec;
 pub mod frame;
 pub mod host_port;
 
+pub(crate) mod authorized_keys;
+pub(crate) mod certificate;
 pub(crate) mod decoy;
 pub(crate) mod http_connect;
+pub(crate) mod policy;
 pub(crate) mod socks5;
 pub(crate) mod time;

@@ -1,6 +1,19 @@
 //! Calendar arithmetic: `expiry-time=` in authorized_keys, the ACME
 //! certificate dates and the HTTP `Date:` the decoy sends. No time-zone
-//! data, UTC only.
+//! data: a caller that needs the local zone passes it in as a
+//! [`LocalZone`] (the server reads it from the host).
+
+/// The local time zone, as the one thing the parsers need from it: a
+/// wall-clock time (seconds since 1970-01-01 00:00 of the local calendar)
+/// to unix seconds; `None` for a time that never occurs there (clocks
+/// going forward).
+pub(crate) type LocalZone = fn(u64) -> Option<u64>;
+
+/// [`LocalZone`] for UTC: wall-clock time is unix time.
+#[cfg(test)]
+pub(crate) fn utc(wall: u64) -> Option<u64> {
+    Some(wall)
+}
 
 /// Days since 1970-01-01 (negative before) for a proleptic Gregorian date,
 /// with Howard Hinnant's `days_from_civil`.
@@ -12,6 +25,27 @@ pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// `YYYYMMDD[HHMM[SS]]` as a wall-clock time: seconds since 1970-01-01
+/// 00:00 of the same calendar, no zone applied. `None` for another shape,
+/// a field out of range, or a date before 1970.
+pub(crate) fn parse_wall_clock(v: &str) -> Option<u64> {
+    if !v.bytes().all(|b| b.is_ascii_digit()) || !matches!(v.len(), 8 | 12 | 14) {
+        return None;
+    }
+    let num = |a: usize, b: usize| v.get(a..b).and_then(|s| s.parse::<i64>().ok());
+    let (y, m, d) = (num(0, 4)?, num(4, 6)?, num(6, 8)?);
+    let (hh, mm, ss) = (
+        num(8, 10).unwrap_or(0),
+        num(10, 12).unwrap_or(0),
+        num(12, 14).unwrap_or(0),
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    let secs = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
+    u64::try_from(secs).ok()
 }
 
 /// An RFC 9110 IMF-fixdate ("Tue, 24 Nov 2026 02:37:15 GMT").
@@ -47,7 +81,7 @@ pub(crate) fn http_date(unix_secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{days_from_civil, http_date};
+    use super::{days_from_civil, http_date, parse_wall_clock};
 
     #[test]
     fn known_dates() {
@@ -55,6 +89,29 @@ mod tests {
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert_eq!(days_from_civil(2030, 1, 1), 21_915);
         assert_eq!(days_from_civil(1969, 12, 31), -1);
+    }
+
+    #[test]
+    fn wall_clock_times() {
+        assert_eq!(parse_wall_clock("19700101"), Some(0));
+        assert_eq!(parse_wall_clock("197001010001"), Some(60));
+        assert_eq!(parse_wall_clock("20000229123456"), Some(951_827_696));
+        assert_eq!(parse_wall_clock("20300101"), Some(1_893_456_000));
+        for bad in [
+            "2030",
+            "203001011",
+            "20301301",
+            "20300100",
+            "20300132",
+            "203001012400",
+            "203001010060",
+            "20300101000060",
+            "19691231",
+            "2030010a",
+            "+0300101",
+        ] {
+            assert_eq!(parse_wall_clock(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use russh::ChannelOpenFailure;
 
 use super::hub;
-use super::policy::{SessionPolicy, SocketRule};
+use crate::proto::policy::{SessionPolicy, SocketRule};
 
 /// Host names starting with this are served inside the server, never
 /// dialed (`wraith-control:0` is the hub).
@@ -117,7 +117,7 @@ pub(crate) fn direct_streamlocal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::policy::KeyOptions;
+    use crate::proto::authorized_keys::KeyOptions;
 
     fn policy(options: &[&str]) -> SessionPolicy {
         KeyOptions::parse(options).unwrap().policy()

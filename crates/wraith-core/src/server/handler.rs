@@ -16,9 +16,10 @@ use super::Shared;
 use super::decide::{self, Decision, ServerRules};
 use super::hub;
 use super::outbound;
-use super::policy::{SessionPolicy, SocketRule, check_certificate, check_socket_path};
 use super::remote_forward::RemoteForwards;
 use crate::keys::fingerprint;
+use crate::proto::certificate::check_certificate;
+use crate::proto::policy::{SessionPolicy, SocketRule, check_socket_path};
 use crate::transport::PeerInfo;
 
 pub(crate) struct SessionHandler {

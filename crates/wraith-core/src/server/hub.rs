@@ -21,21 +21,10 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 
+pub use crate::proto::frame::{
+    CONTROL_HOST, CONTROL_PORT, CONTROL_PORT_OPENSSH, is_control_target,
+};
 use crate::proto::frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
-
-/// The host name of the control channel (`wraith-control:0`).
-pub const CONTROL_HOST: &str = "wraith-control";
-/// The port of the control channel.
-pub const CONTROL_PORT: u16 = 0;
-/// The same channel for OpenSSH clients, which refuse port 0 in `-W` and
-/// `-L` (`ssh -W wraith-control:1`).
-pub const CONTROL_PORT_OPENSSH: u16 = 1;
-
-/// Is `host:port` the control channel (`wraith-control:0`, or its OpenSSH
-/// alias `wraith-control:1`)?
-pub fn is_control_target(host: &str, port: u16) -> bool {
-    host == CONTROL_HOST && (port == CONTROL_PORT || port == CONTROL_PORT_OPENSSH)
-}
 
 /// Bytes a relayed frame may grow by when the hub adds `"sender"` (a
 /// `SHA256:` fingerprint is 50 characters) and re-encodes it.

@@ -82,7 +82,7 @@ pub struct ServeOptions {
     /// What the server announces after `SSH-2.0-` (`--ssh-banner`);
     /// default `wraith`, without a version number.
     pub ssh_banner: SshBanner,
-    // -- access policy (Unix sockets, control hub); see server::policy --
+    // -- access policy (Unix sockets, control hub); see proto::policy --
     /// Unix sockets that keys without any `permitopen` may reach with
     /// `direct-streamlocal` (`--allow-stream-local`). Default: empty, so
     /// only keys whose `permitopen="/path"` names a socket reach one.
