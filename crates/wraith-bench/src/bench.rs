@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use anyhow::{Context, anyhow};
 use clap::ValueEnum;
 
 use crate::measure::{self, Direction, IdleOutcome};
@@ -14,7 +15,7 @@ use crate::process::{Launcher, OtherLoad, Side, cpu_delta};
 use crate::report::{Better, Row};
 use crate::targets::Targets;
 use crate::tools::{Keys, Tools};
-use crate::tunnel::{Implementation, Link, Mode, Tunnel, TunnelSpec};
+use crate::tunnel::{self, Implementation, Link, Mode, Tunnel, TunnelSpec};
 
 /// The figures the bench can measure (`--only`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -83,14 +84,22 @@ pub(crate) struct Bench {
 }
 
 impl Bench {
-    /// Starts `spec` with this run's tools, keys and targets.
+    /// Starts `spec` with this run's tools, keys and targets, within
+    /// [`tunnel::START`] (scaled by the launcher's slowdown).
     pub(crate) async fn start(
         &self,
         spec: &TunnelSpec,
         launcher: &Launcher,
         link: Link,
     ) -> anyhow::Result<Tunnel> {
-        Tunnel::start(spec, &self.tools, &self.keys, &self.targets, launcher, link).await
+        let bound = tunnel::START * launcher.slowdown();
+        tokio::time::timeout(
+            bound,
+            Tunnel::start(spec, &self.tools, &self.keys, &self.targets, launcher, link),
+        )
+        .await
+        .map_err(|_| anyhow!("{} did not start within {bound:?}", spec.label()))?
+        .with_context(|| format!("cannot start {}", spec.label()))
     }
 }
 

@@ -23,7 +23,7 @@ use crate::{openssh, socks5, wraith};
 pub(crate) const CONNECT: Duration = Duration::from_secs(15);
 
 /// Bound for starting a whole tunnel (server, client, readiness).
-const START: Duration = Duration::from_secs(45);
+pub(crate) const START: Duration = Duration::from_secs(45);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -253,26 +253,9 @@ impl Tunnel {
     }
 
     /// Starts the tunnel's processes through `launcher` (as users run
-    /// them, or under a profiler), connected over `link`.
+    /// them, or under a profiler), connected over `link`. It does not
+    /// bound itself: [`crate::bench::Bench::start`] gives it [`START`].
     pub(crate) async fn start(
-        spec: &TunnelSpec,
-        tools: &Tools,
-        keys: &Keys,
-        targets: &Targets,
-        launcher: &Launcher,
-        link: Link,
-    ) -> Result<Self> {
-        let bound = START * launcher.slowdown();
-        tokio::time::timeout(
-            bound,
-            Self::start_inner(spec, tools, keys, targets, launcher, link),
-        )
-        .await
-        .map_err(|_| anyhow!("{} did not start within {bound:?}", spec.label()))?
-        .with_context(|| format!("cannot start {}", spec.label()))
-    }
-
-    async fn start_inner(
         spec: &TunnelSpec,
         tools: &Tools,
         keys: &Keys,
