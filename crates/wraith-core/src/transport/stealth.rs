@@ -9,7 +9,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -195,29 +195,40 @@ async fn copy_until_idle<A: TransportStream, B: TransportStream>(a: A, b: B, idl
     let (mut a_open, mut b_open) = (true, true);
     while a_open || b_open {
         tokio::select! {
-            r = ar.read(&mut from_a), if a_open => match r {
-                Ok(n) if n > 0 => {
-                    if !matches!(tokio::time::timeout(idle, bw.write_all(&from_a[..n])).await, Ok(Ok(()))) {
-                        return;
-                    }
+            r = ar.read(&mut from_a), if a_open => {
+                if !pass_on(r, &from_a, &mut bw, &mut a_open, idle).await {
+                    return;
                 }
-                _ => {
-                    a_open = false;
-                    let _ = tokio::time::timeout(idle, bw.shutdown()).await;
+            }
+            r = br.read(&mut from_b), if b_open => {
+                if !pass_on(r, &from_b, &mut aw, &mut b_open, idle).await {
+                    return;
                 }
-            },
-            r = br.read(&mut from_b), if b_open => match r {
-                Ok(n) if n > 0 => {
-                    if !matches!(tokio::time::timeout(idle, aw.write_all(&from_b[..n])).await, Ok(Ok(()))) {
-                        return;
-                    }
-                }
-                _ => {
-                    b_open = false;
-                    let _ = tokio::time::timeout(idle, aw.shutdown()).await;
-                }
-            },
+            }
             _ = tokio::time::sleep(idle) => return,
+        }
+    }
+}
+
+/// One direction of [`copy_until_idle`]: hands what a read got to the other
+/// side, or at its end (or error) closes this direction and half-closes the
+/// other side. `false`: a write took longer than `idle`, so the relay is over.
+async fn pass_on<W: AsyncWrite + Unpin>(
+    read: std::io::Result<usize>,
+    buf: &[u8],
+    to: &mut W,
+    open: &mut bool,
+    idle: Duration,
+) -> bool {
+    match read {
+        Ok(n) if n > 0 => matches!(
+            tokio::time::timeout(idle, to.write_all(&buf[..n])).await,
+            Ok(Ok(()))
+        ),
+        _ => {
+            *open = false;
+            let _ = tokio::time::timeout(idle, to.shutdown()).await;
+            true
         }
     }
 }
