@@ -211,27 +211,42 @@ fn first_word(s: &str) -> &str {
     s.split_whitespace().next().unwrap_or("")
 }
 
+/// The characters of `s` that stand outside double quotes (a backslash
+/// inside quotes escapes the next character), with their byte offsets;
+/// `Err(())` at the end when a quote is left open.
+fn outside_quotes(s: &str) -> impl Iterator<Item = Result<(usize, char), ()>> + '_ {
+    let mut chars = s.char_indices();
+    let mut in_quotes = false;
+    std::iter::from_fn(move || {
+        loop {
+            let Some((i, c)) = chars.next() else {
+                return in_quotes.then(|| {
+                    in_quotes = false;
+                    Err(())
+                });
+            };
+            match c {
+                '\\' if in_quotes => {
+                    chars.next();
+                }
+                '"' => in_quotes = !in_quotes,
+                _ if !in_quotes => return Some(Ok((i, c))),
+                _ => {}
+            }
+        }
+    })
+}
+
 /// Split `options rest` where options may contain quoted spaces.
 fn split_options(line: &str) -> Result<(&str, &str), String> {
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, c) in line.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            ' ' | '\t' if !in_quotes => return Ok((&line[..i], line[i..].trim_start())),
-            _ => {}
+    for found in outside_quotes(line) {
+        match found {
+            Ok((i, ' ' | '\t')) => return Ok((&line[..i], line[i..].trim_start())),
+            Ok(_) => {}
+            Err(()) => return Err("unterminated quote in options".into()),
         }
     }
-    if in_quotes {
-        Err("unterminated quote in options".into())
-    } else {
-        Err("missing key after options".into())
-    }
+    Err("missing key after options".into())
 }
 
 /// Split `a,b="x,y",c` on commas outside quotes.
@@ -241,25 +256,15 @@ fn split_option_list(options: &str) -> Result<Vec<&str>, String> {
     }
     let mut out = Vec::new();
     let mut start = 0;
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, c) in options.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            ',' if !in_quotes => {
+    for found in outside_quotes(options) {
+        match found {
+            Ok((i, ',')) => {
                 out.push(&options[start..i]);
                 start = i + 1;
             }
-            _ => {}
+            Ok(_) => {}
+            Err(()) => return Err("unterminated quote in options".into()),
         }
-    }
-    if in_quotes {
-        return Err("unterminated quote in options".into());
     }
     out.push(&options[start..]);
     if out.iter().any(|o| o.is_empty()) {
