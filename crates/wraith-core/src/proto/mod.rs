@@ -8,6 +8,7 @@
 //! - [`socks5`]: SOCKS5, the server side (the local proxy) and the client
 //!   side (`--proxy socks5://`).
 //! - [`http_connect`]: HTTP CONNECT, both sides.
+//! - [`udpgw`]: UDP datagrams over a stream, tun2proxy's udpgw framing.
 //! - [`frame`]: the control channel's length-prefixed JSON frames.
 //! - [`decoy`]: the stealth port's nginx look-alike.
 //! - [`authorized_keys`]: the `authorized_keys` format, its options and
@@ -31,3 +32,4 @@ pub(crate) mod http_connect;
 pub(crate) mod policy;
 pub(crate) mod socks5;
 pub(crate) mod time;
+pub(crate) mod udpgw;

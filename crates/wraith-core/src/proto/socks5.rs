@@ -194,6 +194,10 @@ pub(crate) enum Socks5Error {
         "SOCKS5 request domain name contains forbidden character {0:?} (control characters and whitespace are not allowed)"
     )]
     DomainForbiddenChar(char),
+    /// A UDP datagram shorter than its RSV FRAG ATYP DST.ADDR DST.PORT
+    /// header.
+    #[error("SOCKS5 UDP datagram is shorter than its header")]
+    UdpTruncated,
 }
 
 impl Socks5Error {
@@ -216,9 +220,8 @@ impl Socks5Error {
             Socks5Error::NonZeroReserved(_)
             | Socks5Error::EmptyDomain
             | Socks5Error::DomainNotUtf8
-            | Socks5Error::DomainForbiddenChar(_) => {
-                Some(encode_reply(Reply::GeneralFailure, None))
-            }
+            | Socks5Error::DomainForbiddenChar(_)
+            | Socks5Error::UdpTruncated => Some(encode_reply(Reply::GeneralFailure, None)),
         }
     }
 }
@@ -297,38 +300,43 @@ pub(crate) fn parse_request(buf: &[u8]) -> Result<Parse<Request>, Socks5Error> {
     if reserved != 0 {
         return Err(Socks5Error::NonZeroReserved(reserved));
     }
-    let Some(&atyp) = buf.get(3) else {
+    // `buf` holds at least VER CMD RSV here.
+    Ok(match parse_address(&buf[3..])? {
+        Parse::Incomplete => Parse::Incomplete,
+        Parse::Done(target, used) => Parse::Done(Request { command, target }, 3 + used),
+    })
+}
+
+/// Parses ATYP DST.ADDR DST.PORT, the address form SOCKS5 requests, SOCKS5
+/// UDP datagrams and udpgw frames share.
+pub(crate) fn parse_address(buf: &[u8]) -> Result<Parse<TargetAddr>, Socks5Error> {
+    let Some(&atyp) = buf.first() else {
         return Ok(Parse::Incomplete);
     };
-
-    let (target, end) = match atyp {
+    Ok(match atyp {
         ATYP_IPV4 => {
-            let (Some(ip), Some(port)) = (array_at::<4>(buf, 4), port_at(buf, 8)) else {
+            let (Some(ip), Some(port)) = (array_at::<4>(buf, 1), port_at(buf, 5)) else {
                 return Ok(Parse::Incomplete);
             };
-            (
-                TargetAddr::Ip(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)),
-                10,
-            )
+            let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port);
+            Parse::Done(TargetAddr::Ip(addr), 7)
         }
         ATYP_IPV6 => {
-            let (Some(ip), Some(port)) = (array_at::<16>(buf, 4), port_at(buf, 20)) else {
+            let (Some(ip), Some(port)) = (array_at::<16>(buf, 1), port_at(buf, 17)) else {
                 return Ok(Parse::Incomplete);
             };
-            (
-                TargetAddr::Ip(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port)),
-                22,
-            )
+            let addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port);
+            Parse::Done(TargetAddr::Ip(addr), 19)
         }
         ATYP_DOMAIN => {
-            let Some(&len) = buf.get(4) else {
+            let Some(&len) = buf.get(1) else {
                 return Ok(Parse::Incomplete);
             };
             if len == 0 {
                 return Err(Socks5Error::EmptyDomain);
             }
-            let name_end = 5 + usize::from(len);
-            let Some(raw) = buf.get(5..name_end) else {
+            let name_end = 2 + usize::from(len);
+            let Some(raw) = buf.get(2..name_end) else {
                 return Ok(Parse::Incomplete);
             };
             // Checked before the port arrives: a bad name is final anyway.
@@ -336,12 +344,44 @@ pub(crate) fn parse_request(buf: &[u8]) -> Result<Parse<Request>, Socks5Error> {
             let Some(port) = port_at(buf, name_end) else {
                 return Ok(Parse::Incomplete);
             };
-            (TargetAddr::Domain(name, port), name_end + 2)
+            Parse::Done(TargetAddr::Domain(name, port), name_end + 2)
         }
         other => return Err(Socks5Error::UnknownAddressType(other)),
-    };
-    Ok(Parse::Done(Request { command, target }, end))
+    })
 }
+
+/// Appends ATYP DST.ADDR DST.PORT for `target`. A name longer than 255
+/// bytes cannot be written; SOCKS5 gives its length one byte.
+pub(crate) fn encode_address(out: &mut Vec<u8>, target: &TargetAddr) -> Result<(), NameTooLong> {
+    match target {
+        TargetAddr::Ip(addr) => {
+            match addr.ip() {
+                IpAddr::V4(ip) => {
+                    out.push(ATYP_IPV4);
+                    out.extend_from_slice(&ip.octets());
+                }
+                IpAddr::V6(ip) => {
+                    out.push(ATYP_IPV6);
+                    out.extend_from_slice(&ip.octets());
+                }
+            }
+            out.extend_from_slice(&addr.port().to_be_bytes());
+        }
+        TargetAddr::Domain(name, port) => {
+            let len = u8::try_from(name.len()).map_err(|_| NameTooLong)?;
+            out.push(ATYP_DOMAIN);
+            out.push(len);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&port.to_be_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// A host name too long for a one-byte length field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the host name is longer than 255 bytes")]
+pub(crate) struct NameTooLong;
 
 /// Validates DST.ADDR of an ATYP 3 request. The name goes to the SSH server
 /// as-is, so anything that could be misread there or in a log line (NUL,
@@ -372,18 +412,50 @@ pub(crate) fn encode_reply(reply: Reply, bound: Option<SocketAddr>) -> Vec<u8> {
     let bound = bound.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
     let mut out = Vec::with_capacity(22);
     out.extend_from_slice(&[SOCKS5_VERSION, reply as u8, 0x00]);
-    match bound.ip() {
-        IpAddr::V4(ip) => {
-            out.push(ATYP_IPV4);
-            out.extend_from_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            out.push(ATYP_IPV6);
-            out.extend_from_slice(&ip.octets());
-        }
-    }
-    out.extend_from_slice(&bound.port().to_be_bytes());
+    // An IP address always fits.
+    let _ = encode_address(&mut out, &TargetAddr::Ip(bound));
     out
+}
+
+/// A datagram on a UDP ASSOCIATE relay (RFC 1928 §7): RSV RSV FRAG ATYP
+/// DST.ADDR DST.PORT DATA, where the address is where it goes (from the
+/// client) or where it came from (to the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UdpDatagram<'a> {
+    /// The fragment number; 0 is a whole datagram, anything else is a
+    /// fragment, which relays may drop (and wraith does).
+    pub(crate) frag: u8,
+    /// The peer address.
+    pub(crate) target: TargetAddr,
+    /// The datagram's payload.
+    pub(crate) payload: &'a [u8],
+}
+
+/// Parses one whole relay datagram.
+pub(crate) fn parse_udp(buf: &[u8]) -> Result<UdpDatagram<'_>, Socks5Error> {
+    let (Some(rsv), Some(&frag)) = (array_at::<2>(buf, 0), buf.get(2)) else {
+        return Err(Socks5Error::UdpTruncated);
+    };
+    if rsv != [0, 0] {
+        return Err(Socks5Error::NonZeroReserved(rsv[0] | rsv[1]));
+    }
+    match parse_address(&buf[3..])? {
+        Parse::Incomplete => Err(Socks5Error::UdpTruncated),
+        Parse::Done(target, used) => Ok(UdpDatagram {
+            frag,
+            target,
+            payload: &buf[3 + used..],
+        }),
+    }
+}
+
+/// Encodes a whole (unfragmented) relay datagram from `peer`.
+pub(crate) fn encode_udp(peer: &TargetAddr, payload: &[u8]) -> Result<Vec<u8>, NameTooLong> {
+    let mut out = Vec::with_capacity(3 + 19 + payload.len());
+    out.extend_from_slice(&[0, 0, 0]);
+    encode_address(&mut out, peer)?;
+    out.extend_from_slice(payload);
+    Ok(out)
 }
 
 /// The client side (RFC 1928, RFC 1929), for `--proxy socks5://`: the
@@ -436,25 +508,13 @@ pub(crate) mod client {
 
     /// CONNECT to `host:port`; a name is sent unresolved (ATYP 3).
     pub(crate) fn connect_request(host: &str, port: u16) -> Result<Vec<u8>, String> {
+        let target = match host.parse::<IpAddr>() {
+            Ok(ip) => super::TargetAddr::Ip(std::net::SocketAddr::new(ip, port)),
+            Err(_) => super::TargetAddr::Domain(host.to_owned(), port),
+        };
         let mut m = vec![5, 1, 0];
-        match host.parse::<IpAddr>() {
-            Ok(IpAddr::V4(a)) => {
-                m.push(1);
-                m.extend_from_slice(&a.octets());
-            }
-            Ok(IpAddr::V6(a)) => {
-                m.push(4);
-                m.extend_from_slice(&a.octets());
-            }
-            Err(_) => {
-                let len = u8::try_from(host.len())
-                    .map_err(|_| "the server name is too long for SOCKS5".to_string())?;
-                m.push(3);
-                m.push(len);
-                m.extend_from_slice(host.as_bytes());
-            }
-        }
-        m.extend_from_slice(&port.to_be_bytes());
+        super::encode_address(&mut m, &target)
+            .map_err(|_| "the server name is too long for SOCKS5".to_string())?;
         Ok(m)
     }
 
@@ -494,6 +554,41 @@ pub(crate) mod client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn udp_datagrams_round_trip_and_bad_headers_are_refused() {
+        let peer = TargetAddr::Ip("10.0.0.7:53".parse().unwrap());
+        let wire = encode_udp(&peer, b"query").unwrap();
+        assert_eq!(&wire[..4], &[0, 0, 0, 1]);
+        let d = parse_udp(&wire).unwrap();
+        assert_eq!((d.frag, &d.target, d.payload), (0, &peer, &b"query"[..]));
+        let named = TargetAddr::Domain("dns.internal".into(), 53);
+        let wire = encode_udp(&named, b"").unwrap();
+        assert_eq!(parse_udp(&wire).unwrap().target, named);
+        let v6 = TargetAddr::Ip("[::1]:9".parse().unwrap());
+        assert_eq!(
+            parse_udp(&encode_udp(&v6, b"x").unwrap()).unwrap().payload,
+            b"x"
+        );
+        let mut fragment = encode_udp(&peer, b"x").unwrap();
+        fragment[2] = 1;
+        assert_eq!(parse_udp(&fragment).unwrap().frag, 1);
+        assert_eq!(
+            parse_udp(&[0, 0, 0, 1, 10, 0]),
+            Err(Socks5Error::UdpTruncated)
+        );
+        assert_eq!(parse_udp(&[0, 0]), Err(Socks5Error::UdpTruncated));
+        assert_eq!(
+            parse_udp(&[0, 1, 0, 1, 10, 0, 0, 7, 0, 53]),
+            Err(Socks5Error::NonZeroReserved(1))
+        );
+        assert_eq!(
+            parse_udp(&[0, 0, 0, 9, 1]),
+            Err(Socks5Error::UnknownAddressType(9))
+        );
+        let long = TargetAddr::Domain("a".repeat(256), 1);
+        assert_eq!(encode_udp(&long, b""), Err(NameTooLong));
+    }
 
     fn connect_ipv4() -> Vec<u8> {
         vec![5, 1, 0, 1, 10, 0, 0, 7, 0x1F, 0x90]
