@@ -207,7 +207,7 @@ pub fn forward_spec(data: &[u8]) {
     // Brackets make every part literal; a part holding ']' cannot be written.
     let part = |s: &str| (!s.contains(']')).then(|| format!("[{s}]"));
     let target = |t: &ForwardTarget| match t {
-        ForwardTarget::Tcp { host, port } => {
+        ForwardTarget::Tcp { host, port } | ForwardTarget::Udp { host, port } => {
             assert_ne!(*port, 0, "target port 0 from {spec:?}");
             assert!(!host.is_empty() && !host.contains('/'), "{host:?}");
             part(host).map(|h| format!("{h}:{port}"))
@@ -223,8 +223,12 @@ pub fn forward_spec(data: &[u8]) {
         Ok(local) => {
             let bind = match &local.bind {
                 BindAddr::Tcp { host, port } => part(host).map(|h| format!("{h}:{port}")),
+                BindAddr::Udp { host, port } => part(host).map(|h| format!("udp:{h}:{port}")),
                 BindAddr::Unix(p) => part(p.to_str().expect("parsed from a str")),
             };
+            let udp_target = matches!(local.target, ForwardTarget::Udp { .. });
+            let udp_bind = matches!(local.bind, BindAddr::Udp { .. });
+            assert_eq!(udp_bind, udp_target, "udp on one side only from {spec:?}");
             if let (Some(b), Some(t)) = (bind, target(&local.target)) {
                 let again = format!("{b}:{t}");
                 let back: LocalForwardSpec = again
@@ -238,7 +242,11 @@ pub fn forward_spec(data: &[u8]) {
     match spec.parse::<RemoteForwardSpec>() {
         Ok(remote) => {
             if let (Some(h), Some(t)) = (part(&remote.bind_host), target(&remote.target)) {
-                let again = format!("{h}:{}:{t}", remote.bind_port);
+                let udp = match remote.target {
+                    ForwardTarget::Udp { .. } => "udp:",
+                    _ => "",
+                };
+                let again = format!("{udp}{h}:{}:{t}", remote.bind_port);
                 let back: RemoteForwardSpec = again
                     .parse()
                     .unwrap_or_else(|e| panic!("{again:?} from {spec:?}: {e}"));

@@ -491,7 +491,7 @@ pub(crate) struct ConnectArgs {
         conflicts_with_all = ["forwards", "remote_forwards"]
     )]
     pub(crate) stdio: Option<String>,
-    /// Local forward, like ssh -L: [bind_address:]port:host:hostport (repeatable).
+    /// Local forward, like ssh -L: [bind_address:]port:host:hostport; udp:… for UDP (repeatable).
     #[arg(
         short = 'L',
         long = "forward",

@@ -22,6 +22,8 @@ pub enum BoundAddr {
     Tcp(SocketAddr),
     /// A Unix socket path.
     Unix(std::path::PathBuf),
+    /// A UDP address.
+    Udp(SocketAddr),
 }
 
 impl std::fmt::Display for BoundAddr {
@@ -29,6 +31,7 @@ impl std::fmt::Display for BoundAddr {
         match self {
             BoundAddr::Tcp(a) => write!(f, "{a}"),
             BoundAddr::Unix(p) => write!(f, "{}", p.display()),
+            BoundAddr::Udp(a) => write!(f, "udp:{a}"),
         }
     }
 }
@@ -69,6 +72,10 @@ impl LocalForward {
                     source,
                 })?;
                 (LocalListener::Unix(l), BoundAddr::Unix(path.clone()))
+            }
+            // `UdpForward` binds these.
+            BindAddr::Udp { .. } => {
+                return Err(Error::Usage(format!("{} is a UDP forward", spec.bind)));
             }
             #[cfg(not(unix))]
             BindAddr::Unix(path) => {
@@ -226,6 +233,10 @@ pub(crate) async fn dial_target(target: &ForwardTarget) -> std::io::Result<BoxSt
         ForwardTarget::Unix(_) => Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "unix sockets are not supported here",
+        )),
+        ForwardTarget::Udp { .. } => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "a UDP target is not a stream",
         )),
     }
 }

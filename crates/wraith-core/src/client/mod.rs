@@ -28,6 +28,7 @@ mod opener;
 mod session;
 mod socks5;
 mod stdio;
+mod udp;
 
 pub use crate::error::split_host_port;
 pub use crate::proto::forward_spec::{
@@ -38,6 +39,7 @@ pub use forward::BoundAddr;
 pub use host_key::{HostKeyPolicy, default_store};
 pub use stdio::{StdioInput, StdioOutput, stdio};
 
+use crate::proto::forward_spec::BindAddr;
 use backoff::Backoff;
 use forward::{LocalForward, RemoteForwardTable};
 use opener::ChannelOpener;
@@ -203,8 +205,23 @@ impl Client {
             None => None,
         };
         let mut locals = Vec::new();
+        let mut udp_locals = Vec::new();
         for spec in &opts.forwards {
-            locals.push(LocalForward::bind(spec).await?);
+            match spec.bind {
+                BindAddr::Udp { .. } => udp_locals.push(udp::UdpForward::bind(spec).await?),
+                _ => locals.push(LocalForward::bind(spec).await?),
+            }
+        }
+        if let Some(spec) = opts
+            .remote_forwards
+            .iter()
+            .find(|s| matches!(s.target, ForwardTarget::Udp { .. }))
+        {
+            return Err(Error::Config {
+                flag: "--remote-forward",
+                value: spec.target.to_string(),
+                reason: "UDP remote forwards are not supported yet".into(),
+            });
         }
 
         let (handle, end) = session::establish(&params).await?;
@@ -241,6 +258,13 @@ impl Client {
             forwards.push(BoundForward {
                 local: l.bound().clone(),
                 target: l.target_clone(),
+            });
+            tasks.spawn(listener::serve(l, opener.clone()));
+        }
+        for l in udp_locals {
+            forwards.push(BoundForward {
+                local: BoundAddr::Udp(l.bound()),
+                target: l.target().clone(),
             });
             tasks.spawn(listener::serve(l, opener.clone()));
         }

@@ -92,6 +92,12 @@ impl ChannelOpener {
         match target {
             ForwardTarget::Tcp { host, port } => self.open_tcp(host, *port, originator).await,
             ForwardTarget::Unix(path) => self.open_unix(&path.to_string_lossy()).await,
+            // A UDP target's datagrams ride a udpgw channel, which names
+            // each datagram's destination itself.
+            ForwardTarget::Udp { .. } => {
+                use crate::proto::udpgw;
+                self.open_tcp(udpgw::HOST, udpgw::PORT, originator).await
+            }
         }
     }
 

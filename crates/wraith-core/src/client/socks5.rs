@@ -110,6 +110,19 @@ async fn read_until<T>(
     }
 }
 
+/// The SOCKS5 reply for a channel that could not be opened.
+pub(crate) fn reply_for(e: &OpenError) -> Reply {
+    match e {
+        OpenError::Refused(russh::ChannelOpenFailure::ConnectFailed) => Reply::HostUnreachable,
+        OpenError::Refused(russh::ChannelOpenFailure::AdministrativelyProhibited) => {
+            Reply::NotAllowed
+        }
+        OpenError::Timeout => Reply::TtlExpired,
+        OpenError::SessionDown => Reply::NetworkUnreachable,
+        _ => Reply::GeneralFailure,
+    }
+}
+
 async fn serve_client(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -145,11 +158,17 @@ async fn serve_client(
         Ok(Ok(Ok(r))) => r,
     };
 
-    if !matches!(request.command, Command::Connect) {
-        stream
-            .write_all(&proto::encode_reply(Reply::CommandNotSupported, None))
-            .await?;
-        return Ok(());
+    match request.command {
+        Command::Connect => {}
+        Command::UdpAssociate => {
+            return super::udp::associate(stream, peer, &request.target, &opener).await;
+        }
+        Command::Bind => {
+            stream
+                .write_all(&proto::encode_reply(Reply::CommandNotSupported, None))
+                .await?;
+            return Ok(());
+        }
     }
 
     let target = request.target;
@@ -157,19 +176,9 @@ async fn serve_client(
     let mut channel = match opened {
         Ok(c) => c,
         Err(e) => {
-            let reply = match &e {
-                OpenError::Refused(russh::ChannelOpenFailure::ConnectFailed) => {
-                    Reply::HostUnreachable
-                }
-                OpenError::Refused(russh::ChannelOpenFailure::AdministrativelyProhibited) => {
-                    Reply::NotAllowed
-                }
-                OpenError::Timeout => Reply::TtlExpired,
-                OpenError::SessionDown => Reply::NetworkUnreachable,
-                _ => Reply::GeneralFailure,
-            };
             tracing::debug!(error = %e, "socks5 connect failed");
-            stream.write_all(&proto::encode_reply(reply, None)).await?;
+            let reply = proto::encode_reply(reply_for(&e), None);
+            stream.write_all(&reply).await?;
             return Ok(());
         }
     };

@@ -5,6 +5,9 @@
 //! `channel_rfwd_bind_host()`: fields are separated by `:`, a field in
 //! `[brackets]` is taken literally (so IPv6 addresses and paths holding a
 //! colon must be bracketed), and a field containing `/` is a Unix socket path.
+//! A leading `udp:` makes a UDP forward (`udp:[bind:]port:host:hostport`,
+//! the form wstunnel and chisel users know); its parts are host and port
+//! only.
 //!
 //! This module only parses text: it must never resolve names, touch the file
 //! system or bind sockets. Whether a host resolves or a socket path exists is
@@ -29,10 +32,12 @@ const REMOTE_ALL_INTERFACES: &str = "";
 
 const LOCAL_FLAG: &str = "--forward";
 const REMOTE_FLAG: &str = "--remote-forward";
-const LOCAL_FORMS: &str = "[bind_address:]port:host:hostport, where a Unix socket path may replace \
-     [bind_address:]port or host:hostport (IPv6 addresses in brackets: [::1])";
-const REMOTE_FORMS: &str = "[bind_address:]port:host:hostport, where a local Unix socket path may replace \
-     host:hostport (IPv6 addresses in brackets: [::1])";
+const LOCAL_FORMS: &str = "[udp:][bind_address:]port:host:hostport, where a Unix socket path may replace \
+     [bind_address:]port or host:hostport of a TCP forward (IPv6 addresses in brackets: [::1])";
+const REMOTE_FORMS: &str = "[udp:][bind_address:]port:host:hostport, where a local Unix socket path may replace \
+     host:hostport of a TCP forward (IPv6 addresses in brackets: [::1])";
+/// The prefix of a UDP forward spec.
+const UDP_PREFIX: &str = "udp:";
 
 /// Where a forwarded connection is delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,14 +51,25 @@ pub enum ForwardTarget {
     },
     /// A Unix domain socket.
     Unix(PathBuf),
+    /// A UDP destination.
+    Udp {
+        /// Host name or IP address, without brackets.
+        host: String,
+        /// Destination port, never 0.
+        port: u16,
+    },
 }
 
 impl fmt::Display for ForwardTarget {
-    /// `host:port`, `[v6::addr]:port`, or the socket path.
+    /// `host:port`, `[v6::addr]:port`, the socket path, or `udp:host:port`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ForwardTarget::Tcp { host, port } => fmt_host_port(f, host, *port),
             ForwardTarget::Unix(path) => path.display().fmt(f),
+            ForwardTarget::Udp { host, port } => {
+                f.write_str(UDP_PREFIX)?;
+                fmt_host_port(f, host, *port)
+            }
         }
     }
 }
@@ -71,14 +87,25 @@ pub enum BindAddr {
     },
     /// A Unix domain socket listener at this path.
     Unix(PathBuf),
+    /// A UDP socket, with the same defaults as [`BindAddr::Tcp`].
+    Udp {
+        /// Address to bind, without brackets.
+        host: String,
+        /// Port to bind; 0 picks a free port.
+        port: u16,
+    },
 }
 
 impl fmt::Display for BindAddr {
-    /// `host:port`, `[v6::addr]:port`, or the socket path.
+    /// `host:port`, `[v6::addr]:port`, the socket path, or `udp:host:port`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BindAddr::Tcp { host, port } => fmt_host_port(f, host, *port),
             BindAddr::Unix(path) => path.display().fmt(f),
+            BindAddr::Udp { host, port } => {
+                f.write_str(UDP_PREFIX)?;
+                fmt_host_port(f, host, *port)
+            }
         }
     }
 }
@@ -232,17 +259,52 @@ pub enum ForwardSpecError {
         /// The accepted forms.
         expected: &'static str,
     },
+    /// A `udp:` spec names a Unix socket.
+    #[error(
+        "bad {flag} spec {spec:?}: a UDP forward takes ports and hosts, not Unix socket paths; expected {expected}"
+    )]
+    UdpUnix {
+        /// The flag the spec was given to.
+        flag: &'static str,
+        /// The spec as given.
+        spec: String,
+        /// The accepted forms.
+        expected: &'static str,
+    },
 }
 
 impl FromStr for LocalForwardSpec {
     type Err = ForwardSpecError;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let ctx = Ctx {
-            spec,
-            flag: LOCAL_FLAG,
-            expected: LOCAL_FORMS,
-        };
+        let ctx = Ctx::new(spec, LOCAL_FLAG, LOCAL_FORMS);
+        let parsed = ctx.parse_local()?;
+        if !ctx.udp {
+            return Ok(parsed);
+        }
+        match parsed {
+            LocalForwardSpec {
+                bind: BindAddr::Tcp { host, port },
+                target:
+                    ForwardTarget::Tcp {
+                        host: to,
+                        port: to_port,
+                    },
+            } => Ok(LocalForwardSpec {
+                bind: BindAddr::Udp { host, port },
+                target: ForwardTarget::Udp {
+                    host: to,
+                    port: to_port,
+                },
+            }),
+            _ => Err(ctx.udp_unix()),
+        }
+    }
+}
+
+impl Ctx<'_> {
+    fn parse_local(&self) -> Result<LocalForwardSpec, ForwardSpecError> {
+        let ctx = self;
         let fields = ctx.split()?;
         match fields.as_slice() {
             // port:/remote.sock
@@ -310,11 +372,22 @@ impl FromStr for RemoteForwardSpec {
     type Err = ForwardSpecError;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let ctx = Ctx {
-            spec,
-            flag: REMOTE_FLAG,
-            expected: REMOTE_FORMS,
-        };
+        let ctx = Ctx::new(spec, REMOTE_FLAG, REMOTE_FORMS);
+        let mut parsed = ctx.parse_remote()?;
+        if ctx.udp {
+            let ForwardTarget::Tcp { host, port } = parsed.target else {
+                return Err(ctx.udp_unix());
+            };
+            parsed.target = ForwardTarget::Udp { host, port };
+        }
+        Ok(parsed)
+    }
+}
+
+impl Ctx<'_> {
+    fn parse_remote(&self) -> Result<RemoteForwardSpec, ForwardSpecError> {
+        let ctx = self;
+        let spec = ctx.spec;
         let fields = ctx.split()?;
         // OpenSSH would take a leading path as a server-side socket
         // (streamlocal-forward); we cannot offer that, so say so plainly.
@@ -392,17 +465,44 @@ impl<'a> Field<'a> {
 
 /// The spec being parsed and how to word errors about it.
 struct Ctx<'a> {
+    /// The whole spec, as errors quote it.
     spec: &'a str,
+    /// What is split into fields: the spec without its `udp:` prefix.
+    text: &'a str,
+    /// The spec began with `udp:`.
+    udp: bool,
     flag: &'static str,
     expected: &'static str,
 }
 
 impl<'a> Ctx<'a> {
+    fn new(spec: &'a str, flag: &'static str, expected: &'static str) -> Self {
+        let (text, udp) = match spec.strip_prefix(UDP_PREFIX) {
+            Some(rest) => (rest, true),
+            None => (spec, false),
+        };
+        Ctx {
+            spec,
+            text,
+            udp,
+            flag,
+            expected,
+        }
+    }
+
+    fn udp_unix(&self) -> ForwardSpecError {
+        ForwardSpecError::UdpUnix {
+            flag: self.flag,
+            spec: self.spec.to_owned(),
+            expected: self.expected,
+        }
+    }
+
     /// Splits at ':' outside brackets. Unlike OpenSSH, a trailing ':' yields
     /// an empty last field (reported as such) rather than being ignored.
     fn split(&self) -> Result<Vec<Field<'a>>, ForwardSpecError> {
         let mut fields = Vec::new();
-        let mut rest = self.spec;
+        let mut rest = self.text;
         loop {
             if let Some(open) = rest.strip_prefix('[') {
                 let Some((inner, after)) = open.split_once(']') else {
@@ -705,7 +805,7 @@ mod tests {
     fn local_error_message_quotes_spec_and_expected_form() {
         let msg = local_err("abc").to_string();
         assert!(
-            msg.starts_with(r#"bad --forward spec "abc": wrong number of ':'-separated parts (1); expected [bind_address:]port:host:hostport"#),
+            msg.starts_with(r#"bad --forward spec "abc": wrong number of ':'-separated parts (1); expected [udp:][bind_address:]port:host:hostport"#),
             "{msg}"
         );
     }
@@ -948,7 +1048,7 @@ mod tests {
             "{msg}"
         );
         assert!(
-            msg.contains("expected [bind_address:]port:host:hostport"),
+            msg.contains("expected [udp:][bind_address:]port:host:hostport"),
             "{msg}"
         );
     }
@@ -1018,5 +1118,73 @@ mod tests {
             BindAddr::Unix("/tmp/l.sock".into()).to_string(),
             "/tmp/l.sock"
         );
+    }
+
+    // --- udp ---
+
+    #[test]
+    fn udp_forwards_take_the_tcp_forms_with_a_prefix() {
+        let udp = |host: &str, port| ForwardTarget::Udp {
+            host: host.into(),
+            port,
+        };
+        let l = local("udp:5353:dns.internal:53");
+        assert_eq!(
+            l.bind,
+            BindAddr::Udp {
+                host: "127.0.0.1".into(),
+                port: 5353
+            }
+        );
+        assert_eq!(l.target, udp("dns.internal", 53));
+        let l = local("udp:[::1]:0:[fe80::1]:53");
+        assert_eq!(
+            l.bind,
+            BindAddr::Udp {
+                host: "::1".into(),
+                port: 0
+            }
+        );
+        assert_eq!(l.target.to_string(), "udp:[fe80::1]:53");
+        assert_eq!(l.bind.to_string(), "udp:[::1]:0");
+        assert_eq!(
+            local("udp:*:53:h:53").bind,
+            BindAddr::Udp {
+                host: "0.0.0.0".into(),
+                port: 53
+            }
+        );
+        let r = remote("udp:5353:127.0.0.1:53");
+        assert_eq!((r.bind_host.as_str(), r.bind_port), ("localhost", 5353));
+        assert_eq!(r.target, udp("127.0.0.1", 53));
+        // A bracketed "udp" is a bind address, not the prefix.
+        assert_eq!(local("[udp]:1:h:2").bind, tcp_bind("udp", 1));
+    }
+
+    #[test]
+    fn udp_forwards_refuse_paths_and_quote_the_whole_spec() {
+        for spec in [
+            "udp:/tmp/a.sock:h:53",
+            "udp:53:/run/x.sock",
+            "udp:/a/b:/c/d",
+        ] {
+            let e = local_err(spec);
+            assert!(matches!(e, ForwardSpecError::UdpUnix { .. }), "{spec}: {e}");
+            assert!(e.to_string().contains(&format!("{spec:?}")), "{e}");
+        }
+        assert!(matches!(
+            remote_err("udp:53:/run/x.sock"),
+            ForwardSpecError::UdpUnix { .. }
+        ));
+        let e = local_err("udp:53:h:0");
+        assert!(
+            e.to_string()
+                .starts_with(r#"bad --forward spec "udp:53:h:0": the target port must not be 0"#),
+            "{e}"
+        );
+        assert!(matches!(
+            local_err("udp:53"),
+            ForwardSpecError::WrongPartCount { found: 1, .. }
+        ));
     }
 }

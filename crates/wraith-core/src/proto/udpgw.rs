@@ -16,6 +16,12 @@
 
 use super::socks5::{self, NameTooLong, Parse, Socks5Error, TargetAddr};
 
+/// The reserved destination that speaks udpgw (`wraith-udpgw:0`; port 1
+/// too, for OpenSSH's `-W`, which refuses port 0).
+pub(crate) const HOST: &str = "wraith-udpgw";
+/// See [`HOST`].
+pub(crate) const PORT: u16 = 0;
+
 /// A keepalive: no address, no data; the server answers with one.
 pub(crate) const FLAG_KEEPALIVE: u8 = 0x01;
 /// A datagram: address and data follow.
