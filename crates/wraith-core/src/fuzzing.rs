@@ -754,6 +754,50 @@ pub fn known_hosts(data: &[u8]) {
     }
 }
 
+/// Runs the udpgw frame decoder over `data` as a stream of frames, and the
+/// SOCKS5 UDP datagram parser over all of it.
+///
+/// Panics if the decoder takes more than it was given or nothing, if a
+/// decoded frame does not encode back to the bytes it came from (for the
+/// canonical flags), if any prefix of a frame decodes, or if a parsed
+/// datagram does not encode back to the same address and payload.
+pub fn udpgw(data: &[u8]) {
+    use crate::proto::udpgw::{self, FLAG_DATA, FLAG_ERR, FLAG_KEEPALIVE, Frame};
+    let mut at = 0;
+    while let Some((frame, used)) = udpgw::decode(&data[at..]) {
+        assert!(used >= 2 && at + used <= data.len(), "used {used} at {at}");
+        let bytes = &data[at..at + used];
+        for cut in 0..used {
+            assert_eq!(
+                udpgw::decode(&bytes[..cut]),
+                None,
+                "a prefix of a frame decoded"
+            );
+        }
+        if let Ok(frame) = frame {
+            let mut again = Vec::new();
+            udpgw::encode(&frame, &mut again).unwrap();
+            let canonical = match (&frame, bytes[2]) {
+                (Frame::Data { .. }, FLAG_DATA) => true,
+                (Frame::Keepalive { .. }, FLAG_KEEPALIVE) | (Frame::Error { .. }, FLAG_ERR) => {
+                    used == 5
+                }
+                _ => false,
+            };
+            if canonical {
+                assert_eq!(again, bytes, "{frame:?}");
+            }
+            assert_eq!(udpgw::decode(&again).map(|(f, _)| f), Some(Ok(frame)));
+        }
+        at += used;
+    }
+    if let Ok(d) = socks5::parse_udp(data) {
+        let again = socks5::encode_udp(&d.target, d.payload).unwrap();
+        let back = socks5::parse_udp(&again).unwrap();
+        assert_eq!((back.target, back.payload), (d.target.clone(), d.payload));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -777,6 +821,7 @@ mod tests {
     fn fuzz_corpora_replay_cleanly() {
         replay("socks5_request", super::socks5);
         replay("frame", super::frame);
+        replay("udpgw", super::udpgw);
         replay("forward_spec", super::forward_spec);
         replay("authorized_keys", super::authorized_keys);
         replay("certificate", super::certificate);
