@@ -304,27 +304,38 @@ fn udp_forward_carries_datagrams_from_several_sources() {
 }
 
 #[test]
-fn remote_udp_forwards_are_refused_with_a_clear_error_for_now() {
-    let dir = temp_dir();
-    let key = keygen(dir.path(), "client");
-    let server = WraithServer::start(dir.path(), &[&key]);
-    let out = run(
-        wraith_command(&[
-            "connect",
-            "--server",
-            &server.addr.to_string(),
-            "--identity",
-            key.to_str().unwrap(),
-            "--host-key",
-            &server.host_pub_arg(),
-            "--remote-forward",
-            "udp:5353:127.0.0.1:53",
-        ]),
-        TIMEOUT,
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("UDP remote forwards"), "{err}");
+fn remote_udp_forward_carries_datagrams_from_several_sources() {
+    let echo = Echo::start();
+    let spec = format!("udp:127.0.0.1:0:127.0.0.1:{}", echo.addr.port());
+    let s = setup(&["--remote-forward", &spec]);
+    let line = s
+        .client
+        .process
+        .wait_for_line("remote forward listening on udp:", TIMEOUT);
+    assert!(line.ends_with(&format!("-> udp:{}", echo.addr)), "{line}");
+    let on_server = addr_after(&line, "remote forward listening on udp:");
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..200 {
+        let (pa, pb) = (payload(i), payload(i + 7000));
+        a.send_to(&pa, on_server).unwrap();
+        b.send_to(&pb, on_server).unwrap();
+        let fail = || s.client.process.failure("client");
+        assert_eq!(
+            recv(&a, REPLY).as_deref(),
+            Some(&pa[..]),
+            "a: datagram {i}\n{}",
+            fail()
+        );
+        assert_eq!(
+            recv(&b, REPLY).as_deref(),
+            Some(&pb[..]),
+            "b: datagram {i}\n{}",
+            fail()
+        );
+    }
+    // The TCP port of the same number is still free for a TCP forward.
+    assert!(std::net::TcpListener::bind(on_server).is_ok());
 }
 
 fn free_udp_port() -> u16 {

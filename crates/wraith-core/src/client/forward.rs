@@ -234,9 +234,8 @@ pub(crate) async fn dial_target(target: &ForwardTarget) -> std::io::Result<BoxSt
             std::io::ErrorKind::Unsupported,
             "unix sockets are not supported here",
         )),
-        ForwardTarget::Udp { .. } => Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "a UDP target is not a stream",
-        )),
+        // The channel carries udpgw frames; this end gives each flow a
+        // socket to the target.
+        ForwardTarget::Udp { host, port } => Ok(super::udp::remote_target(host.clone(), *port)),
     }
 }

@@ -212,29 +212,24 @@ impl Client {
                 _ => locals.push(LocalForward::bind(spec).await?),
             }
         }
-        if let Some(spec) = opts
-            .remote_forwards
-            .iter()
-            .find(|s| matches!(s.target, ForwardTarget::Udp { .. }))
-        {
-            return Err(Error::Config {
-                flag: "--remote-forward",
-                value: spec.target.to_string(),
-                reason: "UDP remote forwards are not supported yet".into(),
-            });
-        }
 
         let (handle, end) = session::establish(&params).await?;
         let mut remote_forwards = Vec::new();
         for spec in &opts.remote_forwards {
-            let port = request_remote_forward(&handle, &spec.bind_host, spec.bind_port)
+            // A UDP forward asks for `udp:<address>`, which wraith's server
+            // binds as a UDP socket (and other servers refuse).
+            let host = match spec.target {
+                ForwardTarget::Udp { .. } => format!("udp:{}", spec.bind_host),
+                _ => spec.bind_host.clone(),
+            };
+            let port = request_remote_forward(&handle, &host, spec.bind_port)
                 .await
                 .ok_or_else(|| Error::RemoteForwardRefused {
-                    spec: format!("{}:{}", spec.bind_host, spec.bind_port),
+                    spec: format!("{host}:{}", spec.bind_port),
                 })?;
-            remote_table.insert(&spec.bind_host, u32::from(port), spec.target.clone());
+            remote_table.insert(&host, u32::from(port), spec.target.clone());
             remote_forwards.push(BoundRemoteForward {
-                remote_host: spec.bind_host.clone(),
+                remote_host: host,
                 remote_port: port,
                 target: spec.target.clone(),
             });

@@ -13,83 +13,37 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use russh::ChannelStream;
 use russh::client::Msg;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::listener::{Listener, Service};
 use super::opener::{ChannelOpener, OpenError};
 use crate::error::{Error, Result};
+use crate::io::BoxStream;
+use crate::io::udp::{
+    FLOW_IDLE, MAX_RELAY_FLOWS, PeerField, RECV_BUF, read_frames, relay, write_frame,
+};
 use crate::limits::LogRate;
 use crate::proto::forward_spec::{BindAddr, ForwardTarget, LocalForwardSpec};
 use crate::proto::host_port::HostPort;
 use crate::proto::socks5::{self, TargetAddr};
 use crate::proto::udpgw::{self, Frame};
 
-/// The largest datagram read from a local socket (UDP's own limit).
-const RECV_BUF: usize = 65_536;
+/// How long a remote forward's target name may take to resolve.
+const TARGET_LOOKUP: Duration = Duration::from_secs(10);
 /// The flow a SOCKS5 association uses: it has one client, so one flow.
 const ASSOCIATION_FLOW: u16 = 1;
-/// Local sources a UDP forward keeps a flow for at once; the one idle
-/// longest makes room for a new one.
-const MAX_FORWARD_FLOWS: usize = 256;
-/// A forward's source idle this long gives up its flow.
-const FLOW_IDLE: Duration = Duration::from_secs(120);
-
 /// `host` and `port` as a udpgw address: an IP literal as such, anything
 /// else as a name the server resolves.
 pub(crate) fn target_addr(host: &str, port: u16) -> TargetAddr {
     match host.parse::<IpAddr>() {
         Ok(ip) => TargetAddr::Ip(SocketAddr::new(ip, port)),
         Err(_) => TargetAddr::Domain(host.to_owned(), port),
-    }
-}
-
-/// Decodes frames from a udpgw channel and hands each to `on_frame` until
-/// the channel ends. A frame that does not make sense costs only itself.
-async fn read_frames<R: AsyncRead + Unpin>(
-    mut r: R,
-    mut on_frame: impl FnMut(Frame),
-) -> io::Result<()> {
-    // A partial frame is at most MAX_FRAME - 1 bytes, so the buffer stays
-    // under MAX_FRAME plus one read.
-    let mut buf = Vec::with_capacity(2 * 65_536);
-    let mut chunk = vec![0u8; 65_536];
-    loop {
-        let mut at = 0;
-        while let Some((frame, used)) = udpgw::decode(&buf[at..]) {
-            at += used;
-            match frame {
-                Ok(f) => on_frame(f),
-                Err(e) => tracing::debug!(error = %e, "udp: frame from the server skipped"),
-            }
-        }
-        buf.drain(..at);
-        let n = r.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Writes one frame; a frame that cannot be encoded is dropped.
-async fn write_frame<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    out: &mut Vec<u8>,
-    frame: &Frame,
-) -> io::Result<()> {
-    out.clear();
-    match udpgw::encode(frame, out) {
-        Ok(()) => w.write_all(out).await,
-        Err(e) => {
-            tracing::debug!(error = %e, "udp: datagram dropped");
-            Ok(())
-        }
     }
 }
 
@@ -290,8 +244,9 @@ impl Service<UdpSocket> for UdpForwardService {
                     continue;
                 }
             };
-            let first = buf[..n].to_vec();
-            match self.relay(&socket, channel, (first, src)).await {
+            let first = (buf[..n].to_vec(), src);
+            let peer = PeerField::Fixed(self.to.clone());
+            match relay(&socket, channel, first, peer).await {
                 Ok(()) => tracing::debug!("udp forward: channel closed"),
                 Err(e) => tracing::debug!(error = %e, "udp forward: channel ended"),
             }
@@ -299,137 +254,144 @@ impl Service<UdpSocket> for UdpForwardService {
     }
 }
 
-impl UdpForwardService {
-    /// Relays until the channel ends, starting with `first`.
-    async fn relay(
-        &self,
-        socket: &UdpSocket,
-        channel: ChannelStream<Msg>,
-        first: (Vec<u8>, SocketAddr),
-    ) -> io::Result<()> {
-        let flows = Mutex::new(Flows::default());
-        let (rd, mut wr) = tokio::io::split(channel);
-        let up = async {
-            let mut out = Vec::new();
-            let mut send = async |payload: Vec<u8>, src: SocketAddr| {
-                let conn_id = match flows.lock() {
-                    Ok(mut f) => f.id_for(src, Instant::now()),
-                    Err(_) => return Ok(()),
-                };
-                let frame = Frame::Data {
-                    conn_id,
-                    peer: self.to.clone(),
-                    payload,
-                };
-                write_frame(&mut wr, &mut out, &frame).await
-            };
-            send(first.0, first.1).await?;
-            let mut buf = vec![0u8; RECV_BUF];
-            loop {
-                match socket.recv_from(&mut buf).await {
-                    Ok((n, src)) => send(buf[..n].to_vec(), src).await?,
-                    Err(e) => tracing::debug!(error = %e, "udp forward: receive failed"),
-                }
-            }
+/// The client's end of a `--remote-forward udp:…` channel, as a stream for
+/// the remote-forward table to splice with the channel: each flow the
+/// server names gets a UDP socket of its own, connected to the target, so
+/// that answers find their way back to the right source on the server.
+pub(crate) fn remote_target(host: String, port: u16) -> BoxStream {
+    let (ours, theirs) = tokio::io::duplex(4 * RECV_BUF);
+    tokio::spawn(async move {
+        if let Err(e) = serve_flows(theirs, &host, port).await {
+            tracing::debug!(error = %e, "remote udp forward: channel ended");
+        }
+    });
+    Box::new(ours)
+}
+
+/// One flow of a remote UDP forward: its socket, the task reading answers
+/// from it, and when it last carried a datagram.
+struct TargetFlow {
+    /// For sending: a plain non-blocking socket sends at once, where a
+    /// freshly registered tokio socket reports "would block" until the
+    /// reactor has seen it.
+    socket: std::net::UdpSocket,
+    _reader: AbortOnDrop,
+    seen: Instant,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn serve_flows(stream: tokio::io::DuplexStream, host: &str, port: u16) -> io::Result<()> {
+    let lookup = tokio::net::lookup_host((host, port));
+    let target = tokio::time::timeout(TARGET_LOOKUP, lookup)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "name lookup timed out"))??
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the name has no address"))?;
+    let (rd, mut wr) = tokio::io::split(stream);
+    // Answers from every flow queue here for the one writer; a full queue
+    // drops the datagram.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Frame>(256);
+    let mut flows: HashMap<u16, TargetFlow> = HashMap::new();
+    let down = read_frames(rd, |frame| {
+        let Frame::Data {
+            conn_id, payload, ..
+        } = frame
+        else {
+            return;
         };
-        let down = read_frames(rd, |frame| {
-            if let Frame::Data {
-                conn_id, payload, ..
-            } = frame
+        let now = Instant::now();
+        if !flows.contains_key(&conn_id) {
+            flows.retain(|_, f| now.duration_since(f.seen) < FLOW_IDLE);
+            if flows.len() >= MAX_RELAY_FLOWS
+                && let Some(oldest) = flows.iter().min_by_key(|(_, f)| f.seen).map(|(id, _)| *id)
             {
-                let to = flows.lock().ok().and_then(|f| f.addr_of(conn_id));
-                if let Some(to) = to {
-                    let _ = socket.try_send_to(&payload, to);
+                flows.remove(&oldest);
+            }
+            match target_flow(target, conn_id, tx.clone(), now) {
+                Ok(f) => {
+                    flows.insert(conn_id, f);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "remote udp forward: no socket for a flow");
+                    return;
                 }
             }
-        });
-        tokio::select! {
-            r = up => r,
-            r = down => r,
         }
+        if let Some(f) = flows.get_mut(&conn_id) {
+            f.seen = now;
+            let _ = f.socket.send(&payload);
+        }
+    });
+    let up = async {
+        let mut out = Vec::new();
+        while let Some(frame) = rx.recv().await {
+            write_frame(&mut wr, &mut out, &frame).await?;
+        }
+        io::Result::Ok(())
+    };
+    tokio::select! {
+        r = down => r,
+        r = up => r,
     }
 }
 
-/// A UDP forward's flows: one `conn_id` per local source address, at most
-/// [`MAX_FORWARD_FLOWS`], the longest idle making room.
-#[derive(Default)]
-struct Flows {
-    by_addr: HashMap<SocketAddr, (u16, Instant)>,
-    by_id: HashMap<u16, SocketAddr>,
-    next: u16,
-}
-
-impl Flows {
-    /// The flow of `src`, made if new.
-    fn id_for(&mut self, src: SocketAddr, now: Instant) -> u16 {
-        if let Some((id, seen)) = self.by_addr.get_mut(&src) {
-            *seen = now;
-            return *id;
-        }
-        self.by_addr.retain(|_, (id, seen)| {
-            let keep = now.duration_since(*seen) < FLOW_IDLE;
-            if !keep {
-                self.by_id.remove(id);
+/// A socket connected to `target` for flow `conn_id`, with a task sending
+/// what comes back to `tx`.
+fn target_flow(
+    target: SocketAddr,
+    conn_id: u16,
+    tx: tokio::sync::mpsc::Sender<Frame>,
+    now: Instant,
+) -> io::Result<TargetFlow> {
+    let any: SocketAddr = if target.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let std_socket = std::net::UdpSocket::bind(any)?;
+    std_socket.connect(target)?;
+    std_socket.set_nonblocking(true)?;
+    let socket = std_socket.try_clone()?;
+    let reading = UdpSocket::from_std(std_socket)?;
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; RECV_BUF];
+        loop {
+            match reading.recv(&mut buf).await {
+                Ok(n) => {
+                    let frame = Frame::Data {
+                        conn_id,
+                        peer: TargetAddr::Ip(target),
+                        payload: buf[..n].to_vec(),
+                    };
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                        tx.try_send(frame)
+                    {
+                        return;
+                    }
+                }
+                // A refused port answers with ICMP; keep listening.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
-            keep
-        });
-        if self.by_addr.len() >= MAX_FORWARD_FLOWS {
-            let oldest = self
-                .by_addr
-                .iter()
-                .min_by_key(|(_, (_, seen))| *seen)
-                .map(|(a, (id, _))| (*a, *id));
-            if let Some((addr, id)) = oldest {
-                self.by_addr.remove(&addr);
-                self.by_id.remove(&id);
-            }
         }
-        // At most MAX_FORWARD_FLOWS ids are taken, so a free one is near.
-        let mut id = self.next;
-        while self.by_id.contains_key(&id) {
-            id = id.wrapping_add(1);
-        }
-        self.next = id.wrapping_add(1);
-        self.by_addr.insert(src, (id, now));
-        self.by_id.insert(id, src);
-        id
-    }
-
-    fn addr_of(&self, id: u16) -> Option<SocketAddr> {
-        self.by_id.get(&id).copied()
-    }
+    });
+    Ok(TargetFlow {
+        socket,
+        _reader: AbortOnDrop(task.abort_handle()),
+        seen: now,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
-    #[test]
-    fn each_source_keeps_its_flow_and_the_longest_idle_makes_room() {
-        let mut f = Flows::default();
-        let t0 = Instant::now();
-        let a = f.id_for(addr(1), t0);
-        let b = f.id_for(addr(2), t0);
-        assert_ne!(a, b);
-        assert_eq!(f.id_for(addr(1), t0), a);
-        assert_eq!(f.addr_of(b), Some(addr(2)));
-        for p in 3..=(MAX_FORWARD_FLOWS as u16 + 1) {
-            // Source 1 stays busy; source 2 is the one left idle.
-            f.id_for(addr(1), t0 + Duration::from_millis(u64::from(p)));
-            f.id_for(addr(p), t0 + Duration::from_millis(u64::from(p)));
-        }
-        assert_eq!(f.by_addr.len(), MAX_FORWARD_FLOWS);
-        assert_eq!(f.addr_of(b), None);
-        assert_eq!(f.addr_of(a), Some(addr(1)));
-        // After FLOW_IDLE every quiet source is gone.
-        let later = t0 + FLOW_IDLE + Duration::from_secs(1);
-        f.id_for(addr(9999), later);
-        assert_eq!(f.by_addr.len(), 1);
-    }
 
     #[test]
     fn names_stay_names_and_literals_become_addresses() {
@@ -445,26 +407,5 @@ mod tests {
             target_addr("dns.internal", 53),
             TargetAddr::Domain("dns.internal".into(), 53)
         );
-    }
-
-    #[tokio::test]
-    async fn frames_are_read_across_reads_and_bad_ones_skipped() {
-        let (mut a, b) = tokio::io::duplex(64);
-        let mut wire = Vec::new();
-        let big = Frame::Data {
-            conn_id: 3,
-            peer: target_addr("10.0.0.1", 53),
-            payload: vec![7; 1000],
-        };
-        udpgw::encode(&big, &mut wire).unwrap();
-        wire.extend_from_slice(&[0, 3, 0x40, 0, 1]);
-        udpgw::encode(&Frame::Error { conn_id: 3 }, &mut wire).unwrap();
-        let writer = tokio::spawn(async move {
-            a.write_all(&wire).await.unwrap();
-        });
-        let mut got = Vec::new();
-        read_frames(b, |f| got.push(f)).await.unwrap();
-        writer.await.unwrap();
-        assert_eq!(got, [big, Frame::Error { conn_id: 3 }]);
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod prefixed;
 pub(crate) mod read_ahead;
 pub(crate) mod socket_opts;
 pub(crate) mod splice;
+pub(crate) mod udp;
 
 pub(crate) use accept::{Accept, accept_loop};
 pub(crate) use killable::Killable;

@@ -16,7 +16,7 @@ use super::Shared;
 use super::decide::{self, Decision, ServerRules};
 use super::hub;
 use super::outbound;
-use super::remote_forward::RemoteForwards;
+use super::remote_forward::{Proto, RemoteForwards};
 use crate::keys::fingerprint;
 use crate::proto::certificate::check_certificate;
 use crate::proto::policy::{SessionPolicy, SocketRule, check_socket_path};
@@ -546,19 +546,24 @@ impl russh::server::Handler for SessionHandler {
         let Ok(port16) = u16::try_from(*port) else {
             return Ok(false);
         };
+        // `udp:<address>`: wraith's client asking for a UDP socket.
+        let (proto, listen) = match address.strip_prefix("udp:") {
+            Some(rest) => (Proto::Udp, rest),
+            None => (Proto::Tcp, address),
+        };
         // Judge the address that will really be bound, not the text.
-        let Some(bind_ip) = self.remote_bind_ip(address).await else {
+        let Some(bind_ip) = self.remote_bind_ip(listen).await else {
             self.refuse("tcpip-forward", "listen address does not resolve");
             return Ok(false);
         };
-        if let Err(reason) = policy.may_listen(address, bind_ip, port16) {
+        if let Err(reason) = policy.may_listen(listen, bind_ip, port16) {
             self.refuse("tcpip-forward", reason);
             return Ok(false);
         }
         let owner = self.key_fingerprint.clone();
         match self
             .forwards
-            .start(address, bind_ip, port16, &owner, session.handle())
+            .start(proto, address, bind_ip, port16, &owner, session.handle())
             .await
         {
             Ok(bound) => {
