@@ -35,6 +35,9 @@ pub(crate) enum Figure {
     /// Single-stream upload and download through delay lines at each
     /// `--rtt`: no tunnel, ssh -D, wraith over tcp, tls and iroh.
     Longpath,
+    /// UDP round trip and throughput: no tunnel, and wraith's SOCKS5 UDP
+    /// ASSOCIATE and udpgw (OpenSSH carries no UDP).
+    Udp,
 }
 
 /// What to measure and how much.
@@ -143,6 +146,9 @@ pub(crate) async fn run_all(b: &Bench, specs: &[TunnelSpec]) -> Vec<Row> {
     }
     if s.has(Figure::Longpath) {
         rows.extend(crate::longpath::rows(b, specs).await);
+    }
+    if s.has(Figure::Udp) {
+        rows.extend(crate::udp::rows(b, specs).await);
     }
     if s.has(Figure::Idle) {
         for spec in specs {
@@ -593,6 +599,7 @@ fn fig_name(f: Figure) -> &'static str {
         Figure::Cpu => "cpu",
         Figure::Instructions => "instructions",
         Figure::Longpath => "longpath",
+        Figure::Udp => "udp",
     }
 }
 

@@ -33,6 +33,7 @@ mod socks5;
 mod targets;
 mod tools;
 mod tunnel;
+mod udp;
 mod wraith;
 
 use bench::{Bench, Figure, Settings};
@@ -194,6 +195,7 @@ fn settings(cli: &Cli) -> Settings {
             Figure::Latency,
             Figure::Idle,
             Figure::Cpu,
+            Figure::Udp,
         ];
         if !cli.quick {
             all.push(Figure::Longpath);

@@ -165,6 +165,24 @@ fn quick_run_measures_every_tunnel() {
             );
         }
     }
+    // UDP: no tunnel, and wraith's SOCKS5 UDP ASSOCIATE and udpgw.
+    for (tunnel, path) in [
+        ("direct", "direct"),
+        ("wraith-socks5", "socks5-udp"),
+        ("wraith-socks5", "udpgw"),
+    ] {
+        for figure in ["udp_rtt_p50", "udp_throughput"] {
+            let figure = format!("{figure}_{path}");
+            let row = rows
+                .iter()
+                .find(|r| r["tunnel"] == tunnel && r["figure"] == figure.as_str())
+                .unwrap_or_else(|| panic!("no {figure} row for {tunnel}\n{shown}"));
+            assert!(
+                row["error"].is_null() && row["value"].as_f64().is_some_and(|v| v > 0.0),
+                "{figure} for {tunnel}: {row}\n{shown}"
+            );
+        }
+    }
     let wraith_cipher = doc["wraith_cipher"]["name"].as_str().unwrap_or_default();
     assert!(
         wraith_cipher.ends_with("@openssh.com"),
