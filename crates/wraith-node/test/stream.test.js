@@ -228,3 +228,51 @@ test('a reader that stops reading stalls the writer (read backpressure)', async 
     await server.close()
   }
 })
+
+test('connect() to wraith-udpgw:0 carries udpgw frames to a UDP server', async () => {
+  const dgram = require('node:dgram')
+  const { server, connectOptions } = await startServer()
+  const echo = dgram.createSocket('udp4')
+  echo.on('message', (msg, from) => echo.send(msg, from.port, from.address))
+  await new Promise((resolve) => echo.bind(0, '127.0.0.1', resolve))
+  try {
+    const stream = await wraith.connect(connectOptions({ target: 'wraith-udpgw:0' }))
+    // LEN FLAGS=DATA CONN_ID=7 ATYP=IPv4 127.0.0.1 PORT, then the payload
+    // (tun2proxy's udpgw framing), written here from its description.
+    const frame = (payload) => {
+      const body = Buffer.concat([
+        Buffer.from([0x02, 0, 7, 1, 127, 0, 0, 1]),
+        Buffer.from([echo.address().port >> 8, echo.address().port & 0xff]),
+        payload
+      ])
+      return Buffer.concat([Buffer.from([body.length >> 8, body.length & 0xff]), body])
+    }
+    const payloads = Array.from({ length: 20 }, (_, i) => crypto.randomBytes(1 + i * 60))
+    let buf = Buffer.alloc(0)
+    const got = []
+    const all = new Promise((resolve, reject) => {
+      stream.on('data', (b) => {
+        buf = Buffer.concat([buf, b])
+        while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          const len = buf.readUInt16BE(0)
+          got.push(buf.subarray(2, 2 + len))
+          buf = buf.subarray(2 + len)
+        }
+        if (got.length === payloads.length) resolve()
+      })
+      stream.on('error', reject)
+    })
+    for (const p of payloads) stream.write(frame(p))
+    await deadline(all, 20_000, 'udpgw echoes')
+    for (const [i, f] of got.entries()) {
+      assert.strictEqual(f[0], 0x02, `frame ${i} flags`)
+      assert.strictEqual(f.readUInt16BE(1), 7, `frame ${i} conn_id`)
+      assert.strictEqual(f.readUInt16BE(8), echo.address().port, `frame ${i} source port`)
+      assert.ok(f.subarray(10).equals(payloads[i]), `frame ${i} payload`)
+    }
+    stream.destroy()
+  } finally {
+    echo.close()
+    await server.close()
+  }
+})
