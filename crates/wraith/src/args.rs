@@ -129,7 +129,7 @@ pub(crate) struct ServeArgs {
 }
 
 /// `wraith serve` flags for what keys may reach besides TCP targets: Unix
-/// sockets and the control hub.
+/// sockets, the control hub and UDP (udpgw).
 #[derive(Args, Debug)]
 pub(crate) struct ServeAccessArgs {
     /// Let keys without a permitopen reach this Unix socket (/run/app.sock), or every
@@ -150,6 +150,29 @@ pub(crate) struct ServeAccessArgs {
         value_name = "N"
     )]
     pub(crate) max_control_channels: usize,
+    /// Do not relay UDP: refuse the udpgw service (wraith-udpgw:0, wraith-udpgw:1 and
+    /// 0.0.0.0:0). It is never offered with --proxy.
+    #[arg(long, env = "WRAITH_NO_UDP")]
+    pub(crate) no_udp: bool,
+    /// UDP flows (udpgw connection ids) one udpgw channel may hold at once (0 = unlimited).
+    #[arg(
+        long,
+        env = "WRAITH_MAX_UDP_FLOWS",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    pub(crate) max_udp_flows: usize,
+    /// UDP flows all udpgw channels of one session may hold at once (0 = unlimited).
+    #[arg(
+        long,
+        env = "WRAITH_MAX_UDP_FLOWS_PER_SESSION",
+        default_value_t = 1024,
+        value_name = "N"
+    )]
+    pub(crate) max_udp_flows_per_session: usize,
+    /// Seconds without a datagram either way before a UDP flow is closed.
+    #[arg(long, env = "WRAITH_UDP_IDLE_TIMEOUT", default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) udp_idle_timeout: u64,
 }
 
 impl ServeAccessArgs {
@@ -157,6 +180,10 @@ impl ServeAccessArgs {
         opts.allow_stream_local = self.allow_stream_local.clone();
         opts.hub_for_all_keys = self.hub_for_all_keys;
         opts.max_control_channels_per_session = self.max_control_channels;
+        opts.udpgw = !self.no_udp;
+        opts.max_udp_flows_per_channel = self.max_udp_flows;
+        opts.max_udp_flows_per_session = self.max_udp_flows_per_session;
+        opts.udp_idle_timeout = Duration::from_secs(self.udp_idle_timeout);
     }
 }
 

@@ -96,7 +96,8 @@ impl ChannelOpener {
             // each datagram's destination itself.
             ForwardTarget::Udp { .. } => {
                 use crate::proto::udpgw;
-                self.open_tcp(udpgw::HOST, udpgw::PORT, originator).await
+                self.open_tcp(udpgw::UDPGW_HOST, udpgw::UDPGW_PORT, originator)
+                    .await
             }
         }
     }

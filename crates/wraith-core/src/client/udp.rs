@@ -52,7 +52,9 @@ async fn open_channel(
     opener: &ChannelOpener,
     originator: SocketAddr,
 ) -> std::result::Result<ChannelStream<Msg>, OpenError> {
-    opener.open_tcp(udpgw::HOST, udpgw::PORT, originator).await
+    opener
+        .open_tcp(udpgw::UDPGW_HOST, udpgw::UDPGW_PORT, originator)
+        .await
 }
 
 /// The UDP side of a SOCKS5 UDP ASSOCIATE (RFC 1928 §7), once the request

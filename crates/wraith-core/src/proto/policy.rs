@@ -154,6 +154,17 @@ impl SessionPolicy {
                 .is_none_or(|list| list.iter().any(|hp| hp.matches(host, port)))
     }
 
+    /// May the session reach any `host:port` at all? False with
+    /// `no-port-forwarding` (or `restrict`) and when every `permitopen`
+    /// names a Unix socket: then no TCP destination, and no UDP one either.
+    pub(crate) fn may_open_some(&self) -> bool {
+        self.port_forwarding
+            && self
+                .permit_open
+                .as_ref()
+                .is_none_or(|list| !list.is_empty())
+    }
+
     /// May the session open the control channel? With the key's `hub`
     /// option; or, when the server grants the hub to every key
     /// (`hub_for_all_keys`), if it may forward and its `permitopen` (if
@@ -396,6 +407,30 @@ mod tests {
         assert!(
             named.may_listen("", ALL, 80).is_err(),
             "80 only on loopback"
+        );
+    }
+
+    #[test]
+    fn may_open_some_is_false_only_when_no_host_port_can_pass() {
+        assert!(opts(&[]).unwrap().policy().may_open_some());
+        assert!(
+            opts(&["permitopen=\"h:53\""])
+                .unwrap()
+                .policy()
+                .may_open_some()
+        );
+        assert!(
+            !opts(&["no-port-forwarding"])
+                .unwrap()
+                .policy()
+                .may_open_some()
+        );
+        assert!(!opts(&["restrict"]).unwrap().policy().may_open_some());
+        assert!(
+            !opts(&["permitopen=\"/run/app.sock\""])
+                .unwrap()
+                .policy()
+                .may_open_some()
         );
     }
 

@@ -14,13 +14,28 @@
 //! costs only itself: [`decode`] reports it with its length, and the stream
 //! goes on with the next one.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use super::socks5::{self, NameTooLong, Parse, Socks5Error, TargetAddr};
 
-/// The reserved destination that speaks udpgw (`wraith-udpgw:0`; port 1
-/// too, for OpenSSH's `-W`, which refuses port 0).
-pub(crate) const HOST: &str = "wraith-udpgw";
-/// See [`HOST`].
-pub(crate) const PORT: u16 = 0;
+/// The reserved host name of the udpgw service (`wraith-udpgw:0`).
+pub const UDPGW_HOST: &str = "wraith-udpgw";
+/// The port of the udpgw service.
+pub const UDPGW_PORT: u16 = 0;
+/// The same service for OpenSSH clients, which refuse port 0 in `-W` and
+/// `-L` (`ssh -W wraith-udpgw:1`).
+pub const UDPGW_PORT_OPENSSH: u16 = 1;
+/// The same service as an IP address, for clients that take only `IP:PORT`
+/// (tun2proxy's `--udpgw-server`). TCP port 0 can never be dialed, so the
+/// alias hides no real destination.
+pub const UDPGW_ALIAS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// Is `host:port` the udpgw service (`wraith-udpgw:0`, its OpenSSH alias
+/// `wraith-udpgw:1`, or [`UDPGW_ALIAS`] as text)?
+pub fn is_udpgw_target(host: &str, port: u16) -> bool {
+    (host == UDPGW_HOST && (port == UDPGW_PORT || port == UDPGW_PORT_OPENSSH))
+        || (port == UDPGW_ALIAS.port() && host == "0.0.0.0")
+}
 
 /// A keepalive: no address, no data; the server answers with one.
 pub(crate) const FLAG_KEEPALIVE: u8 = 0x01;

@@ -1,12 +1,13 @@
 //! What the server does with a channel a client asks for, decided without
-//! I/O: join the hub, dial a target, or refuse with an SSH reason code and
-//! a log reason. `handler.rs` asks, then takes its slots and does the I/O.
+//! I/O: join the hub, serve udpgw, dial a target, or refuse with an SSH
+//! reason code and a log reason. `handler.rs` asks, then takes its slots and does the I/O.
 //! The log reasons say why in general terms, never where to.
 
 use russh::ChannelOpenFailure;
 
 use super::hub;
 use crate::proto::policy::{SessionPolicy, SocketRule};
+use crate::proto::udpgw::is_udpgw_target;
 
 /// Host names starting with this are served inside the server, never
 /// dialed (`wraith-control:0` is the hub).
@@ -19,6 +20,10 @@ pub(crate) struct ServerRules<'a> {
     pub hub_for_all_keys: bool,
     /// `--allow-stream-local`.
     pub allow_stream_local: &'a [SocketRule],
+    /// The udpgw service is on (not `--no-udp`).
+    pub udpgw: bool,
+    /// Targets are dialed through `--proxy`, which cannot carry UDP.
+    pub outbound_proxy: bool,
 }
 
 /// The answer to a channel request.
@@ -26,6 +31,9 @@ pub(crate) struct ServerRules<'a> {
 pub(crate) enum Decision {
     /// A control channel: join the event hub.
     Hub,
+    /// UDP datagrams in udpgw frames (`wraith-udpgw:0`); each datagram's
+    /// destination is checked against the session's policy when it is sent.
+    Udpgw,
     /// Open a TCP connection to `host:port`.
     Dial {
         /// As the client sent it.
@@ -75,6 +83,9 @@ pub(crate) fn direct_tcpip(
             reason: None,
         };
     };
+    if is_udpgw_target(host, port) {
+        return udpgw(policy, rules);
+    }
     if host.starts_with(RESERVED_PREFIX) {
         if !hub::is_control_target(host, port) {
             return refuse("unknown reserved name");
@@ -93,6 +104,21 @@ pub(crate) fn direct_tcpip(
         host: host.to_string(),
         port,
     }
+}
+
+/// The udpgw service, for a session that may reach some `host:port`: UDP
+/// destinations follow the same `permitopen` rule as TCP ones.
+fn udpgw(policy: &SessionPolicy, rules: ServerRules<'_>) -> Decision {
+    if !rules.udpgw {
+        return refuse("udp relay is off on this server");
+    }
+    if rules.outbound_proxy {
+        return refuse("udp relay is not available through an outbound proxy");
+    }
+    if !policy.may_open_some() {
+        return refuse("udp relay not permitted for this key");
+    }
+    Decision::Udpgw
 }
 
 /// A `direct-streamlocal` request. Off unless the key's `permitopen` names
@@ -126,6 +152,8 @@ mod tests {
     const NONE: ServerRules<'static> = ServerRules {
         hub_for_all_keys: false,
         allow_stream_local: &[],
+        udpgw: true,
+        outbound_proxy: false,
     };
 
     fn reason(d: &Decision) -> Option<&'static str> {
@@ -203,6 +231,75 @@ mod tests {
         );
         let d = direct_tcpip(Some(&policy(&["hub"])), all, "wraith-other", 80);
         assert_eq!(reason(&d), Some("unknown reserved name"));
+    }
+
+    #[test]
+    fn udpgw_is_served_on_its_names_and_the_ip_alias() {
+        let plain = policy(&[]);
+        for (host, port) in [("wraith-udpgw", 0), ("wraith-udpgw", 1), ("0.0.0.0", 0)] {
+            assert_eq!(
+                direct_tcpip(Some(&plain), NONE, host, port),
+                Decision::Udpgw,
+                "{host}:{port}"
+            );
+        }
+        // Other ports of the name are unknown reserved names; other ports
+        // of 0.0.0.0 are ordinary (if odd) TCP destinations.
+        let d = direct_tcpip(Some(&plain), NONE, "wraith-udpgw", 2);
+        assert_eq!(reason(&d), Some("unknown reserved name"));
+        assert!(matches!(
+            direct_tcpip(Some(&plain), NONE, "0.0.0.0", 1),
+            Decision::Dial { .. }
+        ));
+        // A permitopen does not need to name the service: each datagram's
+        // destination is checked against it instead.
+        let narrow = policy(&["permitopen=10.0.0.53:53"]);
+        assert_eq!(
+            direct_tcpip(Some(&narrow), NONE, "wraith-udpgw", 0),
+            Decision::Udpgw
+        );
+    }
+
+    #[test]
+    fn udpgw_is_refused_before_auth_without_forwarding_when_off_and_behind_a_proxy() {
+        assert_eq!(
+            direct_tcpip(None, NONE, "wraith-udpgw", 1),
+            Decision::Refuse {
+                code: ChannelOpenFailure::AdministrativelyProhibited,
+                reason: None
+            }
+        );
+        assert_eq!(
+            direct_tcpip(None, NONE, "0.0.0.0", 0),
+            direct_tcpip(None, NONE, "h", 1)
+        );
+        for key in [
+            &["no-port-forwarding"][..],
+            &["restrict"],
+            &["permitopen=/run/app.sock"],
+        ] {
+            let d = direct_tcpip(Some(&policy(key)), NONE, "wraith-udpgw", 0);
+            assert_eq!(
+                reason(&d),
+                Some("udp relay not permitted for this key"),
+                "{key:?}"
+            );
+        }
+        let off = ServerRules {
+            udpgw: false,
+            ..NONE
+        };
+        let d = direct_tcpip(Some(&policy(&[])), off, "0.0.0.0", 0);
+        assert_eq!(reason(&d), Some("udp relay is off on this server"));
+        let proxied = ServerRules {
+            outbound_proxy: true,
+            ..NONE
+        };
+        let d = direct_tcpip(Some(&policy(&[])), proxied, "wraith-udpgw", 1);
+        assert_eq!(
+            reason(&d),
+            Some("udp relay is not available through an outbound proxy")
+        );
     }
 
     #[test]

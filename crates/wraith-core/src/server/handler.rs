@@ -1,6 +1,7 @@
 //! The russh server handler for one session: authentication policy, channel
 //! policy (reserved `wraith-*` names, no shells), and the hand-off of each
-//! channel to a connector or a remote-forward listener.
+//! channel to a connector, a remote-forward listener, the hub or the
+//! udpgw service.
 //!
 //! Never log a channel's target here: not the host, not the port, not the
 //! socket path, at any level.
@@ -17,6 +18,7 @@ use super::decide::{self, Decision, ServerRules};
 use super::hub;
 use super::outbound;
 use super::remote_forward::{Proto, RemoteForwards};
+use super::udpgw;
 use crate::keys::fingerprint;
 use crate::proto::certificate::check_certificate;
 use crate::proto::policy::{SessionPolicy, SocketRule, check_socket_path};
@@ -37,6 +39,8 @@ pub(crate) struct SessionHandler {
     key_fingerprint: String,
     /// Open control channels, for `max_control_channels_per_session`.
     control_channels: Arc<std::sync::atomic::AtomicUsize>,
+    /// UDP flows open on all udpgw channels, for `max_udp_flows_per_session`.
+    udp_flows: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Decrements the channel count when a channel's task ends.
@@ -72,6 +76,7 @@ impl SessionHandler {
             failures: 0,
             key_fingerprint: String::new(),
             control_channels: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            udp_flows: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -140,6 +145,8 @@ impl SessionHandler {
         ServerRules {
             hub_for_all_keys: self.shared.options.hub_for_all_keys,
             allow_stream_local: &self.shared.options.allow_stream_local,
+            udpgw: self.shared.options.udpgw,
+            outbound_proxy: self.shared.options.proxy.is_some(),
         }
     }
 
@@ -468,6 +475,30 @@ impl russh::server::Handler for SessionHandler {
                     // Whoever ends up holding the stream drops it on the runtime.
                     hub.accept_channel(Box::new(channel.into_stream()), info)
                         .await;
+                });
+                return Ok(());
+            }
+            Decision::Udpgw => {
+                let Some(policy) = self.policy().cloned() else {
+                    reply
+                        .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                        .await;
+                    return Ok(());
+                };
+                let Some(slot) = self.channel_slot("direct-tcpip") else {
+                    reply.reject(ChannelOpenFailure::ResourceShortage).await;
+                    return Ok(());
+                };
+                let service = udpgw::UdpgwChannel {
+                    policy,
+                    limits: udpgw::UdpgwLimits::from_options(&self.shared.options),
+                    session_flows: self.udp_flows.clone(),
+                    remote_addr: self.peer.log_addr(),
+                };
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    reply.accept().await;
+                    udpgw::serve(channel.into_stream(), service).await;
                 });
                 return Ok(());
             }

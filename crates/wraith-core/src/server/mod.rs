@@ -2,8 +2,8 @@
 //! each, authenticates keys, and connects channels to their targets.
 //!
 //! Flow: [`Acceptor`] → connection task (limits, login grace) →
-//! [`handler`] (auth policy, reserved names) → [`outbound`] connector or
-//! remote-forward listener. Logs say who connected and how it went; they
+//! [`handler`] (auth policy, reserved names) → [`outbound`] connector,
+//! remote-forward listener, the hub or the udpgw service. Logs say who connected and how it went; they
 //! never say where a tunnel goes.
 
 use std::collections::HashMap;
@@ -27,7 +27,11 @@ pub mod hub;
 mod outbound;
 pub mod policy;
 mod remote_forward;
+mod udpgw;
 
+pub use crate::proto::udpgw::{
+    UDPGW_ALIAS, UDPGW_HOST, UDPGW_PORT, UDPGW_PORT_OPENSSH, is_udpgw_target,
+};
 pub use auth::{AuthorizedKeys, LineWarning};
 pub use banner::SshBanner;
 pub use hub::{ControlInfo, ControlStream, EventHub, HubLimits, HubMember};
@@ -94,6 +98,20 @@ pub struct ServeOptions {
     /// Control channels one session may hold open at once; 0 = unlimited
     /// (`--max-control-channels`). Default: 8.
     pub max_control_channels_per_session: usize,
+    // -- UDP through the tunnel (udpgw); see server::udpgw --
+    /// Serve UDP in udpgw frames on `wraith-udpgw:0` (and its aliases
+    /// `wraith-udpgw:1` and `0.0.0.0:0`); off with `--no-udp`. Never
+    /// served when `proxy` is set. Default: true.
+    pub udpgw: bool,
+    /// UDP flows (udpgw connection ids) one udpgw channel may hold at once;
+    /// 0 = unlimited (`--max-udp-flows`). Default: 256.
+    pub max_udp_flows_per_channel: usize,
+    /// UDP flows all udpgw channels of one session may hold at once; 0 =
+    /// unlimited (`--max-udp-flows-per-session`). Default: 1024.
+    pub max_udp_flows_per_session: usize,
+    /// A UDP flow with no datagram either way for this long is closed
+    /// (`--udp-idle-timeout`). Default: 60 s.
+    pub udp_idle_timeout: Duration,
 }
 
 impl ServeOptions {
@@ -119,6 +137,10 @@ impl ServeOptions {
             allow_stream_local: Vec::new(),
             hub_for_all_keys: false,
             max_control_channels_per_session: 8,
+            udpgw: true,
+            max_udp_flows_per_channel: 256,
+            max_udp_flows_per_session: 1024,
+            udp_idle_timeout: Duration::from_secs(60),
         }
     }
 }

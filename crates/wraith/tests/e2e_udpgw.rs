@@ -1,0 +1,554 @@
+//! The udpgw service against the real OpenSSH client: `ssh -W wraith-udpgw:1`
+//! (OpenSSH refuses port 0 in `-W`) talking to `wraith serve`, with a UDP
+//! echo server on 127.0.0.1 behind it. Frames are built and parsed here by
+//! hand, independently of the codec in wraith-core, in tun2proxy's layout:
+//! `LEN(2, BE) FLAGS(1) CONN_ID(2, BE) [ATYP ADDR PORT] DATA`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{OpenSsh, TIMEOUT, WraithServer, keygen, public_key_line, require_tools, temp_dir};
+
+const KEEPALIVE: u8 = 0x01;
+const DATA: u8 = 0x02;
+const ERR: u8 = 0x20;
+
+/// `LEN` then the body.
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut v = u16::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+fn keepalive(conn_id: u16) -> Vec<u8> {
+    let mut body = vec![KEEPALIVE];
+    body.extend_from_slice(&conn_id.to_be_bytes());
+    frame(&body)
+}
+
+/// A DATA frame to an IPv4 address (ATYP 1).
+fn data_to(conn_id: u16, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let IpAddr::V4(ip) = to.ip() else {
+        panic!("IPv4 only here")
+    };
+    let mut body = vec![DATA];
+    body.extend_from_slice(&conn_id.to_be_bytes());
+    body.push(1);
+    body.extend_from_slice(&ip.octets());
+    body.extend_from_slice(&to.port().to_be_bytes());
+    body.extend_from_slice(payload);
+    frame(&body)
+}
+
+/// A DATA frame to a name (ATYP 3).
+fn data_to_name(conn_id: u16, name: &str, port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut body = vec![DATA];
+    body.extend_from_slice(&conn_id.to_be_bytes());
+    body.push(3);
+    body.push(u8::try_from(name.len()).unwrap());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(&port.to_be_bytes());
+    body.extend_from_slice(payload);
+    frame(&body)
+}
+
+/// One frame from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reply {
+    flags: u8,
+    conn_id: u16,
+    /// On DATA frames: where the datagram came from.
+    peer: Option<SocketAddr>,
+    payload: Vec<u8>,
+}
+
+fn parse_reply(body: &[u8]) -> Reply {
+    assert!(body.len() >= 3, "frame shorter than its header: {body:?}");
+    let flags = body[0];
+    let conn_id = u16::from_be_bytes([body[1], body[2]]);
+    if flags != DATA {
+        return Reply {
+            flags,
+            conn_id,
+            peer: None,
+            payload: body[3..].to_vec(),
+        };
+    }
+    let rest = &body[3..];
+    let (ip, at) = match rest[0] {
+        1 => (
+            IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&rest[1..5]).unwrap())),
+            5,
+        ),
+        4 => (
+            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&rest[1..17]).unwrap())),
+            17,
+        ),
+        other => panic!("reply with ATYP {other}: the server answers with addresses"),
+    };
+    let port = u16::from_be_bytes([rest[at], rest[at + 1]]);
+    Reply {
+        flags,
+        conn_id,
+        peer: Some(SocketAddr::new(ip, port)),
+        payload: rest[at + 2..].to_vec(),
+    }
+}
+
+/// `ssh -W wraith-udpgw:1`: frames go to its stdin, replies come from its
+/// stdout (read in the background).
+struct Udpgw {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: mpsc::Receiver<Option<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl Udpgw {
+    fn open(ssh: &OpenSsh) -> Self {
+        let mut child = ssh
+            .command(&["-W", "wraith-udpgw:1"], &[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ssh");
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().expect("stdout piped");
+        let (tx, out) = mpsc::channel();
+        thread::spawn(move || {
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                match stdout.read(&mut chunk) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                    Ok(n) => {
+                        if tx.send(Some(chunk[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Udpgw {
+            child,
+            stdin,
+            out,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stdin
+            .as_mut()
+            .expect("stdin open")
+            .write_all(bytes)
+            .expect("write to ssh");
+    }
+
+    /// The next frame, or `None` if stdout closed first; panics after
+    /// [`TIMEOUT`].
+    fn next(&mut self) -> Option<Reply> {
+        self.next_within(TIMEOUT)
+            .unwrap_or_else(|| panic!("no udpgw frame within {TIMEOUT:?}"))
+    }
+
+    /// `None`: nothing within `wait`; `Some(None)`: stdout closed.
+    fn next_within(&mut self, wait: Duration) -> Option<Option<Reply>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.buf.len() >= 2 {
+                let len = usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]]));
+                if self.buf.len() >= 2 + len {
+                    let body: Vec<u8> = self.buf.drain(..2 + len).skip(2).collect();
+                    return Some(Some(parse_reply(&body)));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(Some(chunk)) => self.buf.extend(chunk),
+                Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => return Some(None),
+                Err(mpsc::RecvTimeoutError::Timeout) => return None,
+            }
+        }
+    }
+
+    /// Send one datagram on `conn_id` and expect it back from `echo`.
+    fn round_trip(&mut self, conn_id: u16, echo: SocketAddr, payload: &[u8]) {
+        self.send(&data_to(conn_id, echo, payload));
+        let reply = self.next().expect("a reply before ssh closed");
+        assert_eq!(
+            reply,
+            Reply {
+                flags: DATA,
+                conn_id,
+                peer: Some(echo),
+                payload: payload.to_vec()
+            }
+        );
+    }
+
+    fn expect_error(&mut self, conn_id: u16) {
+        let reply = self.next().expect("a reply before ssh closed");
+        assert_eq!((reply.flags, reply.conn_id), (ERR, conn_id), "{reply:?}");
+    }
+}
+
+impl Drop for Udpgw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP echo server on 127.0.0.1 that counts what it gets and remembers
+/// who sent it. Stops with the test (or after a minute).
+struct Echo {
+    addr: SocketAddr,
+    socket: UdpSocket,
+    received: Arc<AtomicUsize>,
+    sources: Arc<Mutex<Vec<SocketAddr>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Echo {
+    fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let received = Arc::new(AtomicUsize::new(0));
+        let sources = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, r, src, st) = (
+            socket.try_clone().unwrap(),
+            received.clone(),
+            sources.clone(),
+            stop.clone(),
+        );
+        thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(60);
+            let mut buf = vec![0u8; 65_536];
+            while !st.load(Ordering::Relaxed) && Instant::now() < end {
+                if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    r.fetch_add(1, Ordering::Relaxed);
+                    src.lock().unwrap().push(from);
+                    let _ = s.send_to(&buf[..n], from);
+                }
+            }
+        });
+        Echo {
+            addr,
+            socket,
+            received,
+            sources,
+            stop,
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    server: WraithServer,
+    ssh: OpenSsh,
+    echo: Echo,
+}
+
+/// A server whose one key may reach the echo server (by address and as
+/// `localhost`) and nothing else, started with `extra` flags (and `-v`, so
+/// that debug lines are checked for destinations too).
+fn setup(extra: &[&str]) -> Option<Setup> {
+    if !require_tools(&["ssh", "ssh-keygen"]) {
+        return None;
+    }
+    let dir = temp_dir();
+    let echo = Echo::start();
+    let port = echo.addr.port();
+    let key = keygen(dir.path(), "client");
+    let line = format!(
+        "permitopen=\"127.0.0.1:{port}\",permitopen=\"localhost:{port}\" {}\n",
+        public_key_line(&key)
+    );
+    let server = start_server(dir.path(), &line, extra);
+    let ssh = OpenSsh::new(dir.path(), server.addr, &server.host_key, &key);
+    Some(Setup {
+        _dir: dir,
+        server,
+        ssh,
+        echo,
+    })
+}
+
+fn start_server(dir: &Path, authorized_line: &str, extra: &[&str]) -> WraithServer {
+    let authorized_keys = dir.join(common::unique("authorized_keys"));
+    std::fs::write(&authorized_keys, authorized_line).unwrap();
+    let host_key = keygen(dir, &common::unique("host"));
+    let mut args = vec![
+        "serve",
+        "-v",
+        "--key",
+        host_key.to_str().unwrap(),
+        "--authorized-keys",
+        authorized_keys.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let process = common::WraithProcess::spawn(&args);
+    let line = process.wait_for_line("listening on ", TIMEOUT);
+    let addr = common::addr_after(&line, "listening on ");
+    WraithServer {
+        process,
+        addr,
+        host_key,
+        authorized_keys,
+    }
+}
+
+/// The server's log names none of the UDP destinations.
+fn assert_log_names_no_destination(server: &WraithServer, ports: &[u16]) {
+    let log = server.process.stderr_text();
+    for port in ports {
+        assert!(
+            !common::mentions_port(&log, *port),
+            "server log mentions port {port}:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains("localhost"),
+        "server log names a host:\n{log}"
+    );
+}
+
+#[test]
+fn a_thousand_datagrams_on_two_conn_ids_come_back_intact() {
+    let Some(s) = setup(&[]) else { return };
+    let mut gw = Udpgw::open(&s.ssh);
+    // Outstanding datagrams, by conn_id and payload.
+    let mut expected: HashMap<(u16, Vec<u8>), usize> = HashMap::new();
+    const TOTAL: usize = 1000;
+    const WINDOW: usize = 25;
+    let mut sent = 0;
+    while sent < TOTAL {
+        let mut batch = Vec::new();
+        let n = WINDOW.min(TOTAL - sent);
+        for i in sent..sent + n {
+            let conn_id = 1 + (i % 2) as u16;
+            let len = 1 + (i * 7919) % 1400;
+            let payload = common::pseudo_random_bytes(len, i as u64);
+            batch.extend(data_to(conn_id, s.echo.addr, &payload));
+            *expected.entry((conn_id, payload)).or_default() += 1;
+        }
+        // A whole window in one write: frames back to back.
+        gw.send(&batch);
+        for _ in 0..n {
+            let r = gw.next().expect("a reply before ssh closed");
+            assert_eq!((r.flags, r.peer), (DATA, Some(s.echo.addr)), "{r:?}");
+            let left = expected
+                .get_mut(&(r.conn_id, r.payload.clone()))
+                .filter(|n| **n > 0)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "conn_id {} got {} bytes nobody sent on it",
+                        r.conn_id,
+                        r.payload.len()
+                    )
+                });
+            *left -= 1;
+        }
+        sent += n;
+    }
+    assert!(expected.values().all(|n| *n == 0));
+    assert_eq!(s.echo.received.load(Ordering::Relaxed), TOTAL);
+    // Two flows, one socket each.
+    let mut sources = s.echo.sources.lock().unwrap().clone();
+    sources.sort();
+    sources.dedup();
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
+}
+
+#[test]
+fn keepalives_are_answered_and_a_malformed_frame_is_skipped() {
+    let Some(s) = setup(&[]) else { return };
+    let mut gw = Udpgw::open(&s.ssh);
+    // A keepalive for a conn_id with no flow yet, as tun2proxy sends on an
+    // idle pooled stream.
+    gw.send(&keepalive(7));
+    assert_eq!(
+        gw.next(),
+        Some(Reply {
+            flags: KEEPALIVE,
+            conn_id: 7,
+            peer: None,
+            payload: vec![]
+        })
+    );
+    let mut stream = data_to(3, s.echo.addr, b"before");
+    stream.extend_from_slice(&[0, 3, 0x40, 0, 3]); // unknown flags
+    stream.extend_from_slice(&[0, 5, DATA, 0, 3, 1, 10]); // address cut short
+    stream.extend_from_slice(&[0, 2, DATA, 0]); // shorter than the header
+    stream.extend_from_slice(&[0, 7, DATA, 0, 3, 9, 1, 2, 3]); // unknown ATYP
+    stream.extend(data_to(3, s.echo.addr, b"after"));
+    stream.extend(keepalive(3));
+    gw.send(&stream);
+    let mut got: Vec<Reply> = (0..3).map(|_| gw.next().expect("a reply")).collect();
+    got.sort_by_key(|r| (r.flags, r.payload.clone()));
+    let data = |p: &[u8]| Reply {
+        flags: DATA,
+        conn_id: 3,
+        peer: Some(s.echo.addr),
+        payload: p.to_vec(),
+    };
+    assert_eq!(
+        got,
+        [
+            Reply {
+                flags: KEEPALIVE,
+                conn_id: 3,
+                peer: None,
+                payload: vec![]
+            },
+            data(b"after"),
+            data(b"before"),
+        ]
+    );
+    gw.round_trip(3, s.echo.addr, b"still there");
+    s.server
+        .process
+        .wait_for_stderr(&["udpgw frame skipped", "unknown flags"], TIMEOUT);
+    assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
+}
+
+#[test]
+fn a_name_is_resolved_on_the_server() {
+    let Some(s) = setup(&[]) else { return };
+    let mut gw = Udpgw::open(&s.ssh);
+    let port = s.echo.addr.port();
+    gw.send(&data_to_name(9, "localhost", port, b"by name"));
+    let r = gw.next().expect("a reply");
+    assert_eq!(
+        (r.flags, r.conn_id, r.payload.as_slice()),
+        (DATA, 9, &b"by name"[..])
+    );
+    assert_eq!(r.peer.map(|p| p.port()), Some(port));
+    assert!(r.peer.unwrap().ip().is_loopback(), "{r:?}");
+    // Again, from the flow's cache of the name.
+    gw.send(&data_to_name(9, "localhost", port, b"again"));
+    assert_eq!(gw.next().expect("a reply").payload, b"again");
+    assert_log_names_no_destination(&s.server, &[port]);
+}
+
+#[test]
+fn a_destination_outside_permitopen_gets_an_error_and_nothing_is_sent() {
+    let Some(s) = setup(&[]) else { return };
+    let forbidden = UdpSocket::bind("127.0.0.1:0").unwrap();
+    forbidden.set_nonblocking(true).unwrap();
+    let forbidden_addr = forbidden.local_addr().unwrap();
+    let mut gw = Udpgw::open(&s.ssh);
+    gw.send(&data_to(4, forbidden_addr, b"no"));
+    gw.expect_error(4);
+    // The name is permitted only with the echo server's port.
+    gw.send(&data_to_name(4, "localhost", forbidden_addr.port(), b"no"));
+    gw.expect_error(4);
+    // The flow still reaches what it may; by then the refused datagrams
+    // would have arrived, had they been sent.
+    gw.round_trip(4, s.echo.addr, b"yes");
+    let mut buf = [0u8; 64];
+    let r = forbidden.recv_from(&mut buf);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "the forbidden destination got {r:?}"
+    );
+    s.server.process.wait_for_stderr(
+        &[
+            "udp datagram refused",
+            "udp destination not permitted for this key",
+        ],
+        TIMEOUT,
+    );
+    assert_log_names_no_destination(&s.server, &[s.echo.addr.port(), forbidden_addr.port()]);
+}
+
+#[test]
+fn the_flow_cap_refuses_the_third_conn_id_and_the_first_two_keep_working() {
+    let Some(s) = setup(&["--max-udp-flows", "2"]) else {
+        return;
+    };
+    let mut gw = Udpgw::open(&s.ssh);
+    gw.round_trip(1, s.echo.addr, b"one");
+    gw.round_trip(2, s.echo.addr, b"two");
+    gw.send(&data_to(3, s.echo.addr, b"three"));
+    gw.expect_error(3);
+    gw.round_trip(1, s.echo.addr, b"one again");
+    gw.round_trip(2, s.echo.addr, b"two again");
+    assert_eq!(s.echo.received.load(Ordering::Relaxed), 4);
+    s.server
+        .process
+        .wait_for_stderr(&["udp flow refused", "udp flow limit reached"], TIMEOUT);
+    assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
+}
+
+#[test]
+fn an_idle_flow_expires_and_gives_its_slot_back() {
+    let Some(s) = setup(&["--udp-idle-timeout", "1", "--max-udp-flows", "1"]) else {
+        return;
+    };
+    let mut gw = Udpgw::open(&s.ssh);
+    gw.round_trip(1, s.echo.addr, b"one");
+    gw.send(&data_to(2, s.echo.addr, b"two"));
+    gw.expect_error(2);
+    s.server
+        .process
+        .wait_for_stderr(&["udp flow closed", "reason=idle"], TIMEOUT);
+    // A datagram to the expired flow's old port is not delivered.
+    let old = *s.echo.sources.lock().unwrap().first().unwrap();
+    s.echo.socket.send_to(b"late", old).unwrap();
+    // The slot is free again.
+    gw.round_trip(2, s.echo.addr, b"two");
+    assert_eq!(
+        gw.next_within(Duration::from_millis(300)),
+        None,
+        "a frame arrived after the flow expired"
+    );
+    assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
+}
+
+#[test]
+fn no_udp_refuses_the_channel() {
+    let Some(s) = setup(&["--no-udp"]) else {
+        return;
+    };
+    let cmd = s.ssh.command(&["-W", "wraith-udpgw:1"], &[]);
+    let out = common::run_with_input(cmd, &keepalive(1), TIMEOUT);
+    assert!(!out.status.success(), "{}", common::show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("administratively prohibited"),
+        "{}",
+        common::show(&out)
+    );
+    assert!(out.stdout.is_empty(), "{}", common::show(&out));
+    s.server.process.wait_for_stderr(
+        &["channel refused", "udp relay is off on this server"],
+        TIMEOUT,
+    );
+}
