@@ -311,6 +311,13 @@ fn route_everything(udpgw: bool) {
         show(&out),
         failure()
     );
+    // UDP took the way asked for: tun2proxy logs each udpgw stream.
+    let t2p_log = tun2proxy.raw_output();
+    assert_eq!(
+        t2p_log.contains("[UdpGw] Beginning stream"),
+        udpgw,
+        "udpgw {udpgw}, but tun2proxy says:\n{t2p_log}"
+    );
     // The server never names where the tunnels went.
     let log = server.process.stderr_text();
     for secret in [http_addr.to_string(), net.target_ip.clone()] {
