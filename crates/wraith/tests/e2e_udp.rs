@@ -3,6 +3,8 @@
 //! `--forward udp:…`, to a UDP echo server and to dnsmasq on 127.0.0.1.
 //! The SOCKS5 client here is written from the RFC, not from wraith's code.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -39,8 +39,11 @@ pub(crate) enum ForwardError {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ForwardPorts {
     /// (protocol, port) → (owner key fingerprint, listeners it has on it).
-    held: Arc<Mutex<HashMap<(Proto, u16), (String, usize)>>>,
+    held: Arc<Mutex<HashMap<(Proto, u16), Holder>>>,
 }
+
+/// The key holding a port, and how many listeners it has on it.
+type Holder = (String, usize);
 
 /// What a forwarded port carries; a TCP and a UDP port of the same number
 /// are different ports.
