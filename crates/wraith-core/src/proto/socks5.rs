@@ -420,6 +420,8 @@ pub(crate) fn encode_reply(reply: Reply, bound: Option<SocketAddr>) -> Vec<u8> {
 /// A datagram on a UDP ASSOCIATE relay (RFC 1928 §7): RSV RSV FRAG ATYP
 /// DST.ADDR DST.PORT DATA, where the address is where it goes (from the
 /// client) or where it came from (to the client).
+// Used by the client's UDP ASSOCIATE, which lands separately.
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UdpDatagram<'a> {
     /// The fragment number; 0 is a whole datagram, anything else is a
@@ -432,6 +434,8 @@ pub(crate) struct UdpDatagram<'a> {
 }
 
 /// Parses one whole relay datagram.
+// Used by the client's UDP ASSOCIATE, which lands separately.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn parse_udp(buf: &[u8]) -> Result<UdpDatagram<'_>, Socks5Error> {
     let (Some(rsv), Some(&frag)) = (array_at::<2>(buf, 0), buf.get(2)) else {
         return Err(Socks5Error::UdpTruncated);
@@ -450,6 +454,8 @@ pub(crate) fn parse_udp(buf: &[u8]) -> Result<UdpDatagram<'_>, Socks5Error> {
 }
 
 /// Encodes a whole (unfragmented) relay datagram from `peer`.
+// Used by the client's UDP ASSOCIATE, which lands separately.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn encode_udp(peer: &TargetAddr, payload: &[u8]) -> Result<Vec<u8>, NameTooLong> {
     let mut out = Vec::with_capacity(3 + 19 + payload.len());
     out.extend_from_slice(&[0, 0, 0]);
