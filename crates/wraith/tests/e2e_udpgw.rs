@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -479,6 +479,16 @@ fn a_destination_outside_permitopen_gets_an_error_and_nothing_is_sent() {
         matches!(&r, Err(e) if e.kind() == ErrorKind::WouldBlock),
         "the forbidden destination got {r:?}"
     );
+    // Only addresses the flow has sent to may answer: a datagram from
+    // anyone else to the flow's socket is dropped.
+    let flow_socket = *s.echo.sources.lock().unwrap().last().unwrap();
+    forbidden.send_to(b"stranger", flow_socket).unwrap();
+    gw.round_trip(4, s.echo.addr, b"after the stranger");
+    assert_eq!(
+        gw.next_within(Duration::from_millis(300)),
+        None,
+        "a datagram from a stranger was passed on"
+    );
     s.server.process.wait_for_stderr(
         &[
             "udp datagram refused",
@@ -530,6 +540,57 @@ fn an_idle_flow_expires_and_gives_its_slot_back() {
         None,
         "a frame arrived after the flow expired"
     );
+    assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
+}
+
+/// The next frame on a udpgw channel reached through `ssh -L`.
+fn read_reply(stream: &mut TcpStream) -> Reply {
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).expect("a frame length");
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut body).expect("a frame body");
+    parse_reply(&body)
+}
+
+fn tcp_round_trip(stream: &mut TcpStream, conn_id: u16, echo: SocketAddr, payload: &[u8]) {
+    stream.write_all(&data_to(conn_id, echo, payload)).unwrap();
+    let r = read_reply(stream);
+    assert_eq!(
+        (r.flags, r.conn_id, r.peer, r.payload.as_slice()),
+        (DATA, conn_id, Some(echo), payload)
+    );
+}
+
+#[test]
+fn the_session_cap_counts_every_channel_and_eof_gives_the_flows_back() {
+    let Some(s) = setup(&["--max-udp-flows-per-session", "2"]) else {
+        return;
+    };
+    // One ssh session, two udpgw channels through a local forward.
+    let port = common::free_port();
+    let spec = format!("127.0.0.1:{port}:wraith-udpgw:1");
+    let forward = common::WraithProcess::spawn_command(s.ssh.command(&["-N", "-L", &spec], &[]));
+    forward.wait_for_port(("127.0.0.1", port), TIMEOUT);
+    let mut a = common::connect(("127.0.0.1", port));
+    let mut b = common::connect(("127.0.0.1", port));
+    tcp_round_trip(&mut a, 1, s.echo.addr, b"a1");
+    tcp_round_trip(&mut b, 1, s.echo.addr, b"b1");
+    b.write_all(&data_to(2, s.echo.addr, b"b2")).unwrap();
+    let r = read_reply(&mut b);
+    assert_eq!((r.flags, r.conn_id), (ERR, 2), "{r:?}");
+    s.server.process.wait_for_stderr(
+        &["udp flow limit reached (--max-udp-flows-per-session)"],
+        TIMEOUT,
+    );
+    // Closing channel a closes its flow, and the session may open another.
+    a.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(a);
+    s.server
+        .process
+        .wait_for_stderr(&["udp flow closed", "reason=closed"], TIMEOUT);
+    tcp_round_trip(&mut b, 2, s.echo.addr, b"b2 again");
+    tcp_round_trip(&mut b, 1, s.echo.addr, b"b1 again");
     assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
 }
 
