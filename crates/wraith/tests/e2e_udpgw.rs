@@ -613,3 +613,22 @@ fn no_udp_refuses_the_channel() {
         TIMEOUT,
     );
 }
+
+#[test]
+fn an_outbound_proxy_refuses_the_channel() {
+    // Never dialed: the channel is refused before any target is.
+    let Some(s) = setup(&["--proxy", "socks5://127.0.0.1:9"]) else {
+        return;
+    };
+    let cmd = s.ssh.command(&["-W", "wraith-udpgw:1"], &[]);
+    let out = common::run_with_input(cmd, &keepalive(1), TIMEOUT);
+    assert!(!out.status.success(), "{}", common::show(&out));
+    assert!(out.stdout.is_empty(), "{}", common::show(&out));
+    s.server.process.wait_for_stderr(
+        &[
+            "channel refused",
+            "udp relay is not available through an outbound proxy",
+        ],
+        TIMEOUT,
+    );
+}
