@@ -271,6 +271,8 @@ struct Setup {
     server: WraithServer,
     ssh: OpenSsh,
     echo: Echo,
+    /// The client key.
+    key: std::path::PathBuf,
 }
 
 /// A server whose one key may reach the echo server (by address and as
@@ -295,6 +297,7 @@ fn setup(extra: &[&str]) -> Option<Setup> {
         server,
         ssh,
         echo,
+        key,
     })
 }
 
@@ -591,6 +594,20 @@ fn the_session_cap_counts_every_channel_and_eof_gives_the_flows_back() {
         .wait_for_stderr(&["udp flow closed", "reason=closed"], TIMEOUT);
     tcp_round_trip(&mut b, 2, s.echo.addr, b"b2 again");
     tcp_round_trip(&mut b, 1, s.echo.addr, b"b1 again");
+    assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
+}
+
+#[test]
+fn the_ip_alias_is_served_through_socks5_connect_as_tun2proxy_uses_it() {
+    let Some(s) = setup(&[]) else { return };
+    let client = common::WraithClient::start(s.server.addr, &s.key, &s.server.host_pub_arg(), &[]);
+    // tun2proxy's --udpgw-server 0.0.0.0:0: a SOCKS5 CONNECT to that address.
+    let alias: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    let mut stream = common::socks5_open(client.socks5, alias, TIMEOUT).expect("CONNECT");
+    stream.write_all(&keepalive(5)).unwrap();
+    let r = read_reply(&mut stream);
+    assert_eq!((r.flags, r.conn_id), (KEEPALIVE, 5), "{r:?}");
+    tcp_round_trip(&mut stream, 5, s.echo.addr, b"via socks5");
     assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
 }
 

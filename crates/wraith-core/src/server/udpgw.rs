@@ -360,7 +360,7 @@ async fn readable(socket: Option<&UdpSocket>) -> std::io::Result<()> {
 }
 
 impl Flow {
-    async fn run(mut self, mut inbox: mpsc::Receiver<ToFlow>, _slot: FlowSlot) {
+    async fn run(mut self, mut inbox: mpsc::Receiver<ToFlow>, slot: FlowSlot) {
         let idle = self.channel.limits.idle;
         let mut deadline = Instant::now() + idle;
         let reason = loop {
@@ -386,6 +386,12 @@ impl Flow {
                 () = tokio::time::sleep_until(deadline) => break "idle",
             }
         };
+        // Closed before the line says so: the sockets, the inbox (which
+        // the channel's count goes by) and the session's count.
+        self.v4 = None;
+        self.v6 = None;
+        drop(inbox);
+        drop(slot);
         tracing::debug!(
             remote_addr = %self.channel.remote_addr,
             channel = %"udpgw",
