@@ -5,8 +5,9 @@
 //! Every destination passes the session's `permitopen` rule before a
 //! datagram leaves, and replies come back only from addresses the flow has
 //! sent to (address-dependent filtering, as a NAT does). Nothing here
-//! buffers without bound: the frames for the client go through one bounded
-//! queue, and a datagram that finds it full is dropped, as UDP may be.
+//! buffers without bound: each direction of a channel has bounded queues
+//! and a byte budget, and a datagram that finds no room is dropped, as UDP
+//! may be.
 //! A frame that does not parse costs only itself, never the channel.
 //!
 //! Logs never name a destination or a peer, at any level.
@@ -31,6 +32,10 @@ use crate::proto::udpgw::{self, Frame, MAX_FRAME};
 const OUT_QUEUE: usize = 256;
 /// Datagrams queued for one flow's sockets.
 const FLOW_QUEUE: usize = 64;
+/// Bytes of datagrams one channel may hold queued in each direction, all
+/// its flows together: the queues' lengths alone would let 64 KiB
+/// datagrams add up to gigabytes.
+const QUEUED_BYTES: usize = 2 * 1024 * 1024;
 /// Bytes asked of the channel per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Frames are written to the channel in batches of about this many bytes.
@@ -108,6 +113,49 @@ impl Drop for FlowSlot {
     }
 }
 
+/// Bytes queued in one direction of a channel, capped.
+#[derive(Debug, Clone)]
+pub(crate) struct ByteBudget {
+    used: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// Bytes taken from a [`ByteBudget`], given back when dropped (when the
+/// datagram has been sent or written, or was dropped on the way).
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    used: Arc<AtomicUsize>,
+    n: usize,
+}
+
+impl ByteBudget {
+    pub(crate) fn new(max: usize) -> Self {
+        ByteBudget {
+            used: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// Take `n` bytes, or `None` when that would go over the cap.
+    pub(crate) fn try_take(&self, n: usize) -> Option<Reserved> {
+        let before = self.used.fetch_add(n, Ordering::AcqRel);
+        let taken = Reserved {
+            used: self.used.clone(),
+            n,
+        };
+        (before.saturating_add(n) <= self.max).then_some(taken)
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
+/// A frame for the client, with the bytes it holds of the budget.
+type Outbound = (Frame, Option<Reserved>);
+
 /// The addresses a flow has sent to, newest last; only these may answer.
 #[derive(Debug, Default)]
 pub(crate) struct PeerSet(VecDeque<SocketAddr>);
@@ -164,6 +212,8 @@ where
     let mut reader = Reader {
         channel: Arc::new(channel),
         out,
+        out_budget: ByteBudget::new(QUEUED_BYTES),
+        in_budget: ByteBudget::new(QUEUED_BYTES),
         flows: HashMap::new(),
         limit_logged: false,
     };
@@ -178,16 +228,16 @@ where
 }
 
 /// Encode queued frames and write them to the client.
-async fn write_frames<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Frame>) {
+async fn write_frames<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Outbound>) {
     let mut buf = Vec::with_capacity(WRITE_BATCH + MAX_FRAME);
-    while let Some(frame) = rx.recv().await {
+    while let Some((frame, _bytes)) = rx.recv().await {
         buf.clear();
         // Sizes are checked before frames are queued; one that still does
         // not fit is dropped like any datagram.
         let _ = udpgw::encode(&frame, &mut buf);
         while buf.len() < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(f) => {
+                Ok((f, _bytes)) => {
                     let _ = udpgw::encode(&f, &mut buf);
                 }
                 Err(_) => break,
@@ -202,8 +252,8 @@ async fn write_frames<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<F
 /// What the reader hands a flow.
 #[derive(Debug)]
 enum ToFlow {
-    /// A datagram to send.
-    Datagram(TargetAddr, Vec<u8>),
+    /// A datagram to send, with the bytes it holds of the budget.
+    Datagram(TargetAddr, Vec<u8>, Reserved),
     /// The client keeps the flow alive.
     Keepalive,
 }
@@ -211,7 +261,11 @@ enum ToFlow {
 /// The channel's reading side: frames in, flows created and fed.
 struct Reader {
     channel: Arc<UdpgwChannel>,
-    out: mpsc::Sender<Frame>,
+    out: mpsc::Sender<Outbound>,
+    /// Datagrams queued for the client.
+    out_budget: ByteBudget,
+    /// Datagrams queued for the flows' sockets.
+    in_budget: ByteBudget,
     /// Each flow's inbox; a closed one belongs to a flow that has expired.
     flows: HashMap<u16, mpsc::Sender<ToFlow>>,
     /// "udp flow limit reached" is logged once per channel.
@@ -277,8 +331,11 @@ impl Reader {
                         }
                     },
                 };
-                // Full: the flow is behind, and UDP may drop.
-                let _ = tx.try_send(ToFlow::Datagram(peer, payload));
+                // Over the budget or the queue full: the flow is behind,
+                // and UDP may drop.
+                if let Some(bytes) = self.in_budget.try_take(payload.len()) {
+                    let _ = tx.try_send(ToFlow::Datagram(peer, payload, bytes));
+                }
             }
         }
     }
@@ -317,6 +374,7 @@ impl Reader {
             conn_id,
             channel: self.channel.clone(),
             out: self.out.clone(),
+            out_budget: self.out_budget.clone(),
             v4: None,
             v6: None,
             buf: Vec::new(),
@@ -331,8 +389,8 @@ impl Reader {
 }
 
 /// Queue a frame the client waits for, waiting a little for room.
-async fn answer(out: &mpsc::Sender<Frame>, frame: Frame) {
-    let _ = tokio::time::timeout(ANSWER_WAIT, out.send(frame)).await;
+async fn answer(out: &mpsc::Sender<Outbound>, frame: Frame) {
+    let _ = tokio::time::timeout(ANSWER_WAIT, out.send((frame, None))).await;
 }
 
 /// One flow: its sockets (one per address family, bound when first
@@ -340,7 +398,8 @@ async fn answer(out: &mpsc::Sender<Frame>, frame: Frame) {
 struct Flow {
     conn_id: u16,
     channel: Arc<UdpgwChannel>,
-    out: mpsc::Sender<Frame>,
+    out: mpsc::Sender<Outbound>,
+    out_budget: ByteBudget,
     v4: Option<UdpSocket>,
     v6: Option<UdpSocket>,
     /// Allocated with the first socket.
@@ -368,7 +427,7 @@ impl Flow {
                 msg = inbox.recv() => match msg {
                     None => break "closed",
                     Some(ToFlow::Keepalive) => deadline = Instant::now() + idle,
-                    Some(ToFlow::Datagram(peer, payload)) => {
+                    Some(ToFlow::Datagram(peer, payload, _bytes)) => {
                         deadline = Instant::now() + idle;
                         self.send(peer, &payload).await;
                     }
@@ -494,21 +553,30 @@ impl Flow {
             return false;
         }
         let peer = TargetAddr::Ip(from);
-        if n <= udpgw::max_payload(&peer) {
-            let _ = self.out.try_send(Frame::Data {
+        if n > udpgw::max_payload(&peer) {
+            return true;
+        }
+        // Over the budget or the queue full: the client is behind, and UDP
+        // may drop.
+        if let Some(bytes) = self.out_budget.try_take(n) {
+            let frame = Frame::Data {
                 conn_id: self.conn_id,
                 peer,
                 payload: self.buf[..n].to_vec(),
-            });
+            };
+            let _ = self.out.try_send((frame, Some(bytes)));
         }
         true
     }
 
     /// Tell the client this flow's datagram failed.
     fn error(&self) {
-        let _ = self.out.try_send(Frame::Error {
-            conn_id: self.conn_id,
-        });
+        let _ = self.out.try_send((
+            Frame::Error {
+                conn_id: self.conn_id,
+            },
+            None,
+        ));
     }
 }
 
@@ -538,6 +606,20 @@ mod tests {
         assert_eq!(p.0.len(), MAX_PEERS);
         // Same address, other port: another peer.
         assert!(!p.contains(addr("10.0.0.2:2")));
+    }
+
+    #[test]
+    fn the_byte_budget_caps_what_is_queued_and_gets_it_back() {
+        let b = ByteBudget::new(100);
+        let a = b.try_take(60).unwrap();
+        assert!(b.try_take(41).is_none());
+        let c = b.try_take(40).unwrap();
+        assert!(b.try_take(1).is_none());
+        drop(a);
+        assert!(b.try_take(60).is_some());
+        drop(c);
+        assert_eq!(b.used.load(Ordering::Acquire), 0);
+        assert!(b.try_take(101).is_none());
     }
 
     #[test]
