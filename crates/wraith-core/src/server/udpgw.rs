@@ -583,6 +583,7 @@ impl Flow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::authorized_keys::KeyOptions;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -646,5 +647,92 @@ mod tests {
         assert_eq!(pick_address([addr("[::1]:53")]), Some(addr("[::1]:53")));
         assert_eq!(pick_address([]), None);
         assert_eq!(canonical(addr("[::ffff:10.1.2.3]:9")), addr("10.1.2.3:9"));
+    }
+
+    /// A UDP echo server on 127.0.0.1, for as long as the test runs.
+    async fn echo() -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let _ = socket.send_to(&buf[..n], from).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn eof_ends_the_channel_and_gives_every_flow_back() {
+        let echo = echo().await;
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let flows = Arc::new(AtomicUsize::new(0));
+        let channel = UdpgwChannel {
+            policy: KeyOptions::parse(&[]).unwrap().policy(),
+            limits: UdpgwLimits {
+                per_channel: 0,
+                per_session: 0,
+                idle: Duration::from_secs(60),
+                resolve_timeout: Duration::from_secs(5),
+            },
+            session_flows: flows.clone(),
+            remote_addr: "test".into(),
+        };
+        let served = tokio::spawn(serve(server, channel));
+        let mut wire = Vec::new();
+        for conn_id in 1..=3u16 {
+            let frame = Frame::Data {
+                conn_id,
+                peer: TargetAddr::Ip(echo),
+                payload: vec![conn_id as u8; 10],
+            };
+            udpgw::encode(&frame, &mut wire).unwrap();
+        }
+        // Garbage between frames costs only itself.
+        wire.extend_from_slice(&[0, 3, 0x40, 0, 1]);
+        udpgw::encode(&Frame::Keepalive { conn_id: 9 }, &mut wire).unwrap();
+        client.write_all(&wire).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while got.len() < 4 {
+                let mut chunk = [0u8; 4096];
+                let n = client.read(&mut chunk).await.unwrap();
+                assert_ne!(n, 0, "the channel closed early");
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some((frame, used)) = udpgw::decode(&buf) {
+                    got.push(frame.unwrap());
+                    buf.drain(..used);
+                }
+            }
+        })
+        .await
+        .expect("four frames back");
+        got.sort_by_key(Frame::conn_id);
+        assert_eq!(got[3], Frame::Keepalive { conn_id: 9 });
+        for (i, frame) in got[..3].iter().enumerate() {
+            let id = i as u16 + 1;
+            assert_eq!(
+                frame,
+                &Frame::Data {
+                    conn_id: id,
+                    peer: TargetAddr::Ip(echo),
+                    payload: vec![id as u8; 10]
+                }
+            );
+        }
+        assert_eq!(flows.load(Ordering::Acquire), 3);
+        client.shutdown().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("the channel ends on EOF")
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while flows.load(Ordering::Acquire) != 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("every flow gave its slot back");
     }
 }
