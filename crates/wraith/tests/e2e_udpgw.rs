@@ -116,6 +116,14 @@ struct Udpgw {
 
 impl Udpgw {
     fn open(ssh: &OpenSsh) -> Self {
+        let mut gw = Self::open_unread(ssh);
+        gw.read_in_background();
+        gw
+    }
+
+    /// `ssh -W wraith-udpgw:1` whose stdout nobody reads until
+    /// [`Udpgw::read_in_background`].
+    fn open_unread(ssh: &OpenSsh) -> Self {
         let mut child = ssh
             .command(&["-W", "wraith-udpgw:1"], &[])
             .stdin(Stdio::piped())
@@ -124,8 +132,21 @@ impl Udpgw {
             .spawn()
             .expect("start ssh");
         let stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().expect("stdout piped");
+        let (_tx, out) = mpsc::channel();
+        Udpgw {
+            child,
+            stdin,
+            out,
+            buf: Vec::new(),
+        }
+    }
+
+    fn read_in_background(&mut self) {
+        let Some(mut stdout) = self.child.stdout.take() else {
+            return;
+        };
         let (tx, out) = mpsc::channel();
+        self.out = out;
         thread::spawn(move || {
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
@@ -142,12 +163,6 @@ impl Udpgw {
                 }
             }
         });
-        Udpgw {
-            child,
-            stdin,
-            out,
-            buf: Vec::new(),
-        }
     }
 
     fn send(&mut self, bytes: &[u8]) {
@@ -214,7 +229,8 @@ impl Drop for Udpgw {
 }
 
 /// A UDP echo server on 127.0.0.1 that counts what it gets and remembers
-/// who sent it. Stops with the test (or after a minute).
+/// who sent it, and answers each datagram `copies` times. Stops with the
+/// test (or after a minute).
 struct Echo {
     addr: SocketAddr,
     socket: UdpSocket,
@@ -224,7 +240,7 @@ struct Echo {
 }
 
 impl Echo {
-    fn start() -> Self {
+    fn start(copies: usize) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -246,7 +262,9 @@ impl Echo {
                 if let Ok((n, from)) = s.recv_from(&mut buf) {
                     r.fetch_add(1, Ordering::Relaxed);
                     src.lock().unwrap().push(from);
-                    let _ = s.send_to(&buf[..n], from);
+                    for _ in 0..copies {
+                        let _ = s.send_to(&buf[..n], from);
+                    }
                 }
             }
         });
@@ -279,11 +297,16 @@ struct Setup {
 /// `localhost`) and nothing else, started with `extra` flags (and `-v`, so
 /// that debug lines are checked for destinations too).
 fn setup(extra: &[&str]) -> Option<Setup> {
+    setup_with_echo(extra, 1)
+}
+
+/// [`setup`] with an echo server that answers each datagram `copies` times.
+fn setup_with_echo(extra: &[&str], copies: usize) -> Option<Setup> {
     if !require_tools(&["ssh", "ssh-keygen"]) {
         return None;
     }
     let dir = temp_dir();
-    let echo = Echo::start();
+    let echo = Echo::start(copies);
     let port = echo.addr.port();
     let key = keygen(dir.path(), "client");
     let line = format!(
@@ -609,6 +632,71 @@ fn the_ip_alias_is_served_through_socks5_connect_as_tun2proxy_uses_it() {
     assert_eq!((r.flags, r.conn_id), (KEEPALIVE, 5), "{r:?}");
     tcp_round_trip(&mut stream, 5, s.echo.addr, b"via socks5");
     assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
+}
+
+#[test]
+fn a_client_that_stops_reading_costs_the_server_bounded_memory() {
+    // Each datagram comes back 64 times: far more than the server may hold.
+    const COPIES: usize = 64;
+    let Some(s) = setup_with_echo(&[], COPIES) else {
+        return;
+    };
+    let mut gw = Udpgw::open_unread(&s.ssh);
+    // Opened and answering before the load starts.
+    gw.send(&keepalive(1));
+    let pid = s.server.process.pid();
+    let mut rss = common::RssPeak::new(pid);
+    // Hundreds of MB echoed back into a channel whose reader has stopped:
+    // the server drops what it cannot queue instead of holding it.
+    const DATAGRAMS: usize = 20_000;
+    let payload = vec![0x5a; 1400];
+    let mut batch = Vec::new();
+    for i in 0..DATAGRAMS {
+        batch.extend(data_to(1 + (i % 4) as u16, s.echo.addr, &payload));
+        if batch.len() > 256 * 1024 {
+            gw.send(&batch);
+            batch.clear();
+            rss.sample();
+        }
+    }
+    gw.send(&batch);
+    // Until the echo server has seen the load (bounded by the test's time).
+    let deadline = Instant::now() + TIMEOUT;
+    let mut last = 0;
+    loop {
+        rss.sample();
+        let now = s.echo.received.load(Ordering::Relaxed);
+        if now == last && now > 0 || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+        thread::sleep(Duration::from_millis(200));
+    }
+    rss.sample();
+    assert!(
+        rss.growth() < 24 * 1024 * 1024,
+        "the server grew by {} while its client did not read",
+        common::mib(rss.growth())
+    );
+    // Reading again: the queued frames, then the channel works as before.
+    gw.read_in_background();
+    let mut drained = 0;
+    while let Some(Some(_)) = gw.next_within(Duration::from_millis(500)) {
+        drained += 1;
+        assert!(
+            drained <= DATAGRAMS * COPIES + 1,
+            "more frames than were sent"
+        );
+    }
+    assert!(drained > 0, "nothing was queued for the client");
+    // What was held for the client: the server's own queues (2 MiB of
+    // datagrams and a few frames), the channel's window (2 MiB from
+    // OpenSSH) and the pipe; unbounded queues would hold over 20 MB here.
+    assert!(
+        drained * payload.len() < 8 * 1024 * 1024,
+        "{drained} datagrams were held for a client that did not read"
+    );
+    gw.round_trip(2, s.echo.addr, b"still working");
 }
 
 #[test]
