@@ -533,26 +533,7 @@ fn start_with_lines(dir: &Path, lines: &str) -> WraithServer {
 
 /// A server with `authorized_keys` and extra flags.
 fn start_with_args(dir: &Path, authorized_keys: &Path, extra: &[&str]) -> WraithServer {
-    let host_key = keygen(dir, &common::unique("host"));
-    let mut args = vec![
-        "serve",
-        "--key",
-        host_key.to_str().unwrap(),
-        "--authorized-keys",
-        authorized_keys.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let process = common::WraithProcess::spawn(&args);
-    let line = process.wait_for_line("listening on ", TIMEOUT);
-    let addr = common::addr_after(&line, "listening on ");
-    WraithServer {
-        process,
-        addr,
-        host_key,
-        authorized_keys: authorized_keys.to_path_buf(),
-    }
+    WraithServer::start_with_file(dir, authorized_keys.to_path_buf(), extra, &[])
 }
 
 #[test]

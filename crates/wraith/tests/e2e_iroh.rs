@@ -505,14 +505,6 @@ impl Drop for Topology {
     }
 }
 
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 /// Run `f` on a thread that has joined network namespace `ns`: sockets it
 /// creates live there (and keep living there when handed back).
 fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {

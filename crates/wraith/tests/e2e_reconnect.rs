@@ -9,7 +9,6 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -180,122 +179,19 @@ fn wrong_key_exits_1_after_the_first_attempt() {
     assert_eq!(count(&log, "connection opened"), 1, "{log}");
 }
 
-/// A network namespace for the server, joined to this one by a veth pair,
-/// removed on drop.
-struct Netns {
-    name: String,
-    host_if: String,
-    server_ip: String,
-}
-
-impl Netns {
-    fn create() -> Option<Netns> {
-        if !require_tool("ip") {
-            return None;
-        }
-        let id = std::process::id() % 10_000;
-        let name = format!("wraith-t{id}");
-        let host_if = format!("wrh{id}");
-        let ns_if = format!("wrn{id}");
-        // 10.213.0.0/16 is private and exists only on this veth pair.
-        let octet = (id % 250) + 1;
-        let host_ip = format!("10.213.{octet}.1");
-        let server_ip = format!("10.213.{octet}.2");
-        let ns = Netns {
-            name: name.clone(),
-            host_if: host_if.clone(),
-            server_ip: server_ip.clone(),
-        };
-        let steps: Vec<Vec<String>> = vec![
-            vec!["netns".into(), "add".into(), name.clone()],
-            vec![
-                "link".into(),
-                "add".into(),
-                host_if.clone(),
-                "type".into(),
-                "veth".into(),
-                "peer".into(),
-                "name".into(),
-                ns_if.clone(),
-            ],
-            vec![
-                "link".into(),
-                "set".into(),
-                ns_if.clone(),
-                "netns".into(),
-                name.clone(),
-            ],
-            vec![
-                "addr".into(),
-                "add".into(),
-                format!("{host_ip}/30"),
-                "dev".into(),
-                host_if.clone(),
-            ],
-            vec!["link".into(), "set".into(), host_if.clone(), "up".into()],
-        ];
-        for args in steps {
-            if !ip(&args) {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!(
-                        "cannot set up the network namespace (ip {args:?}); CI must run as root"
-                    );
-                }
-                eprintln!("skipping: cannot create network namespaces here (need root)");
-                return None;
-            }
-        }
-        for args in [
-            vec!["addr", "add", &format!("{server_ip}/30"), "dev", &ns_if],
-            vec!["link", "set", &ns_if, "up"],
-            vec!["link", "set", "lo", "up"],
-        ] {
-            let mut full = vec!["netns", "exec", &name, "ip"];
-            full.extend(args);
-            assert!(ip_strs(&full), "ip {full:?}");
-        }
-        Some(ns)
-    }
-
-    /// Make the server's side of the link go away silently (no RST, no FIN).
-    fn link(&self, up: bool) {
-        let state = if up { "up" } else { "down" };
-        let ns_if = self.host_if.replace("wrh", "wrn");
-        assert!(ip_strs(&[
-            "netns", "exec", &self.name, "ip", "link", "set", &ns_if, state
-        ]));
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["link".into(), "del".into(), self.host_if.clone()]);
-        let _ = ip(&["netns".into(), "del".into(), self.name.clone()]);
-    }
-}
-
-fn ip(args: &[String]) -> bool {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    ip_strs(&refs)
-}
-
-fn ip_strs(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+/// Makes the server's side of the link go away silently (no RST, no
+/// FIN), or come back.
+fn set_link(ns: &VethNetns, up: bool) {
+    let state = if up { "up" } else { "down" };
+    assert!(ns.ip(&["link", "set", &ns.ns_if, state]));
 }
 
 #[test]
 fn silent_network_failure_is_detected_and_healed() {
-    let Some(ns) = Netns::create() else { return };
+    // 10.213.0.0/16 is private and exists only on this veth pair.
+    let Some(ns) = VethNetns::create("wr", 213, 0) else {
+        return;
+    };
     let dir = temp_dir();
     let host = keygen(dir.path(), "host");
     let client_key = keygen(dir.path(), "client");
@@ -317,7 +213,7 @@ fn silent_network_failure_is_detected_and_healed() {
     let server = WraithProcess::spawn_command(cmd);
     server.wait_for_line("listening on ", TIMEOUT);
 
-    let server_addr = format!("{}:{port}", ns.server_ip);
+    let server_addr = format!("{}:{port}", ns.ns_ip);
     let host_pub = pub_path(&host);
     let client = WraithProcess::spawn(&[
         "connect",
@@ -349,7 +245,7 @@ fn silent_network_failure_is_detected_and_healed() {
     };
     assert!(banner(), "the tunnel must work before the failure");
 
-    ns.link(false);
+    set_link(&ns, false);
     let cut = Instant::now();
     // Keepalive bound: interval 1 s × (2 missed + 1) plus slack.
     eventually(
@@ -359,7 +255,7 @@ fn silent_network_failure_is_detected_and_healed() {
     );
     eprintln!("dead path noticed after {:?}", cut.elapsed());
 
-    ns.link(true);
+    set_link(&ns, true);
     eventually("the client to reconnect", Duration::from_secs(45), || {
         count(&client.stderr_text(), "connected to") >= 2
     });

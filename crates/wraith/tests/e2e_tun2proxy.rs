@@ -23,96 +23,23 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// The namespace, its veth pair and the target address; removed on drop.
+/// The namespace and the target address beside this side of its pair.
 struct Net {
-    ns: String,
-    host_if: String,
-    /// This side of the pair, where the SOCKS5 listener is.
-    host_ip: String,
+    ns: VethNetns,
     /// The address the targets listen on.
     target_ip: String,
 }
 
 impl Net {
     fn create(tag: u32) -> Option<Net> {
-        let id = (std::process::id() + tag) % 10_000;
-        let octet = (id % 250) + 1;
-        let net = Net {
-            ns: format!("wraith-u{id}"),
-            host_if: format!("wuh{id}"),
-            host_ip: format!("10.216.{octet}.1"),
-            target_ip: format!("10.217.{octet}.1"),
-        };
-        let ns_if = format!("wun{id}");
-        let ns_ip = format!("10.216.{octet}.2/30");
-        let host_cidr = format!("{}/30", net.host_ip);
-        let target_cidr = format!("{}/32", net.target_ip);
-        let steps: [&[&str]; 6] = [
-            &["netns", "add", &net.ns],
-            &[
-                "link",
-                "add",
-                &net.host_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &ns_if,
-            ],
-            &["link", "set", &ns_if, "netns", &net.ns],
-            &["addr", "add", &host_cidr, "dev", &net.host_if],
-            &["addr", "add", &target_cidr, "dev", &net.host_if],
-            &["link", "set", &net.host_if, "up"],
-        ];
-        for args in steps {
-            if !ip(args) {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!(
-                        "cannot set up the network namespace (ip {args:?}); CI must run as root"
-                    );
-                }
-                eprintln!("skipping: cannot create network namespaces here (need root)");
-                return None;
-            }
-        }
-        for args in [
-            vec!["addr", "add", &ns_ip, "dev", &ns_if],
-            vec!["link", "set", &ns_if, "up"],
-            vec!["link", "set", "lo", "up"],
-        ] {
-            let mut full = vec!["netns", "exec", &net.ns, "ip"];
-            full.extend(args);
-            assert!(ip(&full), "ip {full:?}");
-        }
-        Some(net)
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns, program]);
-        c
-    }
-
-    /// Runs `ip <args>` inside the namespace.
-    fn ip(&self, args: &[&str]) -> bool {
-        let mut full = vec!["netns", "exec", &self.ns, "ip"];
-        full.extend_from_slice(args);
-        ip(&full)
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = ip(&["link", "del", &self.host_if]);
-        let _ = ip(&["netns", "del", &self.ns]);
+        let ns = VethNetns::create("wu", 216, tag)?;
+        let target_ip = ns.host_ip.replace("10.216.", "10.217.");
+        let cidr = format!("{target_ip}/32");
+        assert!(
+            ip(&["addr", "add", &cidr, "dev", &ns.host_if]),
+            "ip addr add {cidr}"
+        );
+        Some(Net { ns, target_ip })
     }
 }
 
@@ -215,7 +142,7 @@ fn route_everything(udpgw: bool) {
     let dir = temp_dir();
     let key = keygen(dir.path(), "client");
     let server = WraithServer::start(dir.path(), &[&key]);
-    let socks = format!("{}:0", net.host_ip);
+    let socks = format!("{}:0", net.ns.host_ip);
     let server_addr = server.addr.to_string();
     let user = current_user();
     let client = WraithClient::ready(WraithProcess::spawn(&[
@@ -234,14 +161,14 @@ fn route_everything(udpgw: bool) {
 
     // tun2proxy in the namespace, its TUN device the default route.
     let proxy = format!("socks5://{}", client.socks5);
-    let mut t2p = net.command("tun2proxy-bin");
+    let mut t2p = net.ns.command("tun2proxy-bin");
     t2p.args(["--tun", "tunw0", "--proxy", &proxy, "--dns", "direct"]);
     if udpgw {
         t2p.args(["--udpgw-server", "0.0.0.0:0"]);
     }
     let tun2proxy = WraithProcess::spawn_command(t2p);
     let deadline = Instant::now() + TIMEOUT;
-    while !net.ip(&["link", "show", "tunw0"]) {
+    while !net.ns.ip(&["link", "show", "tunw0"]) {
         assert!(
             Instant::now() < deadline,
             "tun2proxy made no TUN device\n{}",
@@ -249,9 +176,9 @@ fn route_everything(udpgw: bool) {
         );
         thread::sleep(Duration::from_millis(50));
     }
-    assert!(net.ip(&["addr", "add", "10.218.0.1/24", "dev", "tunw0"]));
-    assert!(net.ip(&["link", "set", "tunw0", "up"]));
-    assert!(net.ip(&["route", "add", "default", "dev", "tunw0"]));
+    assert!(net.ns.ip(&["addr", "add", "10.218.0.1/24", "dev", "tunw0"]));
+    assert!(net.ns.ip(&["link", "set", "tunw0", "up"]));
+    assert!(net.ns.ip(&["route", "add", "default", "dev", "tunw0"]));
 
     let failure = || {
         format!(
@@ -262,7 +189,7 @@ fn route_everything(udpgw: bool) {
         )
     };
     // TCP: curl to the HTTP server.
-    let mut curl = net.command("curl");
+    let mut curl = net.ns.command("curl");
     curl.args([
         "--silent",
         "--show-error",
@@ -278,7 +205,7 @@ fn route_everything(udpgw: bool) {
         failure()
     );
     // DNS: dig to dnsmasq, over UDP.
-    let mut dig = net.command("dig");
+    let mut dig = net.ns.command("dig");
     dig.args([
         "+short",
         "+time=3",
@@ -297,7 +224,7 @@ fn route_everything(udpgw: bool) {
         failure()
     );
     // UDP echo.
-    let mut py = net.command("python3");
+    let mut py = net.ns.command("python3");
     py.args([
         "-c",
         UDP_CLIENT,

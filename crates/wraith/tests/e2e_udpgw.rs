@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -116,6 +116,14 @@ struct Udpgw {
 
 impl Udpgw {
     fn open(ssh: &OpenSsh) -> Self {
+        let mut gw = Self::open_unread(ssh);
+        gw.read_in_background();
+        gw
+    }
+
+    /// `ssh -W wraith-udpgw:1` whose stdout nobody reads until
+    /// [`Udpgw::read_in_background`].
+    fn open_unread(ssh: &OpenSsh) -> Self {
         let mut child = ssh
             .command(&["-W", "wraith-udpgw:1"], &[])
             .stdin(Stdio::piped())
@@ -124,8 +132,21 @@ impl Udpgw {
             .spawn()
             .expect("start ssh");
         let stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().expect("stdout piped");
+        let (_tx, out) = mpsc::channel();
+        Udpgw {
+            child,
+            stdin,
+            out,
+            buf: Vec::new(),
+        }
+    }
+
+    fn read_in_background(&mut self) {
+        let Some(mut stdout) = self.child.stdout.take() else {
+            return;
+        };
         let (tx, out) = mpsc::channel();
+        self.out = out;
         thread::spawn(move || {
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
@@ -142,12 +163,6 @@ impl Udpgw {
                 }
             }
         });
-        Udpgw {
-            child,
-            stdin,
-            out,
-            buf: Vec::new(),
-        }
     }
 
     fn send(&mut self, bytes: &[u8]) {
@@ -214,7 +229,8 @@ impl Drop for Udpgw {
 }
 
 /// A UDP echo server on 127.0.0.1 that counts what it gets and remembers
-/// who sent it. Stops with the test (or after a minute).
+/// who sent it, and answers each datagram `copies` times. Stops with the
+/// test (or after a minute).
 struct Echo {
     addr: SocketAddr,
     socket: UdpSocket,
@@ -224,7 +240,7 @@ struct Echo {
 }
 
 impl Echo {
-    fn start() -> Self {
+    fn start(copies: usize) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -246,7 +262,9 @@ impl Echo {
                 if let Ok((n, from)) = s.recv_from(&mut buf) {
                     r.fetch_add(1, Ordering::Relaxed);
                     src.lock().unwrap().push(from);
-                    let _ = s.send_to(&buf[..n], from);
+                    for _ in 0..copies {
+                        let _ = s.send_to(&buf[..n], from);
+                    }
                 }
             }
         });
@@ -271,17 +289,24 @@ struct Setup {
     server: WraithServer,
     ssh: OpenSsh,
     echo: Echo,
+    /// The client key.
+    key: std::path::PathBuf,
 }
 
 /// A server whose one key may reach the echo server (by address and as
 /// `localhost`) and nothing else, started with `extra` flags (and `-v`, so
 /// that debug lines are checked for destinations too).
 fn setup(extra: &[&str]) -> Option<Setup> {
+    setup_with_echo(extra, 1)
+}
+
+/// [`setup`] with an echo server that answers each datagram `copies` times.
+fn setup_with_echo(extra: &[&str], copies: usize) -> Option<Setup> {
     if !require_tools(&["ssh", "ssh-keygen"]) {
         return None;
     }
     let dir = temp_dir();
-    let echo = Echo::start();
+    let echo = Echo::start(copies);
     let port = echo.addr.port();
     let key = keygen(dir.path(), "client");
     let line = format!(
@@ -295,33 +320,16 @@ fn setup(extra: &[&str]) -> Option<Setup> {
         server,
         ssh,
         echo,
+        key,
     })
 }
 
 fn start_server(dir: &Path, authorized_line: &str, extra: &[&str]) -> WraithServer {
     let authorized_keys = dir.join(common::unique("authorized_keys"));
     std::fs::write(&authorized_keys, authorized_line).unwrap();
-    let host_key = keygen(dir, &common::unique("host"));
-    let mut args = vec![
-        "serve",
-        "-v",
-        "--key",
-        host_key.to_str().unwrap(),
-        "--authorized-keys",
-        authorized_keys.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ];
+    let mut args = vec!["-v"];
     args.extend_from_slice(extra);
-    let process = common::WraithProcess::spawn(&args);
-    let line = process.wait_for_line("listening on ", TIMEOUT);
-    let addr = common::addr_after(&line, "listening on ");
-    WraithServer {
-        process,
-        addr,
-        host_key,
-        authorized_keys,
-    }
+    WraithServer::start_with_file(dir, authorized_keys, &args, &[])
 }
 
 /// The server's log names none of the UDP destinations.
@@ -479,6 +487,16 @@ fn a_destination_outside_permitopen_gets_an_error_and_nothing_is_sent() {
         matches!(&r, Err(e) if e.kind() == ErrorKind::WouldBlock),
         "the forbidden destination got {r:?}"
     );
+    // Only addresses the flow has sent to may answer: a datagram from
+    // anyone else to the flow's socket is dropped.
+    let flow_socket = *s.echo.sources.lock().unwrap().last().unwrap();
+    forbidden.send_to(b"stranger", flow_socket).unwrap();
+    gw.round_trip(4, s.echo.addr, b"after the stranger");
+    assert_eq!(
+        gw.next_within(Duration::from_millis(300)),
+        None,
+        "a datagram from a stranger was passed on"
+    );
     s.server.process.wait_for_stderr(
         &[
             "udp datagram refused",
@@ -533,6 +551,136 @@ fn an_idle_flow_expires_and_gives_its_slot_back() {
     assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
 }
 
+/// The next frame on a udpgw channel reached through `ssh -L`.
+fn read_reply(stream: &mut TcpStream) -> Reply {
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).expect("a frame length");
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut body).expect("a frame body");
+    parse_reply(&body)
+}
+
+fn tcp_round_trip(stream: &mut TcpStream, conn_id: u16, echo: SocketAddr, payload: &[u8]) {
+    stream.write_all(&data_to(conn_id, echo, payload)).unwrap();
+    let r = read_reply(stream);
+    assert_eq!(
+        (r.flags, r.conn_id, r.peer, r.payload.as_slice()),
+        (DATA, conn_id, Some(echo), payload)
+    );
+}
+
+#[test]
+fn the_session_cap_counts_every_channel_and_eof_gives_the_flows_back() {
+    let Some(s) = setup(&["--max-udp-flows-per-session", "2"]) else {
+        return;
+    };
+    // One ssh session, two udpgw channels through a local forward.
+    let port = common::free_port();
+    let spec = format!("127.0.0.1:{port}:wraith-udpgw:1");
+    let forward = common::WraithProcess::spawn_command(s.ssh.command(&["-N", "-L", &spec], &[]));
+    forward.wait_for_port(("127.0.0.1", port), TIMEOUT);
+    let mut a = common::connect(("127.0.0.1", port));
+    let mut b = common::connect(("127.0.0.1", port));
+    tcp_round_trip(&mut a, 1, s.echo.addr, b"a1");
+    tcp_round_trip(&mut b, 1, s.echo.addr, b"b1");
+    b.write_all(&data_to(2, s.echo.addr, b"b2")).unwrap();
+    let r = read_reply(&mut b);
+    assert_eq!((r.flags, r.conn_id), (ERR, 2), "{r:?}");
+    s.server.process.wait_for_stderr(
+        &["udp flow limit reached (--max-udp-flows-per-session)"],
+        TIMEOUT,
+    );
+    // Closing channel a closes its flow, and the session may open another.
+    a.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(a);
+    s.server
+        .process
+        .wait_for_stderr(&["udp flow closed", "reason=closed"], TIMEOUT);
+    tcp_round_trip(&mut b, 2, s.echo.addr, b"b2 again");
+    tcp_round_trip(&mut b, 1, s.echo.addr, b"b1 again");
+    assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
+}
+
+#[test]
+fn the_ip_alias_is_served_through_socks5_connect_as_tun2proxy_uses_it() {
+    let Some(s) = setup(&[]) else { return };
+    let client = common::WraithClient::start(s.server.addr, &s.key, &s.server.host_pub_arg(), &[]);
+    // tun2proxy's --udpgw-server 0.0.0.0:0: a SOCKS5 CONNECT to that address.
+    let alias: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    let mut stream = common::socks5_open(client.socks5, alias, TIMEOUT).expect("CONNECT");
+    stream.write_all(&keepalive(5)).unwrap();
+    let r = read_reply(&mut stream);
+    assert_eq!((r.flags, r.conn_id), (KEEPALIVE, 5), "{r:?}");
+    tcp_round_trip(&mut stream, 5, s.echo.addr, b"via socks5");
+    assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
+}
+
+#[test]
+fn a_client_that_stops_reading_costs_the_server_bounded_memory() {
+    // Each datagram comes back 64 times: far more than the server may hold.
+    const COPIES: usize = 64;
+    let Some(s) = setup_with_echo(&[], COPIES) else {
+        return;
+    };
+    let mut gw = Udpgw::open_unread(&s.ssh);
+    // Opened and answering before the load starts.
+    gw.send(&keepalive(1));
+    let pid = s.server.process.pid();
+    let mut rss = common::RssPeak::new(pid);
+    // Hundreds of MB echoed back into a channel whose reader has stopped:
+    // the server drops what it cannot queue instead of holding it.
+    const DATAGRAMS: usize = 20_000;
+    let payload = vec![0x5a; 1400];
+    let mut batch = Vec::new();
+    for i in 0..DATAGRAMS {
+        batch.extend(data_to(1 + (i % 4) as u16, s.echo.addr, &payload));
+        if batch.len() > 256 * 1024 {
+            gw.send(&batch);
+            batch.clear();
+            rss.sample();
+        }
+    }
+    gw.send(&batch);
+    // Until the echo server has seen the load (bounded by the test's time).
+    let deadline = Instant::now() + TIMEOUT;
+    let mut last = 0;
+    loop {
+        rss.sample();
+        let now = s.echo.received.load(Ordering::Relaxed);
+        if now == last && now > 0 || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+        thread::sleep(Duration::from_millis(200));
+    }
+    rss.sample();
+    assert!(
+        rss.growth() < 24 * 1024 * 1024,
+        "the server grew by {} while its client did not read",
+        common::mib(rss.growth())
+    );
+    // Reading again: the queued frames, then the channel works as before.
+    gw.read_in_background();
+    let mut drained = 0;
+    while let Some(Some(_)) = gw.next_within(Duration::from_millis(500)) {
+        drained += 1;
+        assert!(
+            drained <= DATAGRAMS * COPIES + 1,
+            "more frames than were sent"
+        );
+    }
+    assert!(drained > 0, "nothing was queued for the client");
+    // What was held for the client: the server's own queues (2 MiB of
+    // datagrams and a few frames), the channel's window (2 MiB from
+    // OpenSSH) and the pipe; unbounded queues would hold over 20 MB here.
+    assert!(
+        drained * payload.len() < 8 * 1024 * 1024,
+        "{drained} datagrams were held for a client that did not read"
+    );
+    gw.round_trip(2, s.echo.addr, b"still working");
+}
+
 #[test]
 fn no_udp_refuses_the_channel() {
     let Some(s) = setup(&["--no-udp"]) else {
@@ -549,6 +697,25 @@ fn no_udp_refuses_the_channel() {
     assert!(out.stdout.is_empty(), "{}", common::show(&out));
     s.server.process.wait_for_stderr(
         &["channel refused", "udp relay is off on this server"],
+        TIMEOUT,
+    );
+}
+
+#[test]
+fn an_outbound_proxy_refuses_the_channel() {
+    // Never dialed: the channel is refused before any target is.
+    let Some(s) = setup(&["--proxy", "socks5://127.0.0.1:9"]) else {
+        return;
+    };
+    let cmd = s.ssh.command(&["-W", "wraith-udpgw:1"], &[]);
+    let out = common::run_with_input(cmd, &keepalive(1), TIMEOUT);
+    assert!(!out.status.success(), "{}", common::show(&out));
+    assert!(out.stdout.is_empty(), "{}", common::show(&out));
+    s.server.process.wait_for_stderr(
+        &[
+            "channel refused",
+            "udp relay is not available through an outbound proxy",
+        ],
         TIMEOUT,
     );
 }

@@ -5,8 +5,9 @@
 //! Every destination passes the session's `permitopen` rule before a
 //! datagram leaves, and replies come back only from addresses the flow has
 //! sent to (address-dependent filtering, as a NAT does). Nothing here
-//! buffers without bound: the frames for the client go through one bounded
-//! queue, and a datagram that finds it full is dropped, as UDP may be.
+//! buffers without bound: each direction of a channel has bounded queues
+//! and a byte budget, and a datagram that finds no room is dropped, as UDP
+//! may be.
 //! A frame that does not parse costs only itself, never the channel.
 //!
 //! Logs never name a destination or a peer, at any level.
@@ -31,6 +32,10 @@ use crate::proto::udpgw::{self, Frame, MAX_FRAME};
 const OUT_QUEUE: usize = 256;
 /// Datagrams queued for one flow's sockets.
 const FLOW_QUEUE: usize = 64;
+/// Bytes of datagrams one channel may hold queued in each direction, all
+/// its flows together: the queues' lengths alone would let 64 KiB
+/// datagrams add up to gigabytes.
+const QUEUED_BYTES: usize = 2 * 1024 * 1024;
 /// Bytes asked of the channel per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Frames are written to the channel in batches of about this many bytes.
@@ -108,6 +113,49 @@ impl Drop for FlowSlot {
     }
 }
 
+/// Bytes queued in one direction of a channel, capped.
+#[derive(Debug, Clone)]
+pub(crate) struct ByteBudget {
+    used: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// Bytes taken from a [`ByteBudget`], given back when dropped (when the
+/// datagram has been sent or written, or was dropped on the way).
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    used: Arc<AtomicUsize>,
+    n: usize,
+}
+
+impl ByteBudget {
+    pub(crate) fn new(max: usize) -> Self {
+        ByteBudget {
+            used: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// Take `n` bytes, or `None` when that would go over the cap.
+    pub(crate) fn try_take(&self, n: usize) -> Option<Reserved> {
+        let before = self.used.fetch_add(n, Ordering::AcqRel);
+        let taken = Reserved {
+            used: self.used.clone(),
+            n,
+        };
+        (before.saturating_add(n) <= self.max).then_some(taken)
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
+/// A frame for the client, with the bytes it holds of the budget.
+type Outbound = (Frame, Option<Reserved>);
+
 /// The addresses a flow has sent to, newest last; only these may answer.
 #[derive(Debug, Default)]
 pub(crate) struct PeerSet(VecDeque<SocketAddr>);
@@ -164,6 +212,8 @@ where
     let mut reader = Reader {
         channel: Arc::new(channel),
         out,
+        out_budget: ByteBudget::new(QUEUED_BYTES),
+        in_budget: ByteBudget::new(QUEUED_BYTES),
         flows: HashMap::new(),
         limit_logged: false,
     };
@@ -178,16 +228,16 @@ where
 }
 
 /// Encode queued frames and write them to the client.
-async fn write_frames<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Frame>) {
+async fn write_frames<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Outbound>) {
     let mut buf = Vec::with_capacity(WRITE_BATCH + MAX_FRAME);
-    while let Some(frame) = rx.recv().await {
+    while let Some((frame, _bytes)) = rx.recv().await {
         buf.clear();
         // Sizes are checked before frames are queued; one that still does
         // not fit is dropped like any datagram.
         let _ = udpgw::encode(&frame, &mut buf);
         while buf.len() < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(f) => {
+                Ok((f, _bytes)) => {
                     let _ = udpgw::encode(&f, &mut buf);
                 }
                 Err(_) => break,
@@ -202,8 +252,8 @@ async fn write_frames<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<F
 /// What the reader hands a flow.
 #[derive(Debug)]
 enum ToFlow {
-    /// A datagram to send.
-    Datagram(TargetAddr, Vec<u8>),
+    /// A datagram to send, with the bytes it holds of the budget.
+    Datagram(TargetAddr, Vec<u8>, Reserved),
     /// The client keeps the flow alive.
     Keepalive,
 }
@@ -211,7 +261,11 @@ enum ToFlow {
 /// The channel's reading side: frames in, flows created and fed.
 struct Reader {
     channel: Arc<UdpgwChannel>,
-    out: mpsc::Sender<Frame>,
+    out: mpsc::Sender<Outbound>,
+    /// Datagrams queued for the client.
+    out_budget: ByteBudget,
+    /// Datagrams queued for the flows' sockets.
+    in_budget: ByteBudget,
     /// Each flow's inbox; a closed one belongs to a flow that has expired.
     flows: HashMap<u16, mpsc::Sender<ToFlow>>,
     /// "udp flow limit reached" is logged once per channel.
@@ -277,8 +331,11 @@ impl Reader {
                         }
                     },
                 };
-                // Full: the flow is behind, and UDP may drop.
-                let _ = tx.try_send(ToFlow::Datagram(peer, payload));
+                // Over the budget or the queue full: the flow is behind,
+                // and UDP may drop.
+                if let Some(bytes) = self.in_budget.try_take(payload.len()) {
+                    let _ = tx.try_send(ToFlow::Datagram(peer, payload, bytes));
+                }
             }
         }
     }
@@ -317,6 +374,7 @@ impl Reader {
             conn_id,
             channel: self.channel.clone(),
             out: self.out.clone(),
+            out_budget: self.out_budget.clone(),
             v4: None,
             v6: None,
             buf: Vec::new(),
@@ -331,8 +389,8 @@ impl Reader {
 }
 
 /// Queue a frame the client waits for, waiting a little for room.
-async fn answer(out: &mpsc::Sender<Frame>, frame: Frame) {
-    let _ = tokio::time::timeout(ANSWER_WAIT, out.send(frame)).await;
+async fn answer(out: &mpsc::Sender<Outbound>, frame: Frame) {
+    let _ = tokio::time::timeout(ANSWER_WAIT, out.send((frame, None))).await;
 }
 
 /// One flow: its sockets (one per address family, bound when first
@@ -340,7 +398,8 @@ async fn answer(out: &mpsc::Sender<Frame>, frame: Frame) {
 struct Flow {
     conn_id: u16,
     channel: Arc<UdpgwChannel>,
-    out: mpsc::Sender<Frame>,
+    out: mpsc::Sender<Outbound>,
+    out_budget: ByteBudget,
     v4: Option<UdpSocket>,
     v6: Option<UdpSocket>,
     /// Allocated with the first socket.
@@ -360,7 +419,7 @@ async fn readable(socket: Option<&UdpSocket>) -> std::io::Result<()> {
 }
 
 impl Flow {
-    async fn run(mut self, mut inbox: mpsc::Receiver<ToFlow>, _slot: FlowSlot) {
+    async fn run(mut self, mut inbox: mpsc::Receiver<ToFlow>, slot: FlowSlot) {
         let idle = self.channel.limits.idle;
         let mut deadline = Instant::now() + idle;
         let reason = loop {
@@ -368,7 +427,7 @@ impl Flow {
                 msg = inbox.recv() => match msg {
                     None => break "closed",
                     Some(ToFlow::Keepalive) => deadline = Instant::now() + idle,
-                    Some(ToFlow::Datagram(peer, payload)) => {
+                    Some(ToFlow::Datagram(peer, payload, _bytes)) => {
                         deadline = Instant::now() + idle;
                         self.send(peer, &payload).await;
                     }
@@ -386,6 +445,12 @@ impl Flow {
                 () = tokio::time::sleep_until(deadline) => break "idle",
             }
         };
+        // Closed before the line says so: the sockets, the inbox (which
+        // the channel's count goes by) and the session's count.
+        self.v4 = None;
+        self.v6 = None;
+        drop(inbox);
+        drop(slot);
         tracing::debug!(
             remote_addr = %self.channel.remote_addr,
             channel = %"udpgw",
@@ -488,27 +553,37 @@ impl Flow {
             return false;
         }
         let peer = TargetAddr::Ip(from);
-        if n <= udpgw::max_payload(&peer) {
-            let _ = self.out.try_send(Frame::Data {
+        if n > udpgw::max_payload(&peer) {
+            return true;
+        }
+        // Over the budget or the queue full: the client is behind, and UDP
+        // may drop.
+        if let Some(bytes) = self.out_budget.try_take(n) {
+            let frame = Frame::Data {
                 conn_id: self.conn_id,
                 peer,
                 payload: self.buf[..n].to_vec(),
-            });
+            };
+            let _ = self.out.try_send((frame, Some(bytes)));
         }
         true
     }
 
     /// Tell the client this flow's datagram failed.
     fn error(&self) {
-        let _ = self.out.try_send(Frame::Error {
-            conn_id: self.conn_id,
-        });
+        let _ = self.out.try_send((
+            Frame::Error {
+                conn_id: self.conn_id,
+            },
+            None,
+        ));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::authorized_keys::KeyOptions;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -535,6 +610,20 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_budget_caps_what_is_queued_and_gets_it_back() {
+        let b = ByteBudget::new(100);
+        let a = b.try_take(60).unwrap();
+        assert!(b.try_take(41).is_none());
+        let c = b.try_take(40).unwrap();
+        assert!(b.try_take(1).is_none());
+        drop(a);
+        assert!(b.try_take(60).is_some());
+        drop(c);
+        assert_eq!(b.used.load(Ordering::Acquire), 0);
+        assert!(b.try_take(101).is_none());
+    }
+
+    #[test]
     fn flow_slots_cap_and_give_back() {
         let count = Arc::new(AtomicUsize::new(0));
         let a = FlowSlot::take(&count, 2).unwrap();
@@ -558,5 +647,92 @@ mod tests {
         assert_eq!(pick_address([addr("[::1]:53")]), Some(addr("[::1]:53")));
         assert_eq!(pick_address([]), None);
         assert_eq!(canonical(addr("[::ffff:10.1.2.3]:9")), addr("10.1.2.3:9"));
+    }
+
+    /// A UDP echo server on 127.0.0.1, for as long as the test runs.
+    async fn echo() -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let _ = socket.send_to(&buf[..n], from).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn eof_ends_the_channel_and_gives_every_flow_back() {
+        let echo = echo().await;
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let flows = Arc::new(AtomicUsize::new(0));
+        let channel = UdpgwChannel {
+            policy: KeyOptions::parse(&[]).unwrap().policy(),
+            limits: UdpgwLimits {
+                per_channel: 0,
+                per_session: 0,
+                idle: Duration::from_secs(60),
+                resolve_timeout: Duration::from_secs(5),
+            },
+            session_flows: flows.clone(),
+            remote_addr: "test".into(),
+        };
+        let served = tokio::spawn(serve(server, channel));
+        let mut wire = Vec::new();
+        for conn_id in 1..=3u16 {
+            let frame = Frame::Data {
+                conn_id,
+                peer: TargetAddr::Ip(echo),
+                payload: vec![conn_id as u8; 10],
+            };
+            udpgw::encode(&frame, &mut wire).unwrap();
+        }
+        // Garbage between frames costs only itself.
+        wire.extend_from_slice(&[0, 3, 0x40, 0, 1]);
+        udpgw::encode(&Frame::Keepalive { conn_id: 9 }, &mut wire).unwrap();
+        client.write_all(&wire).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while got.len() < 4 {
+                let mut chunk = [0u8; 4096];
+                let n = client.read(&mut chunk).await.unwrap();
+                assert_ne!(n, 0, "the channel closed early");
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some((frame, used)) = udpgw::decode(&buf) {
+                    got.push(frame.unwrap());
+                    buf.drain(..used);
+                }
+            }
+        })
+        .await
+        .expect("four frames back");
+        got.sort_by_key(Frame::conn_id);
+        assert_eq!(got[3], Frame::Keepalive { conn_id: 9 });
+        for (i, frame) in got[..3].iter().enumerate() {
+            let id = i as u16 + 1;
+            assert_eq!(
+                frame,
+                &Frame::Data {
+                    conn_id: id,
+                    peer: TargetAddr::Ip(echo),
+                    payload: vec![id as u8; 10]
+                }
+            );
+        }
+        assert_eq!(flows.load(Ordering::Acquire), 3);
+        client.shutdown().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("the channel ends on EOF")
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while flows.load(Ordering::Acquire) != 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("every flow gave its slot back");
     }
 }

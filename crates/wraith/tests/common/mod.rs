@@ -697,9 +697,19 @@ impl WraithServer {
         extra_args: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
-        let host_key = keygen(dir, &unique("host"));
         let authorized_keys = dir.join(unique("authorized_keys"));
         write_authorized_keys(&authorized_keys, authorized);
+        Self::start_with_file(dir, authorized_keys, extra_args, envs)
+    }
+
+    /// A server in `dir` reading the `authorized_keys` file given.
+    pub fn start_with_file(
+        dir: &Path,
+        authorized_keys: PathBuf,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
+        let host_key = keygen(dir, &unique("host"));
         let mut args = vec![
             "serve",
             "--key",
@@ -1699,4 +1709,110 @@ pub fn mib(n: u64) -> String {
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// Network namespaces
+
+/// Runs `ip <args>`; true when it succeeded.
+pub fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A network namespace of the test's own, joined to this one by a veth
+/// pair on the private /30 `10.<net>.<n>.0` (`.1` here, `.2` there); both
+/// go on drop. Needs root: outside CI a test without it is skipped, under
+/// `CI=true` it fails.
+pub struct VethNetns {
+    pub name: String,
+    /// This side's interface.
+    pub host_if: String,
+    /// The namespace's interface.
+    pub ns_if: String,
+    /// This side's address, without the prefix length.
+    pub host_ip: String,
+    /// The namespace's address.
+    pub ns_ip: String,
+}
+
+impl VethNetns {
+    /// `prefix` names the namespace and its interfaces (a few letters,
+    /// unique per test binary); `net` is the second octet of its subnet;
+    /// `tag` tells apart the namespaces of one process.
+    pub fn create(prefix: &str, net: u8, tag: u32) -> Option<VethNetns> {
+        if !require_tool("ip") {
+            return None;
+        }
+        let id = (std::process::id() + tag) % 10_000;
+        let octet = (id % 250) + 1;
+        let ns = VethNetns {
+            name: format!("wraith-{prefix}{id}"),
+            host_if: format!("{prefix}h{id}"),
+            ns_if: format!("{prefix}n{id}"),
+            host_ip: format!("10.{net}.{octet}.1"),
+            ns_ip: format!("10.{net}.{octet}.2"),
+        };
+        let host_cidr = format!("{}/30", ns.host_ip);
+        let steps: [&[&str]; 5] = [
+            &["netns", "add", &ns.name],
+            &[
+                "link",
+                "add",
+                &ns.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &ns.ns_if,
+            ],
+            &["link", "set", &ns.ns_if, "netns", &ns.name],
+            &["addr", "add", &host_cidr, "dev", &ns.host_if],
+            &["link", "set", &ns.host_if, "up"],
+        ];
+        for args in steps {
+            if !ip(args) {
+                if env::var("CI").as_deref() == Ok("true") {
+                    panic!(
+                        "cannot set up the network namespace (ip {args:?}); CI must run as root"
+                    );
+                }
+                eprintln!("skipping: cannot create network namespaces here (need root)");
+                return None;
+            }
+        }
+        let ns_cidr = format!("{}/30", ns.ns_ip);
+        for args in [
+            ["addr", "add", &ns_cidr, "dev", &ns.ns_if].as_slice(),
+            &["link", "set", &ns.ns_if, "up"],
+            &["link", "set", "lo", "up"],
+        ] {
+            assert!(ns.ip(args), "ip {args:?} in {}", ns.name);
+        }
+        Some(ns)
+    }
+
+    /// Runs `ip <args>` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> bool {
+        let mut full = vec!["netns", "exec", &self.name, "ip"];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+
+    /// `program` to be run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+impl Drop for VethNetns {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
 }
