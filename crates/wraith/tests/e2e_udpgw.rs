@@ -448,6 +448,23 @@ fn keepalives_are_answered_and_a_malformed_frame_is_skipped() {
 }
 
 #[test]
+fn an_oversize_datagram_costs_only_itself() {
+    let Some(s) = setup(&[]) else { return };
+    let mut gw = Udpgw::open(&s.ssh);
+    gw.round_trip(4, s.echo.addr, b"before");
+    // A frame can carry 65 525 bytes to an IPv4 peer; UDP over IPv4 only
+    // 65 507. The socket refuses it: an error frame, one log line, and the
+    // flow goes on.
+    gw.send(&data_to(4, s.echo.addr, &vec![0x42; 65_520]));
+    gw.expect_error(4);
+    gw.round_trip(4, s.echo.addr, b"after");
+    s.server
+        .process
+        .wait_for_stderr(&["udp datagram not sent", "conn_id=4"], TIMEOUT);
+    assert_log_names_no_destination(&s.server, &[s.echo.addr.port()]);
+}
+
+#[test]
 fn a_name_is_resolved_on_the_server() {
     let Some(s) = setup(&[]) else { return };
     let mut gw = Udpgw::open(&s.ssh);

@@ -381,6 +381,7 @@ impl Reader {
             peers: PeerSet::default(),
             names: HashMap::new(),
             refusal_logged: false,
+            send_failure_logged: false,
         };
         tokio::spawn(flow.run(rx, slot));
         self.flows.insert(conn_id, tx.clone());
@@ -408,6 +409,8 @@ struct Flow {
     names: HashMap<String, IpAddr>,
     /// "udp destination not permitted" is logged once per flow.
     refusal_logged: bool,
+    /// So is a datagram the socket would not send (too large, no route).
+    send_failure_logged: bool,
 }
 
 /// Ready to read, or never when there is no socket.
@@ -493,7 +496,20 @@ impl Flow {
         };
         match tokio::time::timeout(SEND_WAIT, socket.send_to(payload, addr)).await {
             Ok(Ok(_)) => self.peers.insert(addr),
-            Ok(Err(_)) => self.error(),
+            Ok(Err(e)) => {
+                if !self.send_failure_logged {
+                    self.send_failure_logged = true;
+                    // The io error's text names no address.
+                    tracing::info!(
+                        remote_addr = %self.channel.remote_addr,
+                        channel = %"udpgw",
+                        conn_id = self.conn_id,
+                        error = %e,
+                        "udp datagram not sent"
+                    );
+                }
+                self.error();
+            }
             // The socket's buffer stayed full: dropped, as UDP may be.
             Err(_) => {}
         }
