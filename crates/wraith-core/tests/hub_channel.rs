@@ -110,7 +110,7 @@ async fn control_channel_on_port_zero_joins_the_servers_hub() {
 #[tokio::test]
 async fn unknown_reserved_names_are_refused_with_a_clear_error() {
     let s = setup().await;
-    for (host, port) in [("wraith-control", 7), ("wraith-udpgw", 0)] {
+    for (host, port) in [("wraith-control", 7), ("wraith-nothing", 0)] {
         let err = open_channel((s.options)(), host, port).await.unwrap_err();
         let msg = err.to_string();
         assert!(

@@ -509,13 +509,18 @@ pub(crate) struct ConnectArgs {
     /// Do not run the SOCKS5 proxy.
     #[arg(long, env = "WRAITH_NO_SOCKS5")]
     pub(crate) no_socks5: bool,
+    /// Also run an HTTP proxy here (CONNECT, and plain http:// requests), for
+    /// tools that honour only HTTP_PROXY/HTTPS_PROXY; names are resolved on
+    /// the server.
+    #[arg(long, env = "WRAITH_HTTP_PROXY", value_name = "ADDR:PORT")]
+    pub(crate) http_proxy: Option<String>,
     /// Open one channel to HOST:PORT (as seen from the server) and connect it to
     /// stdin/stdout, like `ssh -W`; no SOCKS5 or forwards. For an OpenSSH
     /// ProxyCommand: ssh -o ProxyCommand='wraith connect ... --stdio %h:%p' host
     #[arg(
         long,
         value_name = "HOST:PORT",
-        conflicts_with_all = ["forwards", "remote_forwards"]
+        conflicts_with_all = ["forwards", "remote_forwards", "http_proxy"]
     )]
     pub(crate) stdio: Option<String>,
     /// Local forward, like ssh -L: [bind_address:]port:host:hostport; udp:… for UDP (repeatable).

@@ -89,6 +89,7 @@ pub(crate) async fn connect(a: ConnectArgs) -> Result<()> {
     profile.user = a.user.clone();
     let mut opts = profile.connect_options().await?;
     opts.socks5 = (!a.no_socks5).then(|| a.socks5.clone());
+    opts.http_proxy = a.http_proxy.clone();
     opts.forwards = a.forwards;
     opts.remote_forwards = a.remote_forwards;
     opts.connect_timeout = Duration::from_secs(a.connect_timeout);
@@ -138,6 +139,9 @@ fn print_client(client: &Client) {
     out!("connected to {}", client.server);
     if let Some(a) = client.socks5_addr {
         out!("socks5 listening on {a}");
+    }
+    if let Some(a) = client.http_proxy_addr {
+        out!("http proxy listening on {a}");
     }
     for f in &client.forwards {
         out!("forward listening on {} -> {}", f.local, f.target);

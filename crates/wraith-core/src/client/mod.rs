@@ -22,6 +22,7 @@ mod backoff;
 mod channel;
 mod forward;
 mod host_key;
+mod http_proxy;
 pub(crate) mod known_hosts;
 mod listener;
 mod opener;
@@ -65,6 +66,9 @@ pub struct ConnectOptions {
     pub host_key: HostKeyPolicy,
     /// Where to run the SOCKS5 proxy; `None` disables it.
     pub socks5: Option<String>,
+    /// Where to run the HTTP proxy (`--http-proxy`); `None`, the default,
+    /// runs none.
+    pub http_proxy: Option<String>,
     /// Local forwards (`--forward`).
     pub forwards: Vec<LocalForwardSpec>,
     /// Remote forwards (`--remote-forward`).
@@ -98,6 +102,7 @@ impl ConnectOptions {
             certificate: None,
             host_key: HostKeyPolicy::default_tofu(),
             socks5: Some("127.0.0.1:1080".into()),
+            http_proxy: None,
             forwards: Vec::new(),
             remote_forwards: Vec::new(),
             connect_timeout: Duration::from_secs(15),
@@ -152,6 +157,8 @@ pub enum ClientState {
 pub struct Client {
     /// The SOCKS5 listener's address, if enabled.
     pub socks5_addr: Option<SocketAddr>,
+    /// The HTTP proxy listener's address, if enabled.
+    pub http_proxy_addr: Option<SocketAddr>,
     /// Bound local forwards, in the order given.
     pub forwards: Vec<BoundForward>,
     /// Granted remote forwards, in the order given.
@@ -204,6 +211,10 @@ impl Client {
             Some(addr) => Some(Socks5Listener::bind(addr).await?),
             None => None,
         };
+        let http = match &opts.http_proxy {
+            Some(addr) => Some(http_proxy::HttpProxyListener::bind(addr).await?),
+            None => None,
+        };
         let mut locals = Vec::new();
         let mut udp_locals = Vec::new();
         for spec in &opts.forwards {
@@ -248,6 +259,10 @@ impl Client {
         if let Some(s) = socks {
             tasks.spawn(listener::serve(s, opener.clone()));
         }
+        let http_proxy_addr = http.as_ref().map(|h| h.local_addr());
+        if let Some(h) = http {
+            tasks.spawn(listener::serve(h, opener.clone()));
+        }
         let mut forwards = Vec::new();
         for l in locals {
             forwards.push(BoundForward {
@@ -272,6 +287,7 @@ impl Client {
         ));
         Ok(Client {
             socks5_addr,
+            http_proxy_addr,
             forwards,
             remote_forwards,
             server,

@@ -8,6 +8,7 @@
 //! - [`socks5`]: SOCKS5, the server side (the local proxy) and the client
 //!   side (`--proxy socks5://`).
 //! - [`http_connect`]: HTTP CONNECT, both sides.
+//! - [`http_proxy`]: the requests the HTTP proxy listener takes.
 //! - [`udpgw`]: UDP datagrams over a stream, tun2proxy's udpgw framing.
 //! - [`frame`]: the control channel's length-prefixed JSON frames.
 //! - [`decoy`]: the stealth port's nginx look-alike.
@@ -29,6 +30,7 @@ pub(crate) mod authorized_keys;
 pub(crate) mod certificate;
 pub(crate) mod decoy;
 pub(crate) mod http_connect;
+pub(crate) mod http_proxy;
 pub(crate) mod policy;
 pub(crate) mod socks5;
 pub(crate) mod time;
