@@ -9,51 +9,35 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use super::listener::{Listener, Service};
+use super::listener::{Listener, Service, TcpProxyListener};
 use super::opener::{ChannelOpener, OpenError};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::proto::http_proxy::{self as proto, CONNECTED, MAX_HEAD, ProxyRequest};
-use crate::transport::SocketOpts;
 
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound HTTP proxy listener, not yet serving.
-pub(crate) struct HttpProxyListener {
-    listener: TcpListener,
-    local: SocketAddr,
-}
+pub(crate) struct HttpProxyListener(TcpProxyListener);
 
 impl HttpProxyListener {
     pub(crate) async fn bind(addr: &str) -> Result<Self> {
-        let listener = TcpListener::bind(addr)
+        TcpProxyListener::bind(addr, "--http-proxy")
             .await
-            .map_err(|source| Error::Bind {
-                addr: addr.to_string(),
-                flag: "--http-proxy",
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::io("local address", e))?;
-        Ok(HttpProxyListener { listener, local })
+            .map(HttpProxyListener)
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.0.local_addr()
     }
 }
 
 impl crate::io::Accept for HttpProxyListener {
     type Conn = (TcpStream, SocketAddr);
     fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
-        Box::pin(async move {
-            let (stream, peer) = self.listener.accept().await?;
-            SocketOpts::default().apply(&stream);
-            Ok((stream, peer))
-        })
+        Box::pin(self.0.accept())
     }
 }
 

@@ -7,8 +7,48 @@
 
 use std::future::Future;
 
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
+
 use super::opener::ChannelOpener;
+use crate::error::{Error, Result};
 use crate::io::Accept;
+use crate::transport::SocketOpts;
+
+/// A bound TCP listener for a local proxy (`--socks5`, `--http-proxy`):
+/// accepted sockets get the usual socket options.
+pub(crate) struct TcpProxyListener {
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+impl TcpProxyListener {
+    /// Binds `addr`; a failure names `flag`.
+    pub(crate) async fn bind(addr: &str, flag: &'static str) -> Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                flag,
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("local address", e))?;
+        Ok(TcpProxyListener { listener, local })
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub(crate) async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = self.listener.accept().await?;
+        SocketOpts::default().apply(&stream);
+        Ok((stream, peer))
+    }
+}
 
 /// A local listener: where connections come from ([`Accept`]) and what
 /// carries each one ([`Listener::Service`]).

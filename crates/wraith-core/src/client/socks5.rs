@@ -9,53 +9,37 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use super::listener::{Listener, Service};
+use super::listener::{Listener, Service, TcpProxyListener};
 use super::opener::{ChannelOpener, OpenError};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::proto::socks5::{
     self as proto, Command, MAX_HANDSHAKE_BYTES, METHOD_SELECTED_NO_AUTH, Parse, Reply,
 };
-use crate::transport::SocketOpts;
 
 /// How long a client may take to complete the SOCKS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound SOCKS5 listener, not yet serving.
-pub(crate) struct Socks5Listener {
-    listener: TcpListener,
-    local: SocketAddr,
-}
+pub(crate) struct Socks5Listener(TcpProxyListener);
 
 impl Socks5Listener {
     pub(crate) async fn bind(addr: &str) -> Result<Self> {
-        let listener = TcpListener::bind(addr)
+        TcpProxyListener::bind(addr, "--socks5")
             .await
-            .map_err(|source| Error::Bind {
-                addr: addr.to_string(),
-                flag: "--socks5",
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::io("local address", e))?;
-        Ok(Socks5Listener { listener, local })
+            .map(Socks5Listener)
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.0.local_addr()
     }
 }
 
 impl crate::io::Accept for Socks5Listener {
     type Conn = (TcpStream, SocketAddr);
     fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
-        Box::pin(async move {
-            let (stream, peer) = self.listener.accept().await?;
-            SocketOpts::default().apply(&stream);
-            Ok((stream, peer))
-        })
+        Box::pin(self.0.accept())
     }
 }
 
