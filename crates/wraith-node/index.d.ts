@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events'
 export type KeySource = string | Buffer
 
 /** How to reach the server: plain TCP, SSH inside TLS, or iroh (QUIC, peer to peer). */
-export type TransportName = 'tcp' | 'tls' | 'iroh'
+export type TransportName = 'tcp' | 'tls' | 'ws' | 'wss' | 'iroh'
 
 export interface ConnectOptions {
   /** `host[:port]` of the server (port 22, or 443 with tls, if omitted). Not with iroh. */
@@ -32,7 +32,11 @@ export interface ConnectOptions {
   target?: string
   /** Default `tcp`. */
   transport?: TransportName
-  /** tls: SNI and the name the certificate must match; default the server host. */
+  /** ws, wss: the path of the WebSocket upgrade; default `/`. Keep it secret to make it a password for the port. */
+  wsPath?: string
+  /** ws, wss: the Host header when it is not the server's name (CDNs, virtual hosts). */
+  wsHost?: string
+  /** tls, wss: SNI and the name the certificate must match; default the server host. */
   tlsServerName?: string
   /** tls: trust only these CA certificates (PEM): a path or its contents. */
   tlsCa?: KeySource
@@ -61,6 +65,8 @@ export interface ServeOptions {
   listen?: string
   /** Default `tcp`. */
   transport?: TransportName
+  /** ws, wss: only a WebSocket upgrade on this path reaches SSH; every other request gets nginx's 404. Default `/`. */
+  wsPath?: string
   /** tls: certificate chain (PEM, leaf first): a path or its contents. */
   tlsCert?: KeySource
   /** tls: private key (PEM): a path or its contents. */

@@ -75,8 +75,12 @@ pub struct ConnectOpts {
     pub user: Option<String>,
     /// `host:port` to reach from the server; default `wraith-control:0`.
     pub target: Option<String>,
-    /// `tcp` (default), `tls` or `iroh`.
+    /// `tcp` (default), `tls`, `ws`, `wss` or `iroh`.
     pub transport: Option<String>,
+    /// ws, wss: the path of the WebSocket upgrade (default `/`).
+    pub ws_path: Option<String>,
+    /// ws, wss: the Host header, when it is not the server's name.
+    pub ws_host: Option<String>,
     /// tls: SNI and the name the certificate must match.
     pub tls_server_name: Option<String>,
     /// tls: trust only these CA certificates (PEM path or contents).
@@ -237,6 +241,8 @@ pub async fn connect(opts: ConnectOpts) -> Result<NativeStream> {
     t.tls_ca = opts.tls_ca.as_ref().map(source);
     t.tls_pin = opts.tls_pin.clone();
     t.insecure = opts.insecure.unwrap_or(false);
+    t.ws_path = opts.ws_path.clone();
+    t.ws_host = opts.ws_host.clone();
     let mut profile = ClientProfile::new(t);
     profile.server = opts.server.clone();
     profile.identity = Some(source(&opts.identity));
@@ -269,8 +275,10 @@ pub struct ServeOpts {
     pub passphrase: Option<String>,
     /// Listen address (default `127.0.0.1:0`).
     pub listen: Option<String>,
-    /// `tcp` (default), `tls` or `iroh`.
+    /// `tcp` (default), `tls`, `ws`, `wss` or `iroh`.
     pub transport: Option<String>,
+    /// ws, wss: only a WebSocket upgrade on this path reaches SSH (default `/`).
+    pub ws_path: Option<String>,
     /// tls: certificate chain, PEM (path or contents).
     pub tls_cert: Option<Either<String, Buffer>>,
     /// tls: private key, PEM (path or contents).
@@ -398,6 +406,7 @@ fn serve_transport(opts: &ServeOpts) -> Result<ServerTransportOptions> {
     t.tls_key = opts.tls_key.as_ref().map(source);
     t.stealth = opts.stealth.unwrap_or(false);
     t.stealth_fallback = opts.stealth_fallback.clone();
+    t.ws_path = opts.ws_path.clone();
     if let Some(secs) = opts.stealth_timeout {
         t.stealth_timeout = Duration::from_secs(u64::from(secs.max(1)));
     }

@@ -117,13 +117,13 @@ test('option errors are the CLI usage lines, with option names for flags', async
   const { server, connectOptions } = await startServer()
   try {
     await assert.rejects(wraith.connect(connectOptions({ tlsCa: Buffer.from('x') })),
-      { message: 'tlsCa needs transport tls' })
+      { message: 'tlsCa needs transport tls or wss' })
     await assert.rejects(wraith.connect(connectOptions({ insecure: true })),
-      { message: 'insecure needs transport tls' })
+      { message: 'insecure needs transport tls or wss' })
     await assert.rejects(wraith.connect(connectOptions({ transport: 'tls', insecure: true, tlsPin: 'sha256/x' })),
       { message: 'insecure cannot be used with tlsCa or tlsPin' })
     await assert.rejects(wraith.connect(connectOptions({ transport: 'quic' })),
-      { message: 'invalid transport value "quic": expected tcp, tls or iroh' })
+      { message: 'invalid transport value "quic": expected tcp, tls, ws, wss or iroh' })
     await assert.rejects(wraith.connect(connectOptions({ transport: 'iroh' })),
       { message: 'transport iroh needs peer <ticket>: the `ticket:` line `wraith serve --transport iroh` printed' })
     await assert.rejects(wraith.connect(connectOptions({ server: undefined, peer: 'abc' })),
@@ -140,7 +140,7 @@ test('option errors are the CLI usage lines, with option names for flags', async
   await assert.rejects(wraith.serve({ ...base, transport: 'tls' }),
     { message: 'transport tls needs tlsCert and tlsKey, or acmeDomain / acmeIp' })
   await assert.rejects(wraith.serve({ ...base, stealth: true }),
-    { message: 'stealth needs transport tls' })
+    { message: 'stealth needs transport tls or wss' })
   await assert.rejects(wraith.serve({ ...base, tlsCert: Buffer.from('x'), tlsKey: Buffer.from('x') }),
     { message: 'tlsCert and tlsKey need transport tls' })
   await assert.rejects(wraith.serve({ ...base, acmeDomain: 'example.com' }),

@@ -288,6 +288,10 @@ pub(crate) enum TransportArg {
     Tcp,
     /// SSH inside TLS (e.g. on port 443).
     Tls,
+    /// SSH in a WebSocket, for a reverse proxy in front that terminates TLS.
+    Ws,
+    /// SSH in a WebSocket inside TLS.
+    Wss,
     /// SSH over iroh (QUIC, peer to peer): reaches servers with no public IP.
     Iroh,
 }
@@ -319,8 +323,9 @@ pub(crate) struct ServeTransportArgs {
         requires = "tls_cert"
     )]
     pub(crate) tls_key: Option<PathBuf>,
-    /// Look like a web server: only clients that start with an SSH banner reach SSH;
-    /// anything else gets nginx's 404 (needs --transport tls).
+    /// Look like a web server: only clients that start with an SSH banner (with
+    /// --ws-path: a WebSocket upgrade on that path) reach SSH; anything else gets
+    /// nginx's answer (needs --transport tls or wss).
     #[arg(long, env = "WRAITH_STEALTH")]
     pub(crate) stealth: bool,
     /// With --stealth: relay non-SSH connections to this web server instead of the 404.
@@ -371,6 +376,11 @@ pub(crate) struct ServeTransportArgs {
     /// relays) or "disabled" (direct addresses only) [default: default] (with --transport iroh).
     #[arg(long, env = "WRAITH_IROH_RELAY", value_name = "URL")]
     pub(crate) iroh_relay: Option<String>,
+    /// Only a WebSocket upgrade on this exact path reaches SSH; any other request gets
+    /// nginx's 404 (with --transport ws or wss, or tls with --stealth) [default: /].
+    /// A long random path works as a shared secret.
+    #[arg(long, env = "WRAITH_WS_PATH", value_name = "PATH")]
+    pub(crate) ws_path: Option<String>,
 }
 
 /// `wraith connect` flags that configure the transport.
@@ -394,6 +404,13 @@ pub(crate) struct ConnectTransportArgs {
     /// Accept only a certificate with this public key: sha256/<base64 of SHA-256 of its SPKI>.
     #[arg(long, env = "WRAITH_TLS_PIN", value_name = "PIN")]
     pub(crate) tls_pin: Option<String>,
+    /// The path of the WebSocket upgrade (with --transport ws or wss) [default: /].
+    #[arg(long, env = "WRAITH_WS_PATH", value_name = "PATH")]
+    pub(crate) ws_path: Option<String>,
+    /// The Host header of the WebSocket upgrade, when it is not the server's name
+    /// (a CDN or a virtual host).
+    #[arg(long, env = "WRAITH_WS_HOST", value_name = "HOST")]
+    pub(crate) ws_host: Option<String>,
     /// Do not check the TLS certificate at all (the SSH host key is still checked).
     #[arg(long, env = "WRAITH_INSECURE", conflicts_with_all = ["tls_ca", "tls_pin"])]
     pub(crate) insecure: bool,
@@ -414,6 +431,8 @@ impl From<TransportArg> for TransportKind {
         match t {
             TransportArg::Tcp => TransportKind::Tcp,
             TransportArg::Tls => TransportKind::Tls,
+            TransportArg::Ws => TransportKind::Ws,
+            TransportArg::Wss => TransportKind::Wss,
             TransportArg::Iroh => TransportKind::Iroh,
         }
     }
@@ -436,6 +455,7 @@ impl ServeTransportArgs {
         o.acme_directory = self.acme_directory.clone();
         o.acme_ca_root = self.acme_ca_root.clone();
         o.iroh_relay = self.iroh_relay.clone();
+        o.ws_path = self.ws_path.clone();
         if let Err(e) = o.check() {
             usage_error(&e.to_string());
         }
@@ -454,6 +474,8 @@ impl ConnectTransportArgs {
         o.insecure = self.insecure;
         o.peer = self.peer.clone();
         o.iroh_relay = self.iroh_relay.clone();
+        o.ws_path = self.ws_path.clone();
+        o.ws_host = self.ws_host.clone();
         if let Err(e) = o.check() {
             usage_error(&e.to_string());
         }
@@ -463,7 +485,8 @@ impl ConnectTransportArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct ConnectArgs {
-    /// The server, as host[:port] (port 22 if omitted; 443 with --transport tls).
+    /// The server, as host[:port] (port 22 if omitted; 443 with --transport tls or wss,
+    /// 80 with ws).
     /// Not used with --transport iroh (give --peer).
     #[arg(
         short,

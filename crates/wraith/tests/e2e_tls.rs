@@ -414,7 +414,7 @@ fn tls_flags_need_the_tls_transport() {
                 p(&key),
                 "--stealth",
             ],
-            "--stealth needs --transport tls",
+            "--stealth needs --transport tls or wss",
         ),
         (
             vec![
@@ -425,7 +425,7 @@ fn tls_flags_need_the_tls_transport() {
                 p(&key),
                 "--insecure",
             ],
-            "--insecure needs --transport tls",
+            "--insecure needs --transport tls or wss",
         ),
         (
             vec![

@@ -24,6 +24,8 @@ mod stealth;
 mod tcp;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "ws")]
+mod ws;
 
 pub(crate) use crate::io::SocketOpts;
 #[cfg(feature = "acme")]
@@ -40,6 +42,8 @@ pub use stealth::StealthOptions;
 pub use tcp::{TcpAcceptor, TcpTransport};
 #[cfg(feature = "tls")]
 pub use tls::{CertSource, TlsAcceptor, TlsClientOptions, TlsPin, TlsServerOptions, TlsTransport};
+#[cfg(feature = "ws")]
+pub use ws::{WsAcceptor, WsServerOptions, WsStream, WsTransport};
 
 pub use crate::io::{BoxStream, TransportStream};
 
@@ -57,6 +61,10 @@ pub enum TransportKind {
     Tls,
     /// A QUIC stream between iroh endpoints.
     Iroh,
+    /// A WebSocket over plain TCP, for a reverse proxy that terminates TLS.
+    Ws,
+    /// A WebSocket over TLS.
+    Wss,
 }
 
 impl fmt::Display for TransportKind {
@@ -65,6 +73,8 @@ impl fmt::Display for TransportKind {
             TransportKind::Tcp => "tcp",
             TransportKind::Tls => "tls",
             TransportKind::Iroh => "iroh",
+            TransportKind::Ws => "ws",
+            TransportKind::Wss => "wss",
         })
     }
 }

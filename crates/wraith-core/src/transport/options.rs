@@ -19,16 +19,18 @@ use crate::source::Source;
 impl std::str::FromStr for TransportKind {
     type Err = Error;
 
-    /// `tcp`, `tls` or `iroh`, as `--transport` takes them.
+    /// `tcp`, `tls`, `ws`, `wss` or `iroh`, as `--transport` takes them.
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "tcp" => Ok(TransportKind::Tcp),
             "tls" => Ok(TransportKind::Tls),
+            "ws" => Ok(TransportKind::Ws),
+            "wss" => Ok(TransportKind::Wss),
             "iroh" => Ok(TransportKind::Iroh),
             _ => Err(Error::Config {
                 flag: "--transport",
                 value: s.to_string(),
-                reason: "expected tcp, tls or iroh".into(),
+                reason: "expected tcp, tls, ws, wss or iroh".into(),
             }),
         }
     }
@@ -48,6 +50,41 @@ fn iroh_relay(value: Option<&str>) -> Result<super::IrohRelay> {
 
 fn usage(msg: impl Into<String>) -> Error {
     Error::Usage(msg.into())
+}
+
+/// The WebSocket path when `--ws-path` is not given.
+pub const DEFAULT_WS_PATH: &str = "/";
+
+/// Transports that carry TLS from wraith itself.
+fn uses_tls(kind: TransportKind) -> bool {
+    matches!(kind, TransportKind::Tls | TransportKind::Wss)
+}
+
+fn is_ws(kind: TransportKind) -> bool {
+    matches!(kind, TransportKind::Ws | TransportKind::Wss)
+}
+
+fn check_ws_path(path: Option<&str>) -> Result<()> {
+    #[cfg(feature = "ws")]
+    if let Some(p) = path {
+        super::ws::check_path(p).map_err(|reason| Error::Config {
+            flag: "--ws-path",
+            value: p.to_string(),
+            reason: reason.into(),
+        })?;
+    }
+    #[cfg(not(feature = "ws"))]
+    let _ = path;
+    Ok(())
+}
+
+fn without_ws(kind: TransportKind) -> Result<()> {
+    if is_ws(kind) && cfg!(not(feature = "ws")) {
+        return Err(usage(format!(
+            "--transport {kind}: this wraith was built without the `ws` feature"
+        )));
+    }
+    Ok(())
 }
 
 /// How `wraith connect` reaches the server (`--transport` and the flags
@@ -71,6 +108,11 @@ pub struct ClientTransportOptions {
     pub peer: Option<String>,
     /// iroh: `default`, `disabled` or a relay URL (`--iroh-relay`).
     pub iroh_relay: Option<String>,
+    /// ws, wss: the path of the WebSocket upgrade (`--ws-path`, default `/`).
+    pub ws_path: Option<String>,
+    /// ws, wss: the Host header, when it is not the server's name
+    /// (`--ws-host`; for CDNs and virtual hosts).
+    pub ws_host: Option<String>,
 }
 
 impl ClientTransportOptions {
@@ -82,12 +124,13 @@ impl ClientTransportOptions {
         }
     }
 
-    /// The server port when `--server` names none: 22, or 443 for tls
-    /// (iroh dials no port).
+    /// The server port when `--server` names none: 22, 443 for tls and
+    /// wss, 80 for ws (iroh dials no port).
     pub fn default_port(&self) -> u16 {
         match self.kind {
             TransportKind::Tcp | TransportKind::Iroh => 22,
-            TransportKind::Tls => 443,
+            TransportKind::Tls | TransportKind::Wss => 443,
+            TransportKind::Ws => 80,
         }
     }
 
@@ -114,7 +157,7 @@ impl ClientTransportOptions {
                 return Err(usage("--iroh-relay needs --transport iroh"));
             }
         }
-        if self.kind != TransportKind::Tls {
+        if !uses_tls(self.kind) {
             for (set, flag) in [
                 (self.tls_server_name.is_some(), "--tls-server-name"),
                 (self.tls_ca.is_some(), "--tls-ca"),
@@ -122,19 +165,32 @@ impl ClientTransportOptions {
                 (self.insecure, "--insecure"),
             ] {
                 if set {
-                    return Err(usage(format!("{flag} needs --transport tls")));
+                    return Err(usage(format!("{flag} needs --transport tls or wss")));
                 }
             }
         }
+        if !is_ws(self.kind) {
+            for (set, flag) in [
+                (self.ws_path.is_some(), "--ws-path"),
+                (self.ws_host.is_some(), "--ws-host"),
+            ] {
+                if set {
+                    return Err(usage(format!("{flag} needs --transport ws or wss")));
+                }
+            }
+        }
+        check_ws_path(self.ws_path.as_deref())?;
+        without_ws(self.kind)?;
         if self.insecure && (self.tls_ca.is_some() || self.tls_pin.is_some()) {
             return Err(usage(
                 "--insecure cannot be used with --tls-ca or --tls-pin",
             ));
         }
-        if cfg!(not(feature = "tls")) && self.kind == TransportKind::Tls {
-            return Err(usage(
-                "--transport tls: this wraith was built without the `tls` feature",
-            ));
+        if cfg!(not(feature = "tls")) && uses_tls(self.kind) {
+            return Err(usage(format!(
+                "--transport {}: this wraith was built without the `tls` feature",
+                self.kind
+            )));
         }
         Ok(())
     }
@@ -151,6 +207,14 @@ impl ClientTransportOptions {
         match self.kind {
             TransportKind::Tcp => Ok(Arc::new(TcpTransport::new(host, port).with_proxy(proxy))),
             TransportKind::Tls => self.build_tls(host, port, proxy),
+            TransportKind::Ws => {
+                let tcp = Arc::new(TcpTransport::new(host, port).with_proxy(proxy));
+                self.build_ws(tcp, false, host, port)
+            }
+            TransportKind::Wss => {
+                let tls = self.build_tls(host, port, proxy)?;
+                self.build_ws(tls, true, host, port)
+            }
             TransportKind::Iroh => Err(usage(
                 "--transport iroh: the transport is opened from --peer, not --server",
             )),
@@ -198,6 +262,32 @@ impl ClientTransportOptions {
     async fn open_iroh(&self) -> Result<(String, u16, Arc<dyn Transport>)> {
         Err(usage(
             "--transport iroh: this wraith was built without the `iroh` feature",
+        ))
+    }
+
+    #[cfg(feature = "ws")]
+    fn build_ws(
+        &self,
+        inner: Arc<dyn Transport>,
+        secure: bool,
+        host: &str,
+        port: u16,
+    ) -> Result<Arc<dyn Transport>> {
+        let path = self.ws_path.as_deref().unwrap_or(DEFAULT_WS_PATH);
+        let ws = super::WsTransport::new(inner, secure, host, port, path, self.ws_host.clone())?;
+        Ok(Arc::new(ws))
+    }
+
+    #[cfg(not(feature = "ws"))]
+    fn build_ws(
+        &self,
+        _: Arc<dyn Transport>,
+        _: bool,
+        _: &str,
+        _: u16,
+    ) -> Result<Arc<dyn Transport>> {
+        Err(usage(
+            "--transport ws: this wraith was built without the `ws` feature",
         ))
     }
 
@@ -282,6 +372,9 @@ pub struct ServerTransportOptions {
     pub acme_ca_root: Option<PathBuf>,
     /// iroh: `default`, `disabled` or a relay URL (`--iroh-relay`).
     pub iroh_relay: Option<String>,
+    /// ws, wss (and tls with stealth): only a WebSocket upgrade on this
+    /// path reaches SSH (`--ws-path`, default `/`).
+    pub ws_path: Option<String>,
 }
 
 impl Default for ServerTransportOptions {
@@ -304,6 +397,7 @@ impl Default for ServerTransportOptions {
             acme_directory: None,
             acme_ca_root: None,
             iroh_relay: None,
+            ws_path: None,
         }
     }
 }
@@ -338,15 +432,31 @@ impl ServerTransportOptions {
                 "--transport iroh: this wraith was built without the `iroh` feature",
             ));
         }
-        if self.kind != TransportKind::Tls {
+        without_ws(self.kind)?;
+        check_ws_path(self.ws_path.as_deref())?;
+        if self.ws_path.is_some() && !is_ws(self.kind) {
+            if self.kind != TransportKind::Tls {
+                return Err(usage("--ws-path needs --transport ws or wss"));
+            }
+            if !self.stealth {
+                return Err(usage(
+                    "--ws-path with --transport tls needs --stealth (or use --transport wss)",
+                ));
+            }
+        }
+        if !uses_tls(self.kind) {
             if self.stealth {
-                return Err(usage("--stealth needs --transport tls"));
+                return Err(usage("--stealth needs --transport tls or wss"));
             }
             if self.tls_cert.is_some() {
-                return Err(usage("--tls-cert and --tls-key need --transport tls"));
+                return Err(usage(
+                    "--tls-cert and --tls-key need --transport tls or wss",
+                ));
             }
             if self.uses_acme() {
-                return Err(usage("--acme-domain and --acme-ip need --transport tls"));
+                return Err(usage(
+                    "--acme-domain and --acme-ip need --transport tls or wss",
+                ));
             }
             return Ok(());
         }
@@ -356,9 +466,10 @@ impl ServerTransportOptions {
             ));
         }
         if self.tls_cert.is_none() && !self.uses_acme() {
-            return Err(usage(
-                "--transport tls needs --tls-cert and --tls-key, or --acme-domain / --acme-ip",
-            ));
+            return Err(usage(format!(
+                "--transport {} needs --tls-cert and --tls-key, or --acme-domain / --acme-ip",
+                self.kind
+            )));
         }
         if cfg!(not(feature = "tls")) {
             return Err(usage(
@@ -385,7 +496,8 @@ impl ServerTransportOptions {
         let socket = listen.unwrap_or(DEFAULT_LISTEN);
         match self.kind {
             TransportKind::Tcp => Ok(Box::new(TcpAcceptor::bind(socket).await?)),
-            TransportKind::Tls => self.bind_tls(socket).await,
+            TransportKind::Tls | TransportKind::Wss => self.bind_tls(socket).await,
+            TransportKind::Ws => self.bind_ws(socket).await,
             TransportKind::Iroh => self.bind_iroh(listen, host_key).await,
         }
     }
@@ -442,6 +554,14 @@ impl ServerTransportOptions {
         opts.max_handshakes = self.max_tls_handshakes.max(1);
         opts.max_handshakes_per_source = self.per_source_max_tls_handshakes;
         opts.net_block = self.net_block;
+        #[cfg(feature = "ws")]
+        if self.kind == TransportKind::Wss || self.ws_path.is_some() {
+            opts.websocket = Some(
+                self.ws_path
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_WS_PATH.to_string()),
+            );
+        }
         if self.stealth {
             opts.stealth = Some(StealthOptions {
                 fallback: self.stealth_fallback.clone(),
@@ -451,6 +571,24 @@ impl ServerTransportOptions {
             });
         }
         Ok(Box::new(TlsAcceptor::bind(listen, opts).await?))
+    }
+
+    #[cfg(feature = "ws")]
+    async fn bind_ws(&self, listen: &str) -> Result<Box<dyn Acceptor>> {
+        use super::{WsAcceptor, WsServerOptions};
+        let path = self.ws_path.as_deref().unwrap_or(DEFAULT_WS_PATH);
+        let mut opts = WsServerOptions::new(path);
+        opts.max_handshakes = self.max_tls_handshakes.max(1);
+        opts.max_handshakes_per_source = self.per_source_max_tls_handshakes;
+        opts.net_block = self.net_block;
+        Ok(Box::new(WsAcceptor::bind(listen, opts).await?))
+    }
+
+    #[cfg(not(feature = "ws"))]
+    async fn bind_ws(&self, _: &str) -> Result<Box<dyn Acceptor>> {
+        Err(usage(
+            "--transport ws: this wraith was built without the `ws` feature",
+        ))
     }
 
     #[cfg(not(feature = "tls"))]
@@ -511,7 +649,7 @@ mod tests {
         );
         assert_eq!(
             e,
-            "invalid --transport value \"quic\": expected tcp, tls or iroh"
+            "invalid --transport value \"quic\": expected tcp, tls, ws, wss or iroh"
         );
     }
 
@@ -521,7 +659,7 @@ mod tests {
         assert_eq!(o.default_port(), 22);
         o.check().unwrap();
         o.tls_pin = Some("sha256/x".into());
-        assert_eq!(msg(o.check()), "--tls-pin needs --transport tls");
+        assert_eq!(msg(o.check()), "--tls-pin needs --transport tls or wss");
         o.kind = TransportKind::Tls;
         assert_eq!(o.default_port(), 443);
         o.insecure = true;
@@ -574,12 +712,12 @@ mod tests {
         let mut o = ServerTransportOptions::new(TransportKind::Tcp);
         o.check().unwrap();
         o.stealth = true;
-        assert_eq!(msg(o.check()), "--stealth needs --transport tls");
+        assert_eq!(msg(o.check()), "--stealth needs --transport tls or wss");
         o.stealth = false;
         o.acme_domains = vec!["example.com".into()];
         assert_eq!(
             msg(o.check()),
-            "--acme-domain and --acme-ip need --transport tls"
+            "--acme-domain and --acme-ip need --transport tls or wss"
         );
         o.acme_domains.clear();
         o.tls_cert = Some(Source::Bytes(Vec::new()));
@@ -587,7 +725,7 @@ mod tests {
         o.tls_key = Some(Source::Bytes(Vec::new()));
         assert_eq!(
             msg(o.check()),
-            "--tls-cert and --tls-key need --transport tls"
+            "--tls-cert and --tls-key need --transport tls or wss"
         );
         let mut t = ServerTransportOptions::new(TransportKind::Tls);
         assert_eq!(

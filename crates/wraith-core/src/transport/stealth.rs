@@ -90,12 +90,32 @@ pub(crate) async fn sniff<S: TransportStream, P>(
             return Some(Box::new(Prefixed::new(head, stream)));
         }
     }
+    serve_web(stream, head, opts, deadline).await;
+    drop(permit);
+    None
+}
+
+/// A connection that is not for SSH, whose first bytes were `head`: relay
+/// it to the fallback web server, or answer it as nginx would, to the end.
+pub(crate) async fn serve_web<S: TransportStream>(
+    stream: S,
+    head: Vec<u8>,
+    opts: &StealthOptions,
+    deadline: Instant,
+) {
     match &opts.fallback {
         Some(target) => relay(stream, head, target, opts.fallback_idle_timeout).await,
         None => decoy(stream, head, opts, deadline).await,
     }
-    drop(permit);
-    None
+}
+
+/// Whether nginx would already answer a connection whose first bytes are
+/// `head` (a bad request line, a header too long...), rather than wait for
+/// more.
+pub(crate) fn decoy_answers(head: &[u8]) -> bool {
+    let mut d = Decoy::default();
+    d.feed(head);
+    matches!(d.step(""), Step::Send { .. })
 }
 
 /// Serve nginx's answers until the client or a timeout ends it.

@@ -29,6 +29,8 @@ mod verify;
 pub use client::{TlsClientOptions, TlsTransport};
 pub use pin::TlsPin;
 pub use server::{CertSource, TlsAcceptor, TlsServerOptions};
+#[cfg(feature = "ws")]
+pub(crate) use server::{Gate, LoopOptions};
 
 /// ALPN a plain TLS server offers: what a web server with HTTP/2 offers.
 pub(super) const ALPN_WEB: &[&[u8]] = &[b"h2", b"http/1.1"];

@@ -73,6 +73,11 @@ pub struct TlsServerOptions {
     /// What counts as one source (`--per-source-net-block-size`, default
     /// 32:64).
     pub net_block: crate::limits::NetBlock,
+    /// wss (`--ws-path`): only a WebSocket upgrade on this path reaches
+    /// SSH; every other request gets nginx's answer (or the stealth
+    /// fallback).
+    #[cfg(feature = "ws")]
+    pub websocket: Option<String>,
 }
 
 impl TlsServerOptions {
@@ -86,8 +91,76 @@ impl TlsServerOptions {
             max_handshakes: 1024,
             max_handshakes_per_source: 64,
             net_block: crate::limits::NetBlock::default(),
+            #[cfg(feature = "ws")]
+            websocket: None,
         }
     }
+
+    fn loop_options(&self) -> LoopOptions {
+        let stealth = self.stealth.clone().map(Arc::new);
+        // nginx 1.22 counts the handshake against client_header_timeout.
+        let handshake_timeout = stealth
+            .as_ref()
+            .map_or(self.handshake_timeout, |s| s.header_timeout);
+        #[cfg(feature = "ws")]
+        if let Some(path) = &self.websocket {
+            let web = stealth.unwrap_or_else(|| {
+                Arc::new(StealthOptions {
+                    header_timeout: self.handshake_timeout,
+                    ..StealthOptions::default()
+                })
+            });
+            return LoopOptions {
+                kind: TransportKind::Wss,
+                handshake_timeout,
+                max_handshakes: self.max_handshakes,
+                max_handshakes_per_source: self.max_handshakes_per_source,
+                net_block: self.net_block,
+                gate: Gate::WebSocket {
+                    path: path.as_str().into(),
+                    web,
+                },
+            };
+        }
+        LoopOptions {
+            kind: TransportKind::Tls,
+            handshake_timeout,
+            max_handshakes: self.max_handshakes,
+            max_handshakes_per_source: self.max_handshakes_per_source,
+            net_block: self.net_block,
+            gate: match stealth {
+                Some(s) => Gate::SshBanner(s),
+                None => Gate::Open,
+            },
+        }
+    }
+}
+
+/// What a connection must show, after the TLS handshake if any, before SSH
+/// gets it.
+pub(crate) enum Gate {
+    /// Nothing: SSH starts at once.
+    Open,
+    /// Stealth: the client's first bytes are `SSH-2.0-`.
+    SshBanner(Arc<StealthOptions>),
+    /// A WebSocket upgrade on `path`; the rest is for the web (`web`).
+    #[cfg(feature = "ws")]
+    WebSocket {
+        path: Arc<str>,
+        web: Arc<StealthOptions>,
+    },
+}
+
+/// How the accept loop treats connections.
+pub(crate) struct LoopOptions {
+    /// What the peers arrive over, for [`PeerInfo`].
+    pub(crate) kind: TransportKind,
+    /// Time for the TLS handshake (and, with a gate, the first request).
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_handshakes: usize,
+    pub(crate) max_handshakes_per_source: usize,
+    pub(crate) net_block: crate::limits::NetBlock,
+    pub(crate) gate: Gate,
 }
 
 /// Build the rustls server config for `opts`; `acme` is the resolver when
@@ -137,7 +210,11 @@ pub(super) fn server_config(
             }
         },
     };
-    let alpn = if opts.stealth.is_some() {
+    #[cfg(feature = "ws")]
+    let web = opts.websocket.is_some();
+    #[cfg(not(feature = "ws"))]
+    let web = false;
+    let alpn = if opts.stealth.is_some() || web {
         ALPN_HTTP1
     } else {
         ALPN_WEB
@@ -156,6 +233,7 @@ pub(super) fn server_config(
 /// Accepts TLS connections. Dropping it stops the accept loop.
 pub struct TlsAcceptor {
     local: SocketAddr,
+    scheme: &'static str,
     rx: mpsc::Receiver<(BoxStream, PeerInfo)>,
     task: tokio::task::JoinHandle<()>,
     #[cfg(feature = "acme")]
@@ -199,20 +277,48 @@ impl TlsAcceptor {
             }
             _ => None,
         };
+        let lo = opts.loop_options();
+        let scheme = if lo.kind == TransportKind::Tls {
+            "tls"
+        } else {
+            "wss"
+        };
         let (tx, rx) = mpsc::channel(64);
         let task = tokio::spawn(accept_loop(
             listener,
-            tokio_rustls::TlsAcceptor::from(config),
-            opts,
+            Some(tokio_rustls::TlsAcceptor::from(config)),
+            lo,
             tx,
         ));
         Ok(TlsAcceptor {
             local,
+            scheme,
             rx,
             task,
             #[cfg(feature = "acme")]
             _acme: acme,
         })
+    }
+
+    /// Accept on `listener` without TLS (`ws`): connections go through
+    /// `lo`'s gate only.
+    #[cfg(feature = "ws")]
+    pub(crate) fn plain(
+        listener: TcpListener,
+        local: SocketAddr,
+        lo: LoopOptions,
+        scheme: &'static str,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(64);
+        let task = tokio::spawn(accept_loop(listener, None, lo, tx));
+        TlsAcceptor {
+            local,
+            scheme,
+            rx,
+            task,
+            #[cfg(feature = "acme")]
+            _acme: None,
+        }
     }
 
     /// The bound address.
@@ -221,16 +327,17 @@ impl TlsAcceptor {
     }
 }
 
-pub(super) async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
-    tls: tokio_rustls::TlsAcceptor,
-    opts: TlsServerOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    lo: LoopOptions,
     tx: mpsc::Sender<(BoxStream, PeerInfo)>,
 ) {
-    let in_flight = Arc::new(Semaphore::new(opts.max_handshakes));
-    let per_source = PerSource::new(opts.max_handshakes_per_source);
-    let stealth = opts.stealth.map(Arc::new);
+    let in_flight = Arc::new(Semaphore::new(lo.max_handshakes.max(1)));
+    let per_source = PerSource::new(lo.max_handshakes_per_source);
     let refusals = LogRate::new(Duration::from_secs(10));
+    let gate = Arc::new(lo.gate);
+    let (kind, timeout, net_block) = (lo.kind, lo.handshake_timeout, lo.net_block);
     let mut listener = listener;
     let on_conn = |(tcp, peer): (TcpStream, SocketAddr)| {
         // Closing at once costs the peer a connection and us nothing; the
@@ -239,15 +346,16 @@ pub(super) async fn accept_loop(
             if let Some(skipped) = refusals.check() {
                 tracing::warn!(
                     skipped,
-                    "too many TLS handshakes in flight (--max-tls-handshakes); connections dropped"
+                    transport = %kind,
+                    "too many handshakes in flight (--max-tls-handshakes); connections dropped"
                 );
             }
             return;
         };
-        let source = SourceKey::Net(opts.net_block.source_of(peer.ip()));
+        let source = SourceKey::Net(net_block.source_of(peer.ip()));
         let Some(source_slot) = per_source.try_take(&source) else {
             if let Some(skipped) = refusals.check() {
-                tracing::info!(remote_addr = %peer.ip(), skipped, "too many TLS handshakes from one source (--per-source-max-tls-handshakes); connections dropped");
+                tracing::info!(remote_addr = %peer.ip(), skipped, transport = %kind, "too many handshakes from one source (--per-source-max-tls-handshakes); connections dropped");
             }
             return;
         };
@@ -255,45 +363,70 @@ pub(super) async fn accept_loop(
         SocketOpts::default().apply(&tcp);
         let tls = tls.clone();
         let tx = tx.clone();
-        let stealth = stealth.clone();
-        // nginx 1.22 counts the handshake against client_header_timeout.
-        let timeout = stealth
-            .as_ref()
-            .map_or(opts.handshake_timeout, |s| s.header_timeout);
+        let gate = gate.clone();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(timeout, tls.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(remote_addr = %peer.ip(), error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(remote_addr = %peer.ip(), "TLS handshake timed out");
-                    return;
+            let mut info = PeerInfo::socket(peer, kind);
+            let stream: BoxStream = match tls {
+                None => Box::new(tcp),
+                Some(tls) => {
+                    let stream = match tokio::time::timeout(timeout, tls.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(remote_addr = %peer.ip(), error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(remote_addr = %peer.ip(), "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    #[cfg(feature = "acme")]
+                    if stream.get_ref().1.alpn_protocol()
+                        == Some(crate::transport::acme::ACME_TLS_ALPN)
+                    {
+                        // A TLS-ALPN-01 validation: the handshake was the answer.
+                        let mut stream = stream;
+                        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                        return;
+                    }
+                    info.sni = stream.get_ref().1.server_name().map(str::to_string);
+                    Box::new(stream)
                 }
             };
-            #[cfg(feature = "acme")]
-            if stream.get_ref().1.alpn_protocol() == Some(crate::transport::acme::ACME_TLS_ALPN) {
-                // A TLS-ALPN-01 validation: the handshake was the answer.
-                let mut stream = stream;
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
-                return;
-            }
-            let sni = stream.get_ref().1.server_name().map(str::to_string);
-            let mut info = PeerInfo::socket(peer, TransportKind::Tls);
-            info.sni = sni;
-            let stream: BoxStream = match stealth {
-                None => Box::new(stream),
-                Some(cfg) => match stealth::sniff(stream, &cfg, permit).await {
+            let stream: BoxStream = match &*gate {
+                Gate::Open => stream,
+                Gate::SshBanner(cfg) => match stealth::sniff(stream, cfg, permit).await {
                     Some(s) => s,
                     None => return,
                 },
+                #[cfg(feature = "ws")]
+                Gate::WebSocket { path, web } => {
+                    match crate::transport::ws::upgrade(stream, path, web, permit).await {
+                        Some(s) => s,
+                        None => return,
+                    }
+                }
             };
             // The receiver is gone only when the server stopped.
             let _ = tx.send((stream, info)).await;
         });
     };
-    crate::io::accept_loop(&mut listener, "tls", std::future::pending(), on_conn).await;
+    crate::io::accept_loop(
+        &mut listener,
+        kind_name(kind),
+        std::future::pending(),
+        on_conn,
+    )
+    .await;
+}
+
+fn kind_name(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::Tls => "tls",
+        TransportKind::Ws => "ws",
+        TransportKind::Wss => "wss",
+        _ => "tcp",
+    }
 }
 
 impl Acceptor for TlsAcceptor {
@@ -306,7 +439,7 @@ impl Acceptor for TlsAcceptor {
     }
 
     fn describe(&self) -> String {
-        format!("tls://{}", self.local)
+        format!("{}://{}", self.scheme, self.local)
     }
 
     fn local_addr(&self) -> Option<SocketAddr> {
