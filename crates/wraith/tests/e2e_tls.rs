@@ -138,17 +138,24 @@ pub fn start_tls_server(dir: &Path, client_key: &Path, certs: &Certs, extra: &[&
         p(&authorized),
         "--listen",
         "127.0.0.1:0",
-        "--transport",
-        "tls",
         "--tls-cert",
         p(&certs.cert),
         "--tls-key",
         p(&certs.key),
     ];
+    // tls unless `extra` names another transport (wss).
+    let scheme = match extra.iter().position(|a| *a == "--transport") {
+        Some(i) => extra[i + 1],
+        None => {
+            args.extend(["--transport", "tls"]);
+            "tls"
+        }
+    };
     args.extend_from_slice(extra);
     let process = WraithProcess::spawn(&args);
-    let line = process.wait_for_line("listening on tls://", TIMEOUT);
-    let addr = addr_after(&line, "listening on tls://");
+    let prefix = format!("listening on {scheme}://");
+    let line = process.wait_for_line(&prefix, TIMEOUT);
+    let addr = addr_after(&line, &prefix);
     TlsServer {
         process,
         addr,
@@ -1086,7 +1093,6 @@ impl Pebble {
     }
 }
 
-#[cfg(feature = "acme")]
 fn curl_https(ca: &Path, port: u16, host: &str) -> String {
     let resolve = format!("{host}:{port}:127.0.0.1");
     let url = format!("https://{host}:{port}/");
@@ -1277,4 +1283,303 @@ fn acme_renews_and_swaps_the_certificate_without_a_restart() {
         "the renewed certificate is not served"
     );
     assert!(server.try_status().is_none(), "the server restarted");
+}
+
+// ---------------------------------------------------------------------------
+// WebSocket: behind a real nginx, and on its own with a secret path
+
+/// A path hard to guess, as the README tells users to pick one.
+fn secret_path() -> String {
+    let bytes = pseudo_random_bytes(16, std::process::id() as u64);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("/{hex}")
+}
+
+/// Sends `len` pseudo-random bytes through `addr` to an echo target and
+/// compares the SHA-256 of what came back with what went.
+fn sha256_echo(addr: SocketAddr, len: usize) {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    let payload = pseudo_random_bytes(len, 0x20);
+    let sent = Sha256::digest(&payload);
+    let mut stream = connect(addr);
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&payload).expect("send");
+        writer
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+    });
+    let mut back = Vec::with_capacity(len);
+    stream.read_to_end(&mut back).expect("read the echo");
+    sender.join().expect("sender");
+    assert_eq!(back.len(), len, "echo length");
+    assert_eq!(Sha256::digest(&back), sent, "SHA-256 of the echo");
+}
+
+/// The nginx of a site that also passes WebSocket upgrades on `path` to a
+/// `wraith serve --transport ws` on `backend`: the configuration the README
+/// shows. Every other path serves `site/`.
+struct NginxFront {
+    _process: WraithProcess,
+    addr: SocketAddr,
+    root: PathBuf,
+}
+
+fn start_nginx_front(dir: &Path, certs: &Certs, path: &str, backend: SocketAddr) -> NginxFront {
+    let root = dir.join(unique("nginx-front"));
+    fs::create_dir_all(root.join("site")).expect("nginx dir");
+    fs::write(root.join("site/index.html"), "the static site\n").expect("index.html");
+    let port = free_port();
+    let conf = root.join("nginx.conf");
+    fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\n\
+             pid {root}/nginx.pid;\n\
+             error_log {root}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n\
+               include /etc/nginx/mime.types;\n\
+               access_log {root}/access.log;\n\
+               client_body_temp_path {root}/body;\n\
+               proxy_temp_path {root}/proxy;\n\
+               fastcgi_temp_path {root}/fastcgi;\n\
+               uwsgi_temp_path {root}/uwsgi;\n\
+               scgi_temp_path {root}/scgi;\n\
+               server {{\n\
+                 listen 127.0.0.1:{port} ssl;\n\
+                 server_name localhost;\n\
+                 ssl_certificate {cert};\n\
+                 ssl_certificate_key {key};\n\
+                 root {root}/site;\n\
+                 location {path} {{\n\
+                   proxy_pass http://{backend};\n\
+                   proxy_http_version 1.1;\n\
+                   proxy_set_header Upgrade $http_upgrade;\n\
+                   proxy_set_header Connection \"upgrade\";\n\
+                   proxy_set_header Host $host;\n\
+                   proxy_read_timeout 1h;\n\
+                   proxy_send_timeout 1h;\n\
+                 }}\n\
+                 location / {{ try_files $uri $uri/ =404; }}\n\
+               }}\n\
+             }}\n",
+            root = root.display(),
+            cert = certs.cert.display(),
+            key = certs.key.display(),
+        ),
+    )
+    .expect("write nginx.conf");
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-e")
+        .arg(root.join("error.log"))
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off;"]);
+    let process = WraithProcess::spawn_command(cmd);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    process.wait_for_port(addr, TIMEOUT);
+    NginxFront {
+        _process: process,
+        addr,
+        root,
+    }
+}
+
+#[test]
+fn ws_behind_nginx_tunnels_while_nginx_serves_the_site() {
+    if !require_tools(&["openssl", "ssh-keygen", "curl", "nginx"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let certs = make_certs(dir.path(), "certs");
+    let client_key = ssh_keygen(dir.path(), "client");
+    let host_key = keygen(dir.path(), "host");
+    let authorized = dir.path().join("authorized_keys");
+    write_authorized_keys(&authorized, &[&client_key]);
+    let path = secret_path();
+    let server = WraithProcess::spawn(&[
+        "serve",
+        "--key",
+        p(&host_key),
+        "--authorized-keys",
+        p(&authorized),
+        "--listen",
+        "127.0.0.1:0",
+        "--transport",
+        "ws",
+        "--ws-path",
+        &path,
+    ]);
+    let line = server.wait_for_line("listening on ws://", TIMEOUT);
+    let backend = addr_after(&line, "listening on ws://");
+    let nginx = start_nginx_front(dir.path(), &certs, &path, backend);
+
+    let echo = echo_target();
+    let forward = format!("127.0.0.1:0:127.0.0.1:{}", echo.port());
+    let host_pub = pub_path(&host_key);
+    let client = WraithClient::start(
+        SocketAddr::from(([127, 0, 0, 1], nginx.addr.port())),
+        &client_key,
+        p(&host_pub),
+        &[
+            "--transport",
+            "wss",
+            "--ws-path",
+            &path,
+            "--tls-ca",
+            p(&certs.ca),
+            "--forward",
+            &forward,
+        ],
+    );
+    assert_socks_works(&client);
+    sha256_echo(client.forward_addr(), 20 << 20);
+    server.wait_for_stderr(&["connection opened", "transport=ws"], TIMEOUT);
+
+    // The site is still the site, on / and on its files.
+    let url = format!("https://localhost:{}/", nginx.addr.port());
+    let body = curl_https(&certs.ca, nginx.addr.port(), "localhost");
+    assert_eq!(body, "the static site\n", "{url}");
+    // nginx logs the upgrade (101) on the path once the tunnel closes.
+    client.process.kill();
+    let upgraded = format!("GET {path} HTTP/1.1\" 101");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let log = loop {
+        let log = fs::read_to_string(nginx.root.join("access.log")).unwrap_or_default();
+        if log.contains(&upgraded) || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(log.contains(&upgraded), "{log}");
+
+    // A client with the wrong path is told so, in one line.
+    let user = current_user();
+    let wrong = WraithProcess::spawn(&[
+        "connect",
+        "--server",
+        &nginx.addr.to_string(),
+        "--transport",
+        "wss",
+        "--ws-path",
+        "/wrong",
+        "--tls-ca",
+        p(&certs.ca),
+        "--identity",
+        p(&client_key),
+        "--host-key",
+        p(&host_pub),
+        "--user",
+        &user,
+        "--socks5",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(
+        wrong.wait_exit(TIMEOUT).code(),
+        Some(1),
+        "{}",
+        wrong.failure("exit 1")
+    );
+    let err = wrong.stderr_text();
+    assert!(
+        err.contains("answered 404 Not Found to the WebSocket upgrade (check --ws-path)"),
+        "{err}"
+    );
+}
+
+/// What a prober might send to find the tunnel on a wss port.
+fn ws_probes(path: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let upgrade = |p: &str| {
+        format!(
+            "GET {p} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    vec![
+        ("WebSocket upgrade on a wrong path", upgrade("/ws")),
+        (
+            "WebSocket upgrade on the path plus a query",
+            upgrade(&format!("{path}?x=1")),
+        ),
+        (
+            "plain GET /",
+            b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+        ),
+        (
+            "plain GET on the path",
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").into_bytes(),
+        ),
+        (
+            "raw SSH banner",
+            b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n".to_vec(),
+        ),
+        (
+            "HTTP/2 preface",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+        ),
+        ("silence", Vec::new()),
+    ]
+}
+
+#[test]
+fn wss_stealth_answers_like_nginx_except_on_the_secret_path() {
+    if !require_tool("nginx") {
+        return;
+    }
+    let path = secret_path();
+    let Some(s) = setup(&[
+        "--transport",
+        "wss",
+        "--stealth",
+        "--stealth-timeout",
+        HEADER_TIMEOUT,
+        "--ws-path",
+        &path,
+    ]) else {
+        return;
+    };
+    let nginx = start_nginx(s.dir.path(), &s.certs);
+    let handles: Vec<_> = ws_probes(&path)
+        .into_iter()
+        .chain(probes().into_iter().take(3))
+        .map(|(name, req)| {
+            let ca = s.certs.ca.clone();
+            let (nginx, wraith) = (nginx.addr, s.server.addr);
+            std::thread::spawn(move || (name, probe(nginx, &ca, &req), probe(wraith, &ca, &req)))
+        })
+        .collect();
+    for h in handles {
+        let (name, expected, got) = h.join().expect("probe thread");
+        assert_eq!(
+            got, expected,
+            "{name}: wraith wss --stealth answered unlike nginx"
+        );
+    }
+    assert!(
+        !s.server.process.stderr_text().contains("connection opened"),
+        "a probe reached SSH:\n{}",
+        s.server.process.stderr_text()
+    );
+    // The right path tunnels.
+    let client = WraithClient::start(
+        s.server.addr,
+        &s.client_key,
+        &s.server.host_pub,
+        &[
+            "--transport",
+            "wss",
+            "--ws-path",
+            &path,
+            "--tls-ca",
+            p(&s.certs.ca),
+        ],
+    );
+    assert_socks_works(&client);
+    s.server
+        .process
+        .wait_for_stderr(&["connection opened", "transport=wss"], TIMEOUT);
 }

@@ -53,7 +53,8 @@ fn usage(msg: impl Into<String>) -> Error {
 }
 
 /// The WebSocket path when `--ws-path` is not given.
-pub const DEFAULT_WS_PATH: &str = "/";
+#[cfg(feature = "ws")]
+const DEFAULT_WS_PATH: &str = "/";
 
 /// Transports that carry TLS from wraith itself.
 fn uses_tls(kind: TransportKind) -> bool {
@@ -734,6 +735,46 @@ mod tests {
         );
         t.stealth_fallback = Some("127.0.0.1:80".into());
         assert_eq!(msg(t.check()), "--stealth-fallback needs --stealth");
+    }
+
+    #[test]
+    fn websocket_flags_need_a_websocket_transport() {
+        let mut c = ClientTransportOptions::new(TransportKind::Tcp);
+        c.ws_path = Some("/x".into());
+        assert_eq!(msg(c.check()), "--ws-path needs --transport ws or wss");
+        c.ws_path = None;
+        c.ws_host = Some("cdn.example".into());
+        assert_eq!(msg(c.check()), "--ws-host needs --transport ws or wss");
+        let mut w = ClientTransportOptions::new(TransportKind::Ws);
+        assert_eq!(w.default_port(), 80);
+        w.tls_pin = Some("sha256/x".into());
+        assert_eq!(msg(w.check()), "--tls-pin needs --transport tls or wss");
+        let mut ws = ClientTransportOptions::new(TransportKind::Wss);
+        assert_eq!(ws.default_port(), 443);
+        ws.ws_path = Some("no-slash".into());
+        let e = ws.check().unwrap_err().to_string();
+        if cfg!(feature = "ws") {
+            assert_eq!(e, "invalid --ws-path value \"no-slash\": must start with /");
+        }
+
+        let mut s = ServerTransportOptions::new(TransportKind::Tcp);
+        s.ws_path = Some("/x".into());
+        assert_eq!(msg(s.check()), "--ws-path needs --transport ws or wss");
+        s.kind = TransportKind::Tls;
+        s.tls_cert = Some(Source::Bytes(Vec::new()));
+        s.tls_key = Some(Source::Bytes(Vec::new()));
+        assert_eq!(
+            msg(s.check()),
+            "--ws-path with --transport tls needs --stealth (or use --transport wss)"
+        );
+        let mut plain = ServerTransportOptions::new(TransportKind::Ws);
+        plain.stealth = true;
+        assert_eq!(msg(plain.check()), "--stealth needs --transport tls or wss");
+        let wss = ServerTransportOptions::new(TransportKind::Wss);
+        assert_eq!(
+            msg(wss.check()),
+            "--transport wss needs --tls-cert and --tls-key, or --acme-domain / --acme-ip"
+        );
     }
 
     #[cfg(feature = "tls")]

@@ -112,6 +112,7 @@ pub(crate) async fn serve_web<S: TransportStream>(
 /// Whether nginx would already answer a connection whose first bytes are
 /// `head` (a bad request line, a header too long...), rather than wait for
 /// more.
+#[cfg(feature = "ws")]
 pub(crate) fn decoy_answers(head: &[u8]) -> bool {
     let mut d = Decoy::default();
     d.feed(head);
