@@ -22,11 +22,12 @@ use crate::report::{Better, Row};
 use crate::tunnel::{Implementation, Kind, Link, TunnelSpec};
 
 /// The tunnels this figure runs (OpenSSH with wraith's cipher only).
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 6] = [
     Kind::Direct,
     Kind::OpensshSocks5,
     Kind::WraithSocks5,
     Kind::WraithTlsSocks5,
+    Kind::WraithWssSocks5,
     Kind::WraithIrohSocks5,
 ];
 

@@ -41,19 +41,26 @@ pub(crate) enum Kind {
     /// `wraith connect --socks5 --transport tls` against `wraith serve
     /// --transport tls` (SSH inside TLS 1.3, a throwaway CA).
     WraithTlsSocks5,
+    /// `wraith connect --socks5 --transport ws` against `wraith serve
+    /// --transport ws --ws-path …` (SSH in WebSocket messages over TCP).
+    WraithWsSocks5,
+    /// The same over `--transport wss` (WebSocket inside TLS).
+    WraithWssSocks5,
     /// `wraith connect --socks5 --transport iroh --peer <ticket>` against
     /// `wraith serve --transport iroh` (QUIC on loopback, relays disabled).
     WraithIrohSocks5,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 7] = [
+    pub(crate) const ALL: [Kind; 9] = [
         Kind::Direct,
         Kind::OpensshSocks5,
         Kind::OpensshForward,
         Kind::WraithSocks5,
         Kind::WraithForward,
         Kind::WraithTlsSocks5,
+        Kind::WraithWsSocks5,
+        Kind::WraithWssSocks5,
         Kind::WraithIrohSocks5,
     ];
 
@@ -65,6 +72,8 @@ impl Kind {
             Kind::WraithSocks5 => "wraith-socks5",
             Kind::WraithForward => "wraith-forward",
             Kind::WraithTlsSocks5 => "wraith-tls-socks5",
+            Kind::WraithWsSocks5 => "wraith-ws-socks5",
+            Kind::WraithWssSocks5 => "wraith-wss-socks5",
             Kind::WraithIrohSocks5 => "wraith-iroh-socks5",
         }
     }
@@ -78,6 +87,8 @@ impl Kind {
             Kind::WraithSocks5 => "wraith socks5",
             Kind::WraithForward => "wraith --forward",
             Kind::WraithTlsSocks5 => "wraith tls socks5",
+            Kind::WraithWsSocks5 => "wraith ws socks5",
+            Kind::WraithWssSocks5 => "wraith wss socks5",
             Kind::WraithIrohSocks5 => "wraith iroh socks5",
         }
     }
@@ -89,6 +100,8 @@ impl Kind {
             Kind::WraithSocks5
             | Kind::WraithForward
             | Kind::WraithTlsSocks5
+            | Kind::WraithWsSocks5
+            | Kind::WraithWssSocks5
             | Kind::WraithIrohSocks5 => Implementation::Wraith,
         }
     }
@@ -99,6 +112,8 @@ impl Kind {
             Kind::OpensshSocks5
             | Kind::WraithSocks5
             | Kind::WraithTlsSocks5
+            | Kind::WraithWsSocks5
+            | Kind::WraithWssSocks5
             | Kind::WraithIrohSocks5 => Mode::Socks5,
             Kind::OpensshForward | Kind::WraithForward => Mode::Forward,
         }
@@ -109,6 +124,8 @@ impl Kind {
         match self {
             Kind::WraithSocks5 | Kind::WraithForward => Some(wraith::WraithTransport::Tcp),
             Kind::WraithTlsSocks5 => Some(wraith::WraithTransport::Tls),
+            Kind::WraithWsSocks5 => Some(wraith::WraithTransport::Ws),
+            Kind::WraithWssSocks5 => Some(wraith::WraithTransport::Wss),
             Kind::WraithIrohSocks5 => Some(wraith::WraithTransport::Iroh),
             Kind::Direct | Kind::OpensshSocks5 | Kind::OpensshForward => None,
         }
@@ -354,6 +371,8 @@ impl Tunnel {
             Kind::WraithSocks5
             | Kind::WraithForward
             | Kind::WraithTlsSocks5
+            | Kind::WraithWsSocks5
+            | Kind::WraithWssSocks5
             | Kind::WraithIrohSocks5 => {
                 let transport = spec
                     .kind

@@ -30,7 +30,14 @@ pub(crate) enum WraithTransport {
     /// server address and `start_client` passes it as `--peer` (or
     /// `ID@IP:PORT` to dial the endpoint at a delay line instead).
     Iroh,
+    /// SSH in binary WebSocket messages over TCP, on [`WS_PATH`].
+    Ws,
+    /// The same inside TLS, with the bench CA's certificate as for `Tls`.
+    Wss,
 }
+
+/// The WebSocket path the ws and wss tunnels use.
+const WS_PATH: &str = "/bench-0123456789abcdef";
 
 /// Logs nothing but errors and the key exchange result (printed once per
 /// key exchange, so it costs nothing during a transfer).
@@ -67,13 +74,24 @@ pub(crate) async fn start_server(
         .arg(&keys.wraith_authorized)
         .arg("--listen")
         .arg(listen.to_string());
-    if transport == WraithTransport::Tls {
+    if matches!(transport, WraithTransport::Tls | WraithTransport::Wss) {
         let tls = keys.tls.as_ref().map_err(|e| anyhow!("{e}"))?;
-        cmd.args(["--transport", "tls"])
+        let name = if transport == WraithTransport::Tls {
+            "tls"
+        } else {
+            "wss"
+        };
+        cmd.args(["--transport", name])
             .arg("--tls-cert")
             .arg(&tls.cert)
             .arg("--tls-key")
             .arg(&tls.key);
+    }
+    if transport == WraithTransport::Ws {
+        cmd.args(["--transport", "ws"]);
+    }
+    if matches!(transport, WraithTransport::Ws | WraithTransport::Wss) {
+        cmd.args(["--ws-path", WS_PATH]);
     }
     if transport == WraithTransport::Iroh {
         cmd.args(["--transport", "iroh", "--iroh-relay", "disabled"]);
@@ -146,11 +164,22 @@ pub(crate) async fn start_client(
         .arg(&keys.wraith_client)
         .arg("--host-key")
         .arg(pub_path(&keys.wraith_host));
-    if transport == WraithTransport::Tls {
+    if matches!(transport, WraithTransport::Tls | WraithTransport::Wss) {
         let tls = keys.tls.as_ref().map_err(|e| anyhow!("{e}"))?;
-        cmd.args(["--transport", "tls", "--tls-server-name", "localhost"])
+        let name = if transport == WraithTransport::Tls {
+            "tls"
+        } else {
+            "wss"
+        };
+        cmd.args(["--transport", name, "--tls-server-name", "localhost"])
             .arg("--tls-ca")
             .arg(&tls.ca);
+    }
+    if transport == WraithTransport::Ws {
+        cmd.args(["--transport", "ws"]);
+    }
+    if matches!(transport, WraithTransport::Ws | WraithTransport::Wss) {
+        cmd.args(["--ws-path", WS_PATH]);
     }
     if forward_to.is_empty() {
         let ip = netns.map_or(std::net::Ipv4Addr::LOCALHOST, ClientNetns::ns_ip);

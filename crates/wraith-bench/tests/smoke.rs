@@ -22,13 +22,15 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-const TUNNELS: [&str; 6] = [
+const TUNNELS: [&str; 8] = [
     "direct",
     "openssh-socks5",
     "openssh-forward",
     "wraith-socks5",
     "wraith-forward",
     "wraith-tls-socks5",
+    "wraith-ws-socks5",
+    "wraith-wss-socks5",
 ];
 
 fn in_ci() -> bool {
@@ -207,11 +209,12 @@ fn is_root() -> bool {
 }
 
 /// Every tunnel of the long-path figure.
-const LONGPATH_TUNNELS: [&str; 5] = [
+const LONGPATH_TUNNELS: [&str; 6] = [
     "direct",
     "openssh-socks5",
     "wraith-socks5",
     "wraith-tls-socks5",
+    "wraith-wss-socks5",
     "wraith-iroh-socks5",
 ];
 

@@ -83,6 +83,38 @@ test('tls: the connection event reports the tls transport; cert and key as paths
   }
 })
 
+test('ws and wss: serve() and connect() with a wsPath carry data; a wrong path rejects', async (t) => {
+  if (!needTools(t, 'openssl')) return
+  const certs = makeCerts(tempDir(), 'websocket')
+  const echo = await echoServer()
+  const target = `127.0.0.1:${echo.address().port}`
+  const wsPath = '/' + crypto.randomBytes(16).toString('hex')
+  const plain = await startServer({ transport: 'ws', wsPath })
+  const secure = await startTlsServer(certs, { transport: 'wss', wsPath })
+  try {
+    // A control channel, echoed by the server's 'connection' handler.
+    const accepted = new Promise((resolve) => plain.server.on('connection', (stream, info) => {
+      stream.pipe(stream)
+      resolve(info)
+    }))
+    const viaWs = await deadline(wraith.connect(plain.connectOptions({ transport: 'ws', wsPath })), 20_000, 'connect ws')
+    assert.strictEqual((await deadline(accepted, 10_000, "the 'connection' event")).transport, 'ws')
+    await roundTrip(viaWs, 1024 * 1024, 'ws control channel echo')
+    const viaWss = await deadline(wraith.connect(secure.connectOptions({
+      transport: 'wss', wsPath, wsHost: 'localhost', tlsCa: certs.ca, tlsServerName: 'localhost', target
+    })), 20_000, 'connect wss')
+    await roundTrip(viaWss, 4 * 1024 * 1024, 'wss')
+    await assert.rejects(wraith.connect(plain.connectOptions({ transport: 'ws', wsPath: '/guess', target })),
+      { message: /answered 404 Not Found to the WebSocket upgrade \(check wsPath\)/ })
+    await assert.rejects(wraith.connect(plain.connectOptions({ wsPath })),
+      { message: 'wsPath needs transport ws or wss' })
+  } finally {
+    await plain.server.close()
+    await secure.server.close()
+    echo.close()
+  }
+})
+
 test('tls: a wrong tlsPin or an unrelated tlsCa rejects with the CLI message', async (t) => {
   if (!needTools(t, 'openssl')) return
   const dir = tempDir()
@@ -142,9 +174,9 @@ test('option errors are the CLI usage lines, with option names for flags', async
   await assert.rejects(wraith.serve({ ...base, stealth: true }),
     { message: 'stealth needs transport tls or wss' })
   await assert.rejects(wraith.serve({ ...base, tlsCert: Buffer.from('x'), tlsKey: Buffer.from('x') }),
-    { message: 'tlsCert and tlsKey need transport tls' })
+    { message: 'tlsCert and tlsKey need transport tls or wss' })
   await assert.rejects(wraith.serve({ ...base, acmeDomain: 'example.com' }),
-    { message: 'acmeDomain and acmeIp need transport tls' })
+    { message: 'acmeDomain and acmeIp need transport tls or wss' })
   await assert.rejects(wraith.serve({ ...base, transport: 'tls', tlsCert: Buffer.from('x'), tlsKey: Buffer.from('x') }),
     /^Error: cannot read TLS certificate from in-memory data \(tlsCert\): /)
   await assert.rejects(wraith.serve({ ...base, irohRelay: 'disabled' }),
