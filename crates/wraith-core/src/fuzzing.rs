@@ -798,6 +798,57 @@ pub fn udpgw(data: &[u8]) {
     }
 }
 
+/// Parses `data` as a request to the client's HTTP proxy listener.
+///
+/// Panics if a parsed request claims more bytes than it was given, names
+/// a host with whitespace or control characters, or if a forwarded head
+/// is not one complete origin-form request (a header injected through the
+/// URI would show here) that closes the connection; a CONNECT must parse
+/// back to itself once written out again.
+pub fn http_proxy(data: &[u8]) {
+    use crate::proto::http_proxy::{MAX_HEAD, ProxyRequest, parse};
+
+    let Ok(Some((req, used))) = parse(data) else {
+        return;
+    };
+    assert!(used <= data.len() && used <= MAX_HEAD, "used {used}");
+    let (host, port) = match &req {
+        ProxyRequest::Connect { host, port } | ProxyRequest::Forward { host, port, .. } => {
+            (host.clone(), *port)
+        }
+    };
+    assert!(!host.is_empty());
+    assert!(
+        !host.chars().any(|c| c.is_whitespace() || c.is_control()),
+        "{host:?}"
+    );
+    match req {
+        ProxyRequest::Connect { .. } => {
+            let again = format!(
+                "CONNECT {} HTTP/1.1\r\n\r\n",
+                crate::proto::host_port::HostPort(&host, port)
+            );
+            let back = parse(again.as_bytes()).unwrap();
+            assert_eq!(
+                back,
+                Some((ProxyRequest::Connect { host, port }, again.len())),
+                "{again:?}"
+            );
+        }
+        ProxyRequest::Forward { head, .. } => {
+            let mut headers = [httparse::EMPTY_HEADER; 128];
+            let mut origin = httparse::Request::new(&mut headers);
+            let status = origin.parse(&head).unwrap();
+            assert_eq!(status, httparse::Status::Complete(head.len()), "{head:?}");
+            assert!(origin.path.is_some_and(|p| p.starts_with('/')), "{head:?}");
+            let closes = origin.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
+            });
+            assert!(closes, "{head:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -822,6 +873,7 @@ mod tests {
         replay("socks5_request", super::socks5);
         replay("frame", super::frame);
         replay("udpgw", super::udpgw);
+        replay("http_proxy", super::http_proxy);
         replay("forward_spec", super::forward_spec);
         replay("authorized_keys", super::authorized_keys);
         replay("certificate", super::certificate);
