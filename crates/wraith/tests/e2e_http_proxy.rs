@@ -119,3 +119,105 @@ fn a_key_limited_by_permitopen_gets_403() {
     let line = status_line(proxy, b"CONNECT elsewhere:80 HTTP/1.1\r\n\r\n");
     assert!(line.starts_with("HTTP/1.1 403 "), "{line}");
 }
+
+/// `git` with the proxy as its only route, from the variables apt, git and
+/// pip honour.
+fn git_via(proxy: Option<SocketAddr>, args: &[&str], cwd: &std::path::Path) -> Output {
+    let mut cmd = Command::new("git");
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", cwd)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .current_dir(cwd);
+    if let Some(p) = proxy {
+        cmd.env("http_proxy", format!("http://{p}"))
+            .env("HTTP_PROXY", format!("http://{p}"));
+    }
+    cmd.args(args);
+    run(cmd, TIMEOUT)
+}
+
+#[test]
+fn git_clones_over_http_through_the_http_proxy() {
+    if !require_tools(&["git", "python3"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let root = dir.path();
+    // A repository with a commit, published as a bare repository for git's
+    // plain-HTTP ("dumb") protocol under a static web server.
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let readme = pseudo_random_bytes(200_000, 9)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    std::fs::write(work.join("README"), &readme).unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "README"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "first",
+        ],
+    ] {
+        expect_success(&git_via(None, args, &work), "git in the work tree");
+    }
+    let web = root.join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    expect_success(
+        &git_via(
+            None,
+            &["clone", "-q", "--bare", "work", "web/repo.git"],
+            root,
+        ),
+        "git clone --bare",
+    );
+    expect_success(
+        &git_via(
+            None,
+            &["--git-dir", "web/repo.git", "update-server-info"],
+            root,
+        ),
+        "git update-server-info",
+    );
+    let port = free_port();
+    let mut http = Command::new("python3");
+    http.args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .current_dir(&web);
+    let http = WraithProcess::spawn_command(http);
+    http.wait_for_port(("127.0.0.1", port), TIMEOUT);
+
+    let key = keygen(root, "client");
+    let server = WraithServer::start(root, &[&key]);
+    let client = WraithClient::start(
+        server.addr,
+        &key,
+        &server.host_pub_arg(),
+        &["--http-proxy", "127.0.0.1:0"],
+    );
+    let proxy = http_proxy_addr(&client);
+    let url = format!("http://127.0.0.1:{port}/repo.git");
+    expect_success(
+        &git_via(Some(proxy), &["clone", "-q", &url, "cloned"], root),
+        "git clone through --http-proxy",
+    );
+    let got = std::fs::read_to_string(root.join("cloned/README")).unwrap();
+    assert!(got == readme, "the clone's README differs");
+    // git went through the proxy: with the tunnel gone the same clone fails.
+    client.process.kill();
+    let out = git_via(Some(proxy), &["clone", "-q", &url, "again"], root);
+    assert!(
+        !out.status.success(),
+        "git did not use the proxy: {}",
+        show(&out)
+    );
+}
