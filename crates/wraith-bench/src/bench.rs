@@ -33,7 +33,7 @@ pub(crate) enum Figure {
     /// Instructions per byte under callgrind (slow; noise-free).
     Instructions,
     /// Single-stream upload and download through delay lines at each
-    /// `--rtt`: no tunnel, ssh -D, wraith over tcp, tls and iroh.
+    /// `--rtt`: no tunnel, ssh -D, wraith over tcp, tls, wss and iroh.
     Longpath,
     /// UDP round trip and throughput: no tunnel, and wraith's SOCKS5 UDP
     /// ASSOCIATE and udpgw (OpenSSH carries no UDP).

@@ -381,6 +381,16 @@ pub(crate) struct ServeTransportArgs {
     /// A long random path works as a shared secret.
     #[arg(long, env = "WRAITH_WS_PATH", value_name = "PATH")]
     pub(crate) ws_path: Option<String>,
+    /// Reverse proxies in front (ADDR or ADDR/BITS, repeatable) whose X-Forwarded-For
+    /// (else X-Real-IP) names the client, for logs, from= and per-source limits
+    /// (with --transport ws or wss); from anyone else the headers are ignored.
+    #[arg(
+        long,
+        env = "WRAITH_WS_FORWARDED_FROM",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub(crate) ws_forwarded_from: Vec<String>,
 }
 
 /// `wraith connect` flags that configure the transport.
@@ -456,6 +466,7 @@ impl ServeTransportArgs {
         o.acme_ca_root = self.acme_ca_root.clone();
         o.iroh_relay = self.iroh_relay.clone();
         o.ws_path = self.ws_path.clone();
+        o.ws_forwarded_from = self.ws_forwarded_from.clone();
         if let Err(e) = o.check() {
             usage_error(&e.to_string());
         }

@@ -1360,6 +1360,7 @@ fn start_nginx_front(dir: &Path, certs: &Certs, path: &str, backend: SocketAddr)
                    proxy_set_header Upgrade $http_upgrade;\n\
                    proxy_set_header Connection \"upgrade\";\n\
                    proxy_set_header Host $host;\n\
+                   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
                    proxy_read_timeout 1h;\n\
                    proxy_send_timeout 1h;\n\
                  }}\n\
@@ -1412,6 +1413,8 @@ fn ws_behind_nginx_tunnels_while_nginx_serves_the_site() {
         "ws",
         "--ws-path",
         &path,
+        "--ws-forwarded-from",
+        "127.0.0.1",
     ]);
     let line = server.wait_for_line("listening on ws://", TIMEOUT);
     let backend = addr_after(&line, "listening on ws://");

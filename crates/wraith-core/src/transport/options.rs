@@ -376,6 +376,10 @@ pub struct ServerTransportOptions {
     /// ws, wss (and tls with stealth): only a WebSocket upgrade on this
     /// path reaches SSH (`--ws-path`, default `/`).
     pub ws_path: Option<String>,
+    /// ws, wss: reverse proxies (`ADDR[/BITS]`) whose `X-Forwarded-For`
+    /// (or `X-Real-IP`) names the client, for logs, `from=` and per-source
+    /// limits (`--ws-forwarded-from`).
+    pub ws_forwarded_from: Vec<String>,
 }
 
 impl Default for ServerTransportOptions {
@@ -399,6 +403,7 @@ impl Default for ServerTransportOptions {
             acme_ca_root: None,
             iroh_relay: None,
             ws_path: None,
+            ws_forwarded_from: Vec::new(),
         }
     }
 }
@@ -435,6 +440,16 @@ impl ServerTransportOptions {
         }
         without_ws(self.kind)?;
         check_ws_path(self.ws_path.as_deref())?;
+        let web_socket = is_ws(self.kind) || self.ws_path.is_some();
+        if !self.ws_forwarded_from.is_empty() && !web_socket {
+            return Err(usage("--ws-forwarded-from needs --transport ws or wss"));
+        }
+        #[cfg(feature = "ws")]
+        super::ws::parse_cidrs(&self.ws_forwarded_from).map_err(|bad| Error::Config {
+            flag: "--ws-forwarded-from",
+            value: bad,
+            reason: "expected ADDR or ADDR/BITS".into(),
+        })?;
         if self.ws_path.is_some() && !is_ws(self.kind) {
             if self.kind != TransportKind::Tls {
                 return Err(usage("--ws-path needs --transport ws or wss"));
@@ -562,6 +577,12 @@ impl ServerTransportOptions {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_WS_PATH.to_string()),
             );
+            opts.websocket_forwarded_from = super::ws::parse_cidrs(&self.ws_forwarded_from)
+                .map_err(|bad| Error::Config {
+                    flag: "--ws-forwarded-from",
+                    value: bad,
+                    reason: "expected ADDR or ADDR/BITS".into(),
+                })?;
         }
         if self.stealth {
             opts.stealth = Some(StealthOptions {
@@ -582,6 +603,7 @@ impl ServerTransportOptions {
         opts.max_handshakes = self.max_tls_handshakes.max(1);
         opts.max_handshakes_per_source = self.per_source_max_tls_handshakes;
         opts.net_block = self.net_block;
+        opts.forwarded_from = self.ws_forwarded_from.clone();
         Ok(Box::new(WsAcceptor::bind(listen, opts).await?))
     }
 

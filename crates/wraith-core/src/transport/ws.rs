@@ -10,6 +10,7 @@
 //! what nginx would answer (see `transport/stealth.rs`), or goes to the
 //! stealth fallback web server.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -290,8 +291,10 @@ impl Transport for WsTransport {
 
 /// The verdict on a request head read so far.
 enum Head {
-    /// A WebSocket upgrade on the path: hand it to tungstenite.
-    Upgrade,
+    /// A WebSocket upgrade on the path: hand it to tungstenite. With the
+    /// client address a proxy in front named (`X-Forwarded-For`, else
+    /// `X-Real-IP`), if any.
+    Upgrade(Option<IpAddr>),
     /// Anything else, complete or not, that nginx would answer now.
     Web,
     /// Not enough bytes to tell.
@@ -304,7 +307,7 @@ fn judge(head: &[u8], path: &str) -> Head {
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {
             if is_upgrade(&req, path) {
-                Head::Upgrade
+                Head::Upgrade(forwarded_for(&req))
             } else {
                 Head::Web
             }
@@ -313,6 +316,23 @@ fn judge(head: &[u8], path: &str) -> Head {
             Head::More
         }
         _ => Head::Web,
+    }
+}
+
+/// The address the nearest proxy put in the request: the last entry of
+/// `X-Forwarded-For` (the one it added; earlier entries are the client's
+/// word), else `X-Real-IP`. Trusted only from `--ws-forwarded-from`.
+fn forwarded_for(req: &httparse::Request<'_, '_>) -> Option<IpAddr> {
+    let last = |name: &str| {
+        req.headers
+            .iter()
+            .rfind(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let parse = |v: &[u8]| std::str::from_utf8(v).ok()?.trim().parse::<IpAddr>().ok();
+    match last("x-forwarded-for") {
+        Some(v) => v.rsplit(|&b| b == b',').next().and_then(parse),
+        None => last("x-real-ip").and_then(parse),
     }
 }
 
@@ -356,7 +376,8 @@ fn on_path(
 }
 
 /// Server side: read the request head of a new connection. A WebSocket
-/// upgrade on `path` is accepted and returned as a stream for SSH; anything
+/// upgrade on `path` is accepted and returned as a stream for SSH, with the
+/// client address a proxy in front named (see [`forwarded_for`]); anything
 /// else gets nginx's answer or the fallback web server (`web`), and `None`.
 /// `permit` (held until then) bounds how many connections are in here.
 pub(crate) async fn upgrade<S: TransportStream, P>(
@@ -364,11 +385,11 @@ pub(crate) async fn upgrade<S: TransportStream, P>(
     path: &str,
     web: &StealthOptions,
     permit: P,
-) -> Option<BoxStream> {
+) -> Option<(BoxStream, Option<IpAddr>)> {
     let deadline = Instant::now() + web.header_timeout;
     let mut head = Vec::with_capacity(1024);
     let mut buf = vec![0u8; 4096];
-    loop {
+    let forwarded = loop {
         let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
             // Silence until the timeout, or gone: close without a word,
             // as nginx does.
@@ -383,9 +404,9 @@ pub(crate) async fn upgrade<S: TransportStream, P>(
                 drop(permit);
                 return None;
             }
-            Head::Upgrade => break,
+            Head::Upgrade(forwarded) => break forwarded,
         }
-    }
+    };
     // `judge` checked the path; tungstenite checks the rest of the upgrade.
     let path = path.to_string();
     // The callback's type is tungstenite's.
@@ -405,7 +426,39 @@ pub(crate) async fn upgrade<S: TransportStream, P>(
         Err(_) => return None,
     };
     drop(permit);
-    Some(Box::new(WsStream::new(ws)))
+    Some((Box::new(WsStream::new(ws)), forwarded))
+}
+
+/// `--ws-forwarded-from`: check and normalise each entry to `ADDR/BITS`
+/// (a bare address is one host).
+pub(crate) fn parse_cidrs(list: &[String]) -> std::result::Result<Vec<String>, String> {
+    list.iter()
+        .map(|c| {
+            let (ip, bits) = match c.split_once('/') {
+                Some((ip, bits)) => (ip, Some(bits)),
+                None => (c.as_str(), None),
+            };
+            let ip: IpAddr = ip.trim().parse().map_err(|_| c.clone())?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let bits = match bits {
+                Some(b) => b
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or_else(|| c.clone())?,
+                None => max,
+            };
+            Ok(format!("{ip}/{bits}"))
+        })
+        .collect()
+}
+
+/// Whether `peer` is one of the trusted proxies.
+pub(crate) fn trusted(cidrs: &[String], peer: IpAddr) -> bool {
+    cidrs
+        .iter()
+        .any(|c| crate::proto::policy::cidr_contains(c, peer))
 }
 
 /// Server-side settings of the plain `ws` transport.
@@ -423,6 +476,9 @@ pub struct WsServerOptions {
     pub max_handshakes_per_source: usize,
     /// What counts as one source network.
     pub net_block: crate::limits::NetBlock,
+    /// Reverse proxies (`ADDR/BITS`) whose `X-Forwarded-For` names the
+    /// client (`--ws-forwarded-from`); from anyone else it is ignored.
+    pub forwarded_from: Vec<String>,
 }
 
 impl WsServerOptions {
@@ -434,6 +490,7 @@ impl WsServerOptions {
             max_handshakes: 1024,
             max_handshakes_per_source: 64,
             net_block: crate::limits::NetBlock::default(),
+            forwarded_from: Vec::new(),
         }
     }
 }
@@ -451,6 +508,11 @@ impl WsAcceptor {
             value: opts.path.clone(),
             reason: reason.into(),
         })?;
+        let forwarded_from = parse_cidrs(&opts.forwarded_from).map_err(|bad| Error::Config {
+            flag: "--ws-forwarded-from",
+            value: bad,
+            reason: "expected ADDR or ADDR/BITS".into(),
+        })?;
         let (listener, local) = super::tcp::bind_listener(addr).await?;
         let lo = super::tls::LoopOptions {
             kind: super::TransportKind::Ws,
@@ -464,6 +526,7 @@ impl WsAcceptor {
                     header_timeout: opts.header_timeout,
                     ..StealthOptions::default()
                 }),
+                forwarded_from: forwarded_from.into(),
             },
         };
         Ok(WsAcceptor(super::TlsAcceptor::plain(
@@ -512,8 +575,25 @@ mod tests {
     fn only_a_full_upgrade_on_the_path_passes() {
         assert!(matches!(
             judge(UPGRADE.as_bytes(), "/s3cret"),
-            Head::Upgrade
+            Head::Upgrade(None)
         ));
+        let via = UPGRADE.replace(
+            "Host: x\r\n",
+            "Host: x\r\nX-Forwarded-For: 127.0.0.7, 127.0.0.9\r\nX-Real-IP: 127.0.0.8\r\n",
+        );
+        let nine: IpAddr = "127.0.0.9".parse().unwrap();
+        assert!(matches!(judge(via.as_bytes(), "/s3cret"), Head::Upgrade(Some(ip)) if ip == nine));
+        let real = UPGRADE.replace("Host: x\r\n", "Host: x\r\nX-Real-IP: ::1\r\n");
+        let one: IpAddr = "::1".parse().unwrap();
+        assert!(matches!(judge(real.as_bytes(), "/s3cret"), Head::Upgrade(Some(ip)) if ip == one));
+        assert_eq!(
+            parse_cidrs(&["127.0.0.1".into(), "::1/128".into(), " 10.0.0.0/8".into()]).unwrap(),
+            ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]
+        );
+        assert_eq!(
+            parse_cidrs(&["10.0.0.0/33".into()]).unwrap_err(),
+            "10.0.0.0/33"
+        );
         assert!(matches!(judge(UPGRADE.as_bytes(), "/other"), Head::Web));
         let query = UPGRADE.replace("/s3cret", "/s3cret?x");
         assert!(matches!(judge(query.as_bytes(), "/s3cret"), Head::Web));
@@ -532,7 +612,7 @@ mod tests {
         let (client_io, server_io) = tokio::io::duplex(1 << 16);
         let server = tokio::spawn(async move {
             let web = StealthOptions::default();
-            let mut s = upgrade(server_io, "/s3cret", &web, permit())
+            let (mut s, _) = upgrade(server_io, "/s3cret", &web, permit())
                 .await
                 .expect("the upgrade is accepted");
             let mut got = vec![0u8; 200_000];
@@ -554,6 +634,48 @@ mod tests {
         c.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, data);
         server.await.unwrap();
+    }
+
+    /// What the acceptor reports as the peer of an upgrade that says
+    /// `X-Forwarded-For: 127.0.0.9`, trusting `forwarded_from`.
+    async fn peer_seen(forwarded_from: &[&str]) -> std::net::IpAddr {
+        use super::super::Acceptor as _;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut opts = WsServerOptions::new("/p");
+        opts.forwarded_from = forwarded_from.iter().map(|s| s.to_string()).collect();
+        let mut acceptor = WsAcceptor::bind("127.0.0.1:0", opts).await.unwrap();
+        let addr = acceptor.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut req = format!("ws://{addr}/p").into_client_request().unwrap();
+            req.headers_mut()
+                .insert("x-forwarded-for", "127.0.0.5, 127.0.0.9".parse().unwrap());
+            let (ws, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(ws);
+        });
+        let (_, info) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.transport, super::super::TransportKind::Ws);
+        client.await.unwrap();
+        info.remote_addr.unwrap().ip()
+    }
+
+    #[tokio::test]
+    async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
+        let nine: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+        let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(peer_seen(&["127.0.0.1/32"]).await, nine);
+        assert_eq!(peer_seen(&["10.0.0.0/8"]).await, local);
+        assert_eq!(peer_seen(&[]).await, local);
+        let bad = WsServerOptions {
+            forwarded_from: vec!["nonsense".into()],
+            ..WsServerOptions::new("/p")
+        };
+        let e = WsAcceptor::bind("127.0.0.1:0", bad).await.unwrap_err();
+        assert!(e.to_string().contains("--ws-forwarded-from"), "{e}");
     }
 
     #[tokio::test]
@@ -580,7 +702,7 @@ mod tests {
     async fn an_oversized_message_ends_the_stream_with_an_error() {
         let (client_io, server_io) = tokio::io::duplex(1 << 16);
         let server = tokio::spawn(async move {
-            let mut s = upgrade(server_io, "/", &StealthOptions::default(), permit())
+            let (mut s, _) = upgrade(server_io, "/", &StealthOptions::default(), permit())
                 .await
                 .unwrap();
             let mut buf = vec![0u8; 1024];

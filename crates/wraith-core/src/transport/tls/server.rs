@@ -78,6 +78,10 @@ pub struct TlsServerOptions {
     /// fallback).
     #[cfg(feature = "ws")]
     pub websocket: Option<String>,
+    /// wss: reverse proxies (`ADDR/BITS`) whose `X-Forwarded-For` names
+    /// the client (`--ws-forwarded-from`).
+    #[cfg(feature = "ws")]
+    pub websocket_forwarded_from: Vec<String>,
 }
 
 impl TlsServerOptions {
@@ -93,6 +97,8 @@ impl TlsServerOptions {
             net_block: crate::limits::NetBlock::default(),
             #[cfg(feature = "ws")]
             websocket: None,
+            #[cfg(feature = "ws")]
+            websocket_forwarded_from: Vec::new(),
         }
     }
 
@@ -119,6 +125,7 @@ impl TlsServerOptions {
                 gate: Gate::WebSocket {
                     path: path.as_str().into(),
                     web,
+                    forwarded_from: self.websocket_forwarded_from.clone().into(),
                 },
             };
         }
@@ -144,10 +151,12 @@ pub(crate) enum Gate {
     /// Stealth: the client's first bytes are `SSH-2.0-`.
     SshBanner(Arc<StealthOptions>),
     /// A WebSocket upgrade on `path`; the rest is for the web (`web`).
+    /// `forwarded_from`: proxies whose `X-Forwarded-For` names the client.
     #[cfg(feature = "ws")]
     WebSocket {
         path: Arc<str>,
         web: Arc<StealthOptions>,
+        forwarded_from: Arc<[String]>,
     },
 }
 
@@ -400,12 +409,21 @@ pub(crate) async fn accept_loop(
                     None => return,
                 },
                 #[cfg(feature = "ws")]
-                Gate::WebSocket { path, web } => {
-                    match crate::transport::ws::upgrade(stream, path, web, permit).await {
-                        Some(s) => s,
-                        None => return,
+                Gate::WebSocket {
+                    path,
+                    web,
+                    forwarded_from,
+                } => match crate::transport::ws::upgrade(stream, path, web, permit).await {
+                    Some((s, forwarded)) => {
+                        if let Some(ip) = forwarded
+                            && crate::transport::ws::trusted(forwarded_from, peer.ip())
+                        {
+                            info.remote_addr = Some(SocketAddr::new(ip, 0));
+                        }
+                        s
                     }
-                }
+                    None => return,
+                },
             };
             // The receiver is gone only when the server stopped.
             let _ = tx.send((stream, info)).await;
