@@ -7,8 +7,8 @@
 //! Parsing and building are `ppp`'s. This module decides who may send a
 //! header (checked before a byte is read), reads no more than the header can
 //! be (v1 at most 107 bytes; v2 its 16-byte prefix and the length it gives,
-//! capped), and gives up after a timeout. It never logs, and its errors hold
-//! no text the peer chose.
+//! capped), and gives up after a timeout. Its errors hold no text the peer
+//! chose; [`log_refusal`] is the one line an acceptor logs for them.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -112,6 +112,14 @@ impl ProxyProtocol {
             Ok(Err(e)) => Err(e),
             Ok(Ok((rest, client))) => Ok((Prefixed::new(rest, stream), client)),
         }
+    }
+}
+
+/// Log a refused connection: the reason and the TCP peer's address (the
+/// proxy's, never the header's), at most one line per period of `rate`.
+pub(crate) fn log_refusal(rate: &crate::limits::LogRate, peer: SocketAddr, e: &ProxyRefused) {
+    if let Some(skipped) = rate.check() {
+        tracing::info!(remote_addr = %peer.ip(), reason = %e, skipped, "connection refused (--proxy-protocol)");
     }
 }
 

@@ -41,6 +41,7 @@ pub use tcp::{TcpAcceptor, TcpTransport};
 #[cfg(feature = "tls")]
 pub use tls::{CertSource, TlsAcceptor, TlsClientOptions, TlsPin, TlsServerOptions, TlsTransport};
 
+pub use crate::io::proxy_protocol::ProxyHeaderVersion;
 pub use crate::io::{BoxStream, TransportStream};
 
 /// A boxed future, as trait objects need.

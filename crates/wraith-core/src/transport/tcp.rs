@@ -1,12 +1,19 @@
 //! The TCP transport: a plain `TcpStream` each way, with our socket options.
+//! Behind a load balancer (`--proxy-protocol`) the server reads a PROXY
+//! header first, off the accept loop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
 
 use super::proxy::{self, ProxyUrl};
 use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, SocketOpts, Transport, TransportKind};
 use crate::error::{Error, Result};
+use crate::io::proxy_protocol::{ProxyProtocol, ProxyRefused, log_refusal};
+use crate::limits::LogRate;
 use crate::proto::host_port::HostPort;
 
 /// Dials `host:port` over TCP.
@@ -68,18 +75,58 @@ pub(crate) async fn bind_listener(addr: &str) -> Result<(TcpListener, SocketAddr
     Ok((listener, local))
 }
 
+/// PROXY headers being read at once on a `--proxy-protocol` TCP port;
+/// past this, new connections are closed at once.
+const MAX_PENDING_HEADERS: usize = 1024;
+
 /// Accepts TCP connections on a bound listener.
 #[derive(Debug)]
 pub struct TcpAcceptor {
-    listener: TcpListener,
     local: SocketAddr,
+    incoming: Incoming,
+}
+
+#[derive(Debug)]
+enum Incoming {
+    /// Streams come straight from `accept()`.
+    Listener(TcpListener),
+    /// `--proxy-protocol`: a task accepts and reads each header in a task
+    /// of its own (a slow peer never holds up the others); streams with
+    /// their real client address arrive here.
+    Headers {
+        rx: mpsc::Receiver<(BoxStream, PeerInfo)>,
+        task: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Drop for TcpAcceptor {
+    fn drop(&mut self) {
+        if let Incoming::Headers { task, .. } = &self.incoming {
+            task.abort();
+        }
+    }
 }
 
 impl TcpAcceptor {
     /// Bind `addr` (port 0 picks a free port).
     pub async fn bind(addr: &str) -> Result<Self> {
         let (listener, local) = bind_listener(addr).await?;
-        Ok(TcpAcceptor { listener, local })
+        Ok(TcpAcceptor {
+            local,
+            incoming: Incoming::Listener(listener),
+        })
+    }
+
+    /// Bind `addr`; every connection must start with a PROXY header from a
+    /// peer `pp` trusts (`--proxy-protocol`).
+    pub(crate) async fn bind_behind_proxy(addr: &str, pp: ProxyProtocol) -> Result<Self> {
+        let (listener, local) = bind_listener(addr).await?;
+        let (tx, rx) = mpsc::channel(64);
+        let task = tokio::spawn(header_loop(listener, Arc::new(pp), tx));
+        Ok(TcpAcceptor {
+            local,
+            incoming: Incoming::Headers { rx, task },
+        })
     }
 
     /// The bound address.
@@ -88,13 +135,59 @@ impl TcpAcceptor {
     }
 }
 
+async fn header_loop(
+    mut listener: TcpListener,
+    pp: Arc<ProxyProtocol>,
+    tx: mpsc::Sender<(BoxStream, PeerInfo)>,
+) {
+    let pending = Arc::new(Semaphore::new(MAX_PENDING_HEADERS));
+    let refusals = Arc::new(LogRate::new(Duration::from_secs(10)));
+    let on_conn = |(tcp, peer): (TcpStream, SocketAddr)| {
+        if !pp.allows(peer.ip()) {
+            log_refusal(&refusals, peer, &ProxyRefused::NotAllowed);
+            return;
+        }
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            if let Some(skipped) = refusals.check() {
+                tracing::warn!(
+                    skipped,
+                    "too many PROXY protocol headers being read; connections dropped"
+                );
+            }
+            return;
+        };
+        SocketOpts::default().apply(&tcp);
+        let (pp, tx, refusals) = (pp.clone(), tx.clone(), refusals.clone());
+        tokio::spawn(async move {
+            let accepted = pp.accept(tcp, peer).await;
+            drop(permit);
+            match accepted {
+                Ok((stream, client)) => {
+                    let info = PeerInfo::socket(client, TransportKind::Tcp);
+                    // The receiver is gone only when the server stopped.
+                    let _ = tx.send((Box::new(stream) as BoxStream, info)).await;
+                }
+                Err(e) => log_refusal(&refusals, peer, &e),
+            }
+        });
+    };
+    crate::io::accept_loop(&mut listener, "tcp", std::future::pending(), on_conn).await;
+}
+
 impl Acceptor for TcpAcceptor {
     fn accept(&mut self) -> BoxFuture<'_, std::io::Result<(BoxStream, PeerInfo)>> {
         Box::pin(async move {
-            let (stream, peer) = self.listener.accept().await?;
-            SocketOpts::default().apply(&stream);
-            let info = PeerInfo::socket(peer, TransportKind::Tcp);
-            Ok((Box::new(stream) as BoxStream, info))
+            match &mut self.incoming {
+                Incoming::Listener(listener) => {
+                    let (stream, peer) = listener.accept().await?;
+                    SocketOpts::default().apply(&stream);
+                    let info = PeerInfo::socket(peer, TransportKind::Tcp);
+                    Ok((Box::new(stream) as BoxStream, info))
+                }
+                Incoming::Headers { rx, .. } => rx.recv().await.ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "TCP accept loop ended")
+                }),
+            }
         })
     }
 

@@ -14,6 +14,8 @@ use tokio::sync::{Semaphore, mpsc};
 use super::client::read_certs;
 use super::{ALPN_HTTP1, ALPN_WEB, no_protocol_versions, provider};
 use crate::error::{Error, Reason, Result};
+use crate::io::Prefixed;
+use crate::io::proxy_protocol::{ProxyProtocol, ProxyRefused, log_refusal};
 use crate::limits::{LogRate, PerSource, SourceKey};
 use crate::source::Source;
 use crate::transport::stealth::{self, StealthOptions};
@@ -73,6 +75,9 @@ pub struct TlsServerOptions {
     /// What counts as one source (`--per-source-net-block-size`, default
     /// 32:64).
     pub net_block: crate::limits::NetBlock,
+    /// `--proxy-protocol`: a PROXY header from a trusted proxy comes
+    /// before the TLS handshake, and names the client.
+    pub(crate) proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl TlsServerOptions {
@@ -86,6 +91,7 @@ impl TlsServerOptions {
             max_handshakes: 1024,
             max_handshakes_per_source: 64,
             net_block: crate::limits::NetBlock::default(),
+            proxy_protocol: None,
         }
     }
 }
@@ -230,11 +236,19 @@ pub(super) async fn accept_loop(
     let in_flight = Arc::new(Semaphore::new(opts.max_handshakes));
     let per_source = PerSource::new(opts.max_handshakes_per_source);
     let stealth = opts.stealth.map(Arc::new);
-    let refusals = LogRate::new(Duration::from_secs(10));
+    let proxy = opts.proxy_protocol.map(Arc::new);
+    let refusals = Arc::new(LogRate::new(Duration::from_secs(10)));
+    let net_block = opts.net_block;
     let mut listener = listener;
-    let on_conn = |(tcp, peer): (TcpStream, SocketAddr)| {
+    let on_conn = |(tcp, tcp_peer): (TcpStream, SocketAddr)| {
         // Closing at once costs the peer a connection and us nothing; the
         // refusal is logged now and then, not once per connection.
+        if let Some(pp) = &proxy
+            && !pp.allows(tcp_peer.ip())
+        {
+            log_refusal(&refusals, tcp_peer, &ProxyRefused::NotAllowed);
+            return;
+        }
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             if let Some(skipped) = refusals.check() {
                 tracing::warn!(
@@ -244,23 +258,40 @@ pub(super) async fn accept_loop(
             }
             return;
         };
-        let source = SourceKey::Net(opts.net_block.source_of(peer.ip()));
-        let Some(source_slot) = per_source.try_take(&source) else {
-            if let Some(skipped) = refusals.check() {
-                tracing::info!(remote_addr = %peer.ip(), skipped, "too many TLS handshakes from one source (--per-source-max-tls-handshakes); connections dropped");
-            }
-            return;
-        };
-        let permit = (permit, source_slot);
         SocketOpts::default().apply(&tcp);
+        let local = tcp.local_addr().ok();
         let tls = tls.clone();
         let tx = tx.clone();
         let stealth = stealth.clone();
+        let proxy = proxy.clone();
+        let per_source = per_source.clone();
+        let refusals = refusals.clone();
         // nginx 1.22 counts the handshake against client_header_timeout.
         let timeout = stealth
             .as_ref()
             .map_or(opts.handshake_timeout, |s| s.header_timeout);
         tokio::spawn(async move {
+            // Behind a proxy, everything from here on (the per-source cap,
+            // PeerInfo, the fallback's own PROXY header) is about the
+            // client the header names.
+            let (tcp, peer) = match &proxy {
+                None => (Prefixed::new(Vec::new(), tcp), tcp_peer),
+                Some(pp) => match pp.accept(tcp, tcp_peer).await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        log_refusal(&refusals, tcp_peer, &e);
+                        return;
+                    }
+                },
+            };
+            let source = SourceKey::Net(net_block.source_of(peer.ip()));
+            let Some(source_slot) = per_source.try_take(&source) else {
+                if let Some(skipped) = refusals.check() {
+                    tracing::info!(remote_addr = %peer.ip(), skipped, "too many TLS handshakes from one source (--per-source-max-tls-handshakes); connections dropped");
+                }
+                return;
+            };
+            let permit = (permit, source_slot);
             let stream = match tokio::time::timeout(timeout, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -284,10 +315,16 @@ pub(super) async fn accept_loop(
             info.sni = sni;
             let stream: BoxStream = match stealth {
                 None => Box::new(stream),
-                Some(cfg) => match stealth::sniff(stream, &cfg, permit).await {
-                    Some(s) => s,
-                    None => return,
-                },
+                Some(cfg) => {
+                    let ends = stealth::Ends {
+                        client: peer,
+                        local,
+                    };
+                    match stealth::sniff(stream, &cfg, permit, ends).await {
+                        Some(s) => s,
+                        None => return,
+                    }
+                }
             };
             // The receiver is gone only when the server stopped.
             let _ = tx.send((stream, info)).await;
