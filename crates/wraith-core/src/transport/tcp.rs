@@ -199,3 +199,52 @@ impl Acceptor for TcpAcceptor {
         Some(self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn behind_a_proxy_a_slow_header_does_not_hold_up_the_next_one() {
+        let pp = ProxyProtocol::new(ProxyProtocol::loopback());
+        let mut acceptor = TcpAcceptor::bind_behind_proxy("127.0.0.1:0", pp)
+            .await
+            .unwrap();
+        let addr = acceptor.local_addr();
+        // Half a header, then nothing (until the 10 s timeout).
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"PROXY TCP4 198.51.").await.unwrap();
+        let mut fast = TcpStream::connect(addr).await.unwrap();
+        fast.write_all(b"PROXY TCP4 192.0.2.9 127.0.0.1 5555 22\r\nhello")
+            .await
+            .unwrap();
+        let (mut stream, info) = tokio::time::timeout(WAIT, acceptor.accept())
+            .await
+            .expect("the complete header is not stuck behind the slow one")
+            .unwrap();
+        assert_eq!(info.remote_addr, Some("192.0.2.9:5555".parse().unwrap()));
+        assert_eq!(info.transport, TransportKind::Tcp);
+        let mut got = [0u8; 5];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+
+        // No header: closed, and nothing reaches accept().
+        let mut bare = TcpStream::connect(addr).await.unwrap();
+        bare.write_all(b"SSH-2.0-x\r\n").await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(WAIT, bare.read(&mut buf))
+            .await
+            .expect("a headerless connection is closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), acceptor.accept())
+                .await
+                .is_err()
+        );
+        drop(slow);
+    }
+}
