@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use wraith_core::Source;
 use wraith_core::client::{LocalForwardSpec, RemoteForwardSpec};
 use wraith_core::server::ServeOptions;
-use wraith_core::transport::{ClientTransportOptions, ServerTransportOptions, TransportKind};
+use wraith_core::transport::{
+    ClientTransportOptions, ProxyHeaderVersion, ServerTransportOptions, TransportKind,
+};
 
 pub(crate) const EXAMPLES: &str = "\
 Examples:
@@ -296,6 +298,24 @@ pub(crate) enum TransportArg {
     Iroh,
 }
 
+/// `--stealth-fallback-proxy-protocol`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProxyHeaderArg {
+    /// The text header (`PROXY TCP4 ...`).
+    V1,
+    /// The binary header.
+    V2,
+}
+
+impl From<ProxyHeaderArg> for ProxyHeaderVersion {
+    fn from(v: ProxyHeaderArg) -> Self {
+        match v {
+            ProxyHeaderArg::V1 => ProxyHeaderVersion::V1,
+            ProxyHeaderArg::V2 => ProxyHeaderVersion::V2,
+        }
+    }
+}
+
 /// `wraith serve` flags that choose and configure the transport.
 #[derive(Args, Debug)]
 pub(crate) struct ServeTransportArgs {
@@ -340,6 +360,33 @@ pub(crate) struct ServeTransportArgs {
     /// (nginx's client_header_timeout).
     #[arg(long, env = "WRAITH_STEALTH_TIMEOUT", default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) stealth_timeout: u64,
+    /// With --stealth-fallback: first send the web server a PROXY protocol header naming
+    /// the client (for nginx's `listen ... proxy_protocol`).
+    #[arg(
+        long,
+        env = "WRAITH_STEALTH_FALLBACK_PROXY_PROTOCOL",
+        value_enum,
+        value_name = "VERSION",
+        requires = "stealth_fallback"
+    )]
+    pub(crate) stealth_fallback_proxy_protocol: Option<ProxyHeaderArg>,
+    /// Every connection starts with a PROXY protocol header, v1 or v2 (haproxy's
+    /// send-proxy, send-proxy-v2); the client it names is the peer for logs, from=,
+    /// source-address and the per-IP limits. Connections without one are closed
+    /// (tcp and tls).
+    #[arg(long, env = "WRAITH_PROXY_PROTOCOL")]
+    pub(crate) proxy_protocol: bool,
+    /// With --proxy-protocol: the proxies allowed to send the header, ADDR/BITS or ADDR;
+    /// repeatable or comma-separated; anyone else is refused
+    /// [default: 127.0.0.0/8,::1, loopback only].
+    #[arg(
+        long,
+        env = "WRAITH_PROXY_PROTOCOL_FROM",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        requires = "proxy_protocol"
+    )]
+    pub(crate) proxy_protocol_from: Vec<String>,
     /// Get the TLS certificate for this domain from an ACME CA (TLS-ALPN-01 on the
     /// listening port, which must be reachable as <name>:443); repeatable.
     #[arg(
@@ -458,6 +505,9 @@ impl ServeTransportArgs {
         o.stealth = self.stealth;
         o.stealth_fallback = self.stealth_fallback.clone();
         o.stealth_timeout = Duration::from_secs(self.stealth_timeout);
+        o.stealth_fallback_proxy_protocol = self.stealth_fallback_proxy_protocol.map(Into::into);
+        o.proxy_protocol = self.proxy_protocol;
+        o.proxy_protocol_from = self.proxy_protocol_from.clone();
         o.acme_domains = self.acme_domain.clone();
         o.acme_ips = self.acme_ip.clone();
         o.acme_email = self.acme_email.clone();

@@ -1,15 +1,16 @@
 //! Moving bytes, below SSH and the transports: the stream type every
 //! transport yields, the splice between a socket and a channel, streams
 //! that can be cut from outside ([`killable`]) or give back bytes already
-//! read ([`prefixed`]), the client's read-ahead, socket options, and the
+//! read ([`prefixed`]), PROXY protocol headers ([`proxy_protocol`]), the
+//! client's read-ahead, socket options, and the
 //! one accept loop with backoff that every listener runs.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub(crate) mod accept;
 pub(crate) mod killable;
-#[cfg(feature = "tls")]
 pub(crate) mod prefixed;
+pub(crate) mod proxy_protocol;
 pub(crate) mod read_ahead;
 pub(crate) mod socket_opts;
 pub(crate) mod splice;
@@ -17,7 +18,6 @@ pub(crate) mod udp;
 
 pub(crate) use accept::{Accept, accept_loop};
 pub(crate) use killable::Killable;
-#[cfg(feature = "tls")]
 pub(crate) use prefixed::Prefixed;
 pub(crate) use socket_opts::SocketOpts;
 pub(crate) use splice::splice;

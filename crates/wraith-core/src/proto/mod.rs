@@ -16,12 +16,14 @@
 //!   the constant-time key lookup.
 //! - [`policy`]: what a session may do (`permitopen` / `permitlisten`
 //!   patterns, socket rules, `from=` address patterns).
+//! - [`cidr`]: IP networks (`addr/bits`), parsed once and matched.
 //! - [`certificate`]: the checks on an OpenSSH user certificate.
 //! - [`time`]: calendar arithmetic and HTTP dates; the local time zone is
 //!   passed in.
 //!
 //! Each parser here is unit-tested beside its code and fuzzed (`fuzz/`).
 
+pub mod cidr;
 pub mod forward_spec;
 pub mod frame;
 pub mod host_port;

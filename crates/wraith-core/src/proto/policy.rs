@@ -263,25 +263,11 @@ pub(crate) fn match_pattern_list(patterns: &[String], ip: IpAddr) -> bool {
     allowed
 }
 
+/// `addr/bits` contains `ip`; a pattern that does not parse matches
+/// nothing (OpenSSH ignores it too).
 pub(crate) fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
-    let Some((net, bits)) = cidr.split_once('/') else {
-        return false;
-    };
-    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
-        return false;
-    };
-    // Compare IPv4-mapped IPv6 peers (and networks) as IPv4.
-    match (net.to_canonical(), ip.to_canonical()) {
-        (IpAddr::V4(n), IpAddr::V4(a)) if bits <= 32 => {
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            u32::from(n) & mask == u32::from(a) & mask
-        }
-        (IpAddr::V6(n), IpAddr::V6(a)) if bits <= 128 => {
-            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            u128::from(n) & mask == u128::from(a) & mask
-        }
-        _ => false,
-    }
+    cidr.parse::<super::cidr::Cidr>()
+        .is_ok_and(|net| net.contains(ip))
 }
 
 /// Shell-style `*` and `?` matching, iterative (no recursion blow-up).

@@ -45,6 +45,7 @@ pub use tls::{CertSource, TlsAcceptor, TlsClientOptions, TlsPin, TlsServerOption
 #[cfg(feature = "ws")]
 pub use ws::{WsAcceptor, WsServerOptions, WsStream, WsTransport};
 
+pub use crate::io::proxy_protocol::ProxyHeaderVersion;
 pub use crate::io::{BoxStream, TransportStream};
 
 /// A boxed future, as trait objects need.

@@ -380,6 +380,17 @@ pub struct ServerTransportOptions {
     /// (or `X-Real-IP`) names the client, for logs, `from=` and per-source
     /// limits (`--ws-forwarded-from`).
     pub ws_forwarded_from: Vec<String>,
+    /// tcp, tls: every connection starts with a PROXY protocol header (v1
+    /// or v2) from a trusted proxy, and the client it names is the peer
+    /// (`--proxy-protocol`).
+    pub proxy_protocol: bool,
+    /// The proxies trusted to send that header, `ADDR/BITS` or `ADDR`
+    /// (`--proxy-protocol-from`; none given: loopback only, 127.0.0.0/8
+    /// and ::1).
+    pub proxy_protocol_from: Vec<String>,
+    /// Stealth: send the `--stealth-fallback` web server a PROXY header
+    /// naming the client (`--stealth-fallback-proxy-protocol`).
+    pub stealth_fallback_proxy_protocol: Option<super::ProxyHeaderVersion>,
 }
 
 impl Default for ServerTransportOptions {
@@ -404,6 +415,9 @@ impl Default for ServerTransportOptions {
             iroh_relay: None,
             ws_path: None,
             ws_forwarded_from: Vec::new(),
+            proxy_protocol: false,
+            proxy_protocol_from: Vec::new(),
+            stealth_fallback_proxy_protocol: None,
         }
     }
 }
@@ -433,6 +447,20 @@ impl ServerTransportOptions {
         if self.kind != TransportKind::Iroh && self.iroh_relay.is_some() {
             return Err(usage("--iroh-relay needs --transport iroh"));
         }
+        if self.stealth_fallback_proxy_protocol.is_some() && self.stealth_fallback.is_none() {
+            return Err(usage(
+                "--stealth-fallback-proxy-protocol needs --stealth-fallback",
+            ));
+        }
+        if !self.proxy_protocol_from.is_empty() && !self.proxy_protocol {
+            return Err(usage("--proxy-protocol-from needs --proxy-protocol"));
+        }
+        if self.proxy_protocol && self.kind == TransportKind::Iroh {
+            return Err(usage(
+                "--proxy-protocol needs --transport tcp, tls, ws or wss: iroh connections do not pass through a TCP proxy",
+            ));
+        }
+        self.ingress_proxy_protocol()?;
         if self.kind == TransportKind::Iroh && cfg!(not(feature = "iroh")) {
             return Err(usage(
                 "--transport iroh: this wraith was built without the `iroh` feature",
@@ -500,6 +528,35 @@ impl ServerTransportOptions {
         Ok(())
     }
 
+    /// `--proxy-protocol` with its trusted networks parsed, or `None`
+    /// without it. A network that does not parse is a usage error naming
+    /// `--proxy-protocol-from`.
+    pub(crate) fn ingress_proxy_protocol(
+        &self,
+    ) -> Result<Option<crate::io::proxy_protocol::ProxyProtocol>> {
+        use crate::io::proxy_protocol::ProxyProtocol;
+        if !self.proxy_protocol {
+            return Ok(None);
+        }
+        if self.proxy_protocol_from.is_empty() {
+            return Ok(Some(ProxyProtocol::new(ProxyProtocol::loopback())));
+        }
+        let from = self
+            .proxy_protocol_from
+            .iter()
+            .map(|net| {
+                net.trim()
+                    .parse()
+                    .map_err(|e: crate::proto::cidr::CidrError| Error::Config {
+                        flag: "--proxy-protocol-from",
+                        value: net.clone(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(ProxyProtocol::new(from)))
+    }
+
     /// Listen on `listen` (`--listen`; port 0 picks a free port; default
     /// `0.0.0.0:22`, for iroh any free UDP port). iroh derives its endpoint
     /// key from `host_key`.
@@ -511,7 +568,10 @@ impl ServerTransportOptions {
         self.check()?;
         let socket = listen.unwrap_or(DEFAULT_LISTEN);
         match self.kind {
-            TransportKind::Tcp => Ok(Box::new(TcpAcceptor::bind(socket).await?)),
+            TransportKind::Tcp => match self.ingress_proxy_protocol()? {
+                None => Ok(Box::new(TcpAcceptor::bind(socket).await?)),
+                Some(pp) => Ok(Box::new(TcpAcceptor::bind_behind_proxy(socket, pp).await?)),
+            },
             TransportKind::Tls | TransportKind::Wss => self.bind_tls(socket).await,
             TransportKind::Ws => self.bind_ws(socket).await,
             TransportKind::Iroh => self.bind_iroh(listen, host_key).await,
@@ -584,11 +644,13 @@ impl ServerTransportOptions {
                     reason: "expected ADDR or ADDR/BITS".into(),
                 })?;
         }
+        opts.proxy_protocol = self.ingress_proxy_protocol()?;
         if self.stealth {
             opts.stealth = Some(StealthOptions {
                 fallback: self.stealth_fallback.clone(),
                 header_timeout: self.stealth_timeout,
                 fallback_idle_timeout: self.stealth_fallback_idle_timeout,
+                fallback_proxy_protocol: self.stealth_fallback_proxy_protocol,
                 ..Default::default()
             });
         }
@@ -604,6 +666,7 @@ impl ServerTransportOptions {
         opts.max_handshakes_per_source = self.per_source_max_tls_handshakes;
         opts.net_block = self.net_block;
         opts.forwarded_from = self.ws_forwarded_from.clone();
+        opts.proxy_protocol = self.ingress_proxy_protocol()?;
         Ok(Box::new(WsAcceptor::bind(listen, opts).await?))
     }
 
@@ -797,6 +860,49 @@ mod tests {
             msg(wss.check()),
             "--transport wss needs --tls-cert and --tls-key, or --acme-domain / --acme-ip"
         );
+    }
+
+    #[test]
+    fn proxy_protocol_flags_are_checked() {
+        let mut o = ServerTransportOptions::new(TransportKind::Tcp);
+        o.proxy_protocol_from = vec!["10.0.0.0/8".into()];
+        assert_eq!(
+            msg(o.check()),
+            "--proxy-protocol-from needs --proxy-protocol"
+        );
+        o.proxy_protocol = true;
+        o.check().unwrap();
+        let pp = o.ingress_proxy_protocol().unwrap().unwrap();
+        assert!(pp.allows("10.2.3.4".parse().unwrap()));
+        assert!(!pp.allows("127.0.0.1".parse().unwrap()));
+        o.proxy_protocol_from = vec!["10.0.0.0/33".into()];
+        let e = o.check().unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid --proxy-protocol-from value \"10.0.0.0/33\""),
+            "{e}"
+        );
+        o.proxy_protocol_from.clear();
+        let pp = o.ingress_proxy_protocol().unwrap().unwrap();
+        assert!(pp.allows("127.0.0.9".parse().unwrap()));
+        assert!(pp.allows("::1".parse().unwrap()));
+        assert!(!pp.allows("192.0.2.1".parse().unwrap()));
+        o.kind = TransportKind::Iroh;
+        assert!(
+            msg(o.check()).starts_with("--proxy-protocol needs --transport tcp, tls, ws or wss"),
+            "{:?}",
+            o.check()
+        );
+        let mut t = ServerTransportOptions::new(TransportKind::Tls);
+        t.tls_cert = Some(Source::Bytes(Vec::new()));
+        t.tls_key = Some(Source::Bytes(Vec::new()));
+        t.stealth = true;
+        t.stealth_fallback_proxy_protocol = Some(crate::transport::ProxyHeaderVersion::V1);
+        assert_eq!(
+            msg(t.check()),
+            "--stealth-fallback-proxy-protocol needs --stealth-fallback"
+        );
+        t.stealth_fallback = Some("127.0.0.1:80".into());
+        t.check().unwrap();
     }
 
     #[cfg(feature = "tls")]

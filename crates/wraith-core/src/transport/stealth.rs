@@ -7,6 +7,7 @@
 //! only after the client's banner started, so russh's banner always follows
 //! the client's. Nothing a prober sends is logged beyond its address.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -15,6 +16,7 @@ use tokio::time::Instant;
 
 use super::{BoxStream, TransportStream};
 use crate::io::Prefixed;
+use crate::io::proxy_protocol::ProxyHeaderVersion;
 use crate::proto::decoy::{Decoy, Step};
 use crate::proto::time::http_date;
 
@@ -40,6 +42,32 @@ pub struct StealthOptions {
     /// which neither side sent anything for this long (60 s, nginx's
     /// `proxy_read_timeout`).
     pub fallback_idle_timeout: Duration,
+    /// Send the fallback web server a PROXY header naming the client
+    /// first (`--stealth-fallback-proxy-protocol`).
+    pub fallback_proxy_protocol: Option<ProxyHeaderVersion>,
+}
+
+/// The two ends of a connection as the fallback's PROXY header names
+/// them: the client (the one an ingress PROXY header named, if any) and
+/// the server's own address it reached.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ends {
+    pub(crate) client: SocketAddr,
+    /// `None` if the socket could not tell.
+    pub(crate) local: Option<SocketAddr>,
+}
+
+impl Ends {
+    fn header(&self, version: ProxyHeaderVersion) -> Vec<u8> {
+        let local = self.local.unwrap_or_else(|| {
+            let any = match self.client.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            };
+            SocketAddr::new(any, 0)
+        });
+        version.header(self.client, local)
+    }
 }
 
 impl Default for StealthOptions {
@@ -50,6 +78,7 @@ impl Default for StealthOptions {
             keepalive_timeout: Duration::from_secs(65),
             keepalive_time: Duration::from_secs(3600),
             fallback_idle_timeout: Duration::from_secs(60),
+            fallback_proxy_protocol: None,
         }
     }
 }
@@ -63,11 +92,12 @@ const LINGERING_TIME: Duration = Duration::from_secs(30);
 /// Read the first bytes of `stream`. SSH: return the stream with those bytes
 /// replayed. Otherwise serve the decoy (or the fallback relay) to the end
 /// and return `None`. `permit` (held until then) bounds how many
-/// connections are in here.
+/// connections are in here; `ends` are what the fallback's PROXY header says.
 pub(crate) async fn sniff<S: TransportStream, P>(
     mut stream: S,
     opts: &StealthOptions,
     permit: P,
+    ends: Ends,
 ) -> Option<BoxStream> {
     let deadline = Instant::now() + opts.header_timeout;
     let mut head = Vec::with_capacity(SSH_PREFIX.len());
@@ -90,7 +120,7 @@ pub(crate) async fn sniff<S: TransportStream, P>(
             return Some(Box::new(Prefixed::new(head, stream)));
         }
     }
-    serve_web(stream, head, opts, deadline).await;
+    serve_web(stream, head, opts, deadline, ends).await;
     drop(permit);
     None
 }
@@ -102,9 +132,17 @@ pub(crate) async fn serve_web<S: TransportStream>(
     head: Vec<u8>,
     opts: &StealthOptions,
     deadline: Instant,
+    ends: Ends,
 ) {
     match &opts.fallback {
-        Some(target) => relay(stream, head, target, opts.fallback_idle_timeout).await,
+        Some(target) => {
+            let mut first = opts
+                .fallback_proxy_protocol
+                .map(|v| ends.header(v))
+                .unwrap_or_default();
+            first.extend_from_slice(&head);
+            relay(stream, first, target, opts.fallback_idle_timeout).await
+        }
         None => decoy(stream, head, opts, deadline).await,
     }
 }
@@ -183,7 +221,8 @@ async fn lingering_close<S: TransportStream>(mut stream: S) {
     }
 }
 
-/// Relay to the fallback web server, the peeked bytes first, until either
+/// Relay to the fallback web server, `first` (the PROXY header if any,
+/// and the peeked bytes) first, until either
 /// side closes or neither sent anything for `idle`.
 async fn relay<S: TransportStream>(stream: S, first: Vec<u8>, target: &str, idle: Duration) {
     let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(target));
@@ -268,6 +307,13 @@ mod tests {
     use std::sync::Arc;
     use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+    fn ends() -> Ends {
+        Ends {
+            client: "127.0.0.2:40001".parse().unwrap(),
+            local: Some("127.0.0.1:443".parse().unwrap()),
+        }
+    }
+
     fn permit() -> OwnedSemaphorePermit {
         Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
     }
@@ -277,7 +323,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         client.write_all(b"SSH-2.").await.unwrap();
         let opts = StealthOptions::default();
-        let task = tokio::spawn(async move { sniff(server, &opts, permit()).await });
+        let task = tokio::spawn(async move { sniff(server, &opts, permit(), ends()).await });
         client.write_all(b"0-wraith\r\nmore").await.unwrap();
         let mut s = task.await.unwrap().expect("SSH is recognised");
         let mut got = vec![0u8; 20];
@@ -289,7 +335,7 @@ mod tests {
     async fn http_gets_the_decoy() {
         let (mut client, server) = tokio::io::duplex(4096);
         let opts = StealthOptions::default();
-        let task = tokio::spawn(async move { sniff(server, &opts, permit()).await });
+        let task = tokio::spawn(async move { sniff(server, &opts, permit(), ends()).await });
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
@@ -309,7 +355,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         let opts = StealthOptions::default();
         let start = Instant::now();
-        let r = sniff(server, &opts, permit()).await;
+        let r = sniff(server, &opts, permit(), ends()).await;
         assert!(r.is_none());
         assert_eq!(start.elapsed(), Duration::from_secs(60));
         let mut out = Vec::new();
@@ -335,9 +381,12 @@ mod tests {
         };
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let started = std::time::Instant::now();
-        let r = tokio::time::timeout(Duration::from_secs(10), sniff(server, &opts, permit()))
-            .await
-            .expect("the relay ends on its own");
+        let r = tokio::time::timeout(
+            Duration::from_secs(10),
+            sniff(server, &opts, permit(), ends()),
+        )
+        .await
+        .expect("the relay ends on its own");
         assert!(r.is_none());
         assert!(started.elapsed() >= Duration::from_millis(300));
         held.abort();
@@ -360,7 +409,7 @@ mod tests {
             fallback_idle_timeout: Duration::from_secs(5),
             ..StealthOptions::default()
         };
-        let task = tokio::spawn(async move { sniff(server, &opts, permit()).await });
+        let task = tokio::spawn(async move { sniff(server, &opts, permit(), ends()).await });
         client.write_all(b"HELLO").await.unwrap();
         let mut out = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut out))
@@ -378,7 +427,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let opts = StealthOptions::default();
         let start = Instant::now();
-        let task = tokio::spawn(async move { sniff(server, &opts, permit()).await });
+        let task = tokio::spawn(async move { sniff(server, &opts, permit(), ends()).await });
         let chunk = b"\r\n".repeat(2048);
         let mut sent = 0usize;
         while !task.is_finished() && sent < (64 << 20) {
@@ -397,5 +446,59 @@ mod tests {
         let mut out = Vec::new();
         let _ = client.read_to_end(&mut out).await;
         assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_fallback_gets_a_proxy_header_naming_the_client() {
+        for (version, want) in [
+            (
+                ProxyHeaderVersion::V1,
+                b"PROXY TCP4 127.0.0.2 127.0.0.1 40001 443\r\n".to_vec(),
+            ),
+            (
+                ProxyHeaderVersion::V2,
+                [
+                    &b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c"[..],
+                    &[127, 0, 0, 2, 127, 0, 0, 1],
+                    &40001u16.to_be_bytes(),
+                    &443u16.to_be_bytes(),
+                ]
+                .concat(),
+            ),
+        ] {
+            let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let target = web.local_addr().unwrap().to_string();
+            let want_len = want.len() + 5;
+            let got = tokio::spawn(async move {
+                let (mut s, _) = web.accept().await.unwrap();
+                let mut got = vec![0u8; want_len];
+                s.read_exact(&mut got).await.unwrap();
+                got
+            });
+            let (mut client, server) = tokio::io::duplex(4096);
+            let opts = StealthOptions {
+                fallback: Some(target),
+                fallback_idle_timeout: Duration::from_secs(5),
+                fallback_proxy_protocol: Some(version),
+                ..StealthOptions::default()
+            };
+            let task = tokio::spawn(async move { sniff(server, &opts, permit(), ends()).await });
+            client.write_all(b"HELLO").await.unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(10), got)
+                .await
+                .expect("the web server got the header")
+                .unwrap();
+            let mut expected = want.clone();
+            expected.extend_from_slice(b"HELLO");
+            assert_eq!(got, expected, "{version:?}");
+            drop(client);
+            assert!(
+                tokio::time::timeout(Duration::from_secs(10), task)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .is_none()
+            );
+        }
     }
 }

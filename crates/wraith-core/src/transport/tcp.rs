@@ -1,12 +1,19 @@
 //! The TCP transport: a plain `TcpStream` each way, with our socket options.
+//! Behind a load balancer (`--proxy-protocol`) the server reads a PROXY
+//! header first, off the accept loop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
 
 use super::proxy::{self, ProxyUrl};
 use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, SocketOpts, Transport, TransportKind};
 use crate::error::{Error, Result};
+use crate::io::proxy_protocol::{ProxyProtocol, ProxyRefused, log_refusal};
+use crate::limits::LogRate;
 use crate::proto::host_port::HostPort;
 
 /// Dials `host:port` over TCP.
@@ -68,18 +75,58 @@ pub(crate) async fn bind_listener(addr: &str) -> Result<(TcpListener, SocketAddr
     Ok((listener, local))
 }
 
+/// PROXY headers being read at once on a `--proxy-protocol` TCP port;
+/// past this, new connections are closed at once.
+const MAX_PENDING_HEADERS: usize = 1024;
+
 /// Accepts TCP connections on a bound listener.
 #[derive(Debug)]
 pub struct TcpAcceptor {
-    listener: TcpListener,
     local: SocketAddr,
+    incoming: Incoming,
+}
+
+#[derive(Debug)]
+enum Incoming {
+    /// Streams come straight from `accept()`.
+    Listener(TcpListener),
+    /// `--proxy-protocol`: a task accepts and reads each header in a task
+    /// of its own (a slow peer never holds up the others); streams with
+    /// their real client address arrive here.
+    Headers {
+        rx: mpsc::Receiver<(BoxStream, PeerInfo)>,
+        task: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Drop for TcpAcceptor {
+    fn drop(&mut self) {
+        if let Incoming::Headers { task, .. } = &self.incoming {
+            task.abort();
+        }
+    }
 }
 
 impl TcpAcceptor {
     /// Bind `addr` (port 0 picks a free port).
     pub async fn bind(addr: &str) -> Result<Self> {
         let (listener, local) = bind_listener(addr).await?;
-        Ok(TcpAcceptor { listener, local })
+        Ok(TcpAcceptor {
+            local,
+            incoming: Incoming::Listener(listener),
+        })
+    }
+
+    /// Bind `addr`; every connection must start with a PROXY header from a
+    /// peer `pp` trusts (`--proxy-protocol`).
+    pub(crate) async fn bind_behind_proxy(addr: &str, pp: ProxyProtocol) -> Result<Self> {
+        let (listener, local) = bind_listener(addr).await?;
+        let (tx, rx) = mpsc::channel(64);
+        let task = tokio::spawn(header_loop(listener, Arc::new(pp), tx));
+        Ok(TcpAcceptor {
+            local,
+            incoming: Incoming::Headers { rx, task },
+        })
     }
 
     /// The bound address.
@@ -88,13 +135,59 @@ impl TcpAcceptor {
     }
 }
 
+async fn header_loop(
+    mut listener: TcpListener,
+    pp: Arc<ProxyProtocol>,
+    tx: mpsc::Sender<(BoxStream, PeerInfo)>,
+) {
+    let pending = Arc::new(Semaphore::new(MAX_PENDING_HEADERS));
+    let refusals = Arc::new(LogRate::new(Duration::from_secs(10)));
+    let on_conn = |(tcp, peer): (TcpStream, SocketAddr)| {
+        if !pp.allows(peer.ip()) {
+            log_refusal(&refusals, peer, &ProxyRefused::NotAllowed);
+            return;
+        }
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            if let Some(skipped) = refusals.check() {
+                tracing::warn!(
+                    skipped,
+                    "too many PROXY protocol headers being read; connections dropped"
+                );
+            }
+            return;
+        };
+        SocketOpts::default().apply(&tcp);
+        let (pp, tx, refusals) = (pp.clone(), tx.clone(), refusals.clone());
+        tokio::spawn(async move {
+            let accepted = pp.accept(tcp, peer).await;
+            drop(permit);
+            match accepted {
+                Ok((stream, client)) => {
+                    let info = PeerInfo::socket(client, TransportKind::Tcp);
+                    // The receiver is gone only when the server stopped.
+                    let _ = tx.send((Box::new(stream) as BoxStream, info)).await;
+                }
+                Err(e) => log_refusal(&refusals, peer, &e),
+            }
+        });
+    };
+    crate::io::accept_loop(&mut listener, "tcp", std::future::pending(), on_conn).await;
+}
+
 impl Acceptor for TcpAcceptor {
     fn accept(&mut self) -> BoxFuture<'_, std::io::Result<(BoxStream, PeerInfo)>> {
         Box::pin(async move {
-            let (stream, peer) = self.listener.accept().await?;
-            SocketOpts::default().apply(&stream);
-            let info = PeerInfo::socket(peer, TransportKind::Tcp);
-            Ok((Box::new(stream) as BoxStream, info))
+            match &mut self.incoming {
+                Incoming::Listener(listener) => {
+                    let (stream, peer) = listener.accept().await?;
+                    SocketOpts::default().apply(&stream);
+                    let info = PeerInfo::socket(peer, TransportKind::Tcp);
+                    Ok((Box::new(stream) as BoxStream, info))
+                }
+                Incoming::Headers { rx, .. } => rx.recv().await.ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "TCP accept loop ended")
+                }),
+            }
         })
     }
 
@@ -104,5 +197,54 @@ impl Acceptor for TcpAcceptor {
 
     fn local_addr(&self) -> Option<SocketAddr> {
         Some(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn behind_a_proxy_a_slow_header_does_not_hold_up_the_next_one() {
+        let pp = ProxyProtocol::new(ProxyProtocol::loopback());
+        let mut acceptor = TcpAcceptor::bind_behind_proxy("127.0.0.1:0", pp)
+            .await
+            .unwrap();
+        let addr = acceptor.local_addr();
+        // Half a header, then nothing (until the 10 s timeout).
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"PROXY TCP4 198.51.").await.unwrap();
+        let mut fast = TcpStream::connect(addr).await.unwrap();
+        fast.write_all(b"PROXY TCP4 192.0.2.9 127.0.0.1 5555 22\r\nhello")
+            .await
+            .unwrap();
+        let (mut stream, info) = tokio::time::timeout(WAIT, acceptor.accept())
+            .await
+            .expect("the complete header is not stuck behind the slow one")
+            .unwrap();
+        assert_eq!(info.remote_addr, Some("192.0.2.9:5555".parse().unwrap()));
+        assert_eq!(info.transport, TransportKind::Tcp);
+        let mut got = [0u8; 5];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+
+        // No header: closed, and nothing reaches accept().
+        let mut bare = TcpStream::connect(addr).await.unwrap();
+        bare.write_all(b"SSH-2.0-x\r\n").await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(WAIT, bare.read(&mut buf))
+            .await
+            .expect("a headerless connection is closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), acceptor.accept())
+                .await
+                .is_err()
+        );
+        drop(slow);
     }
 }

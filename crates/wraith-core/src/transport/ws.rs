@@ -385,6 +385,7 @@ pub(crate) async fn upgrade<S: TransportStream, P>(
     path: &str,
     web: &StealthOptions,
     permit: P,
+    ends: stealth::Ends,
 ) -> Option<(BoxStream, Option<IpAddr>)> {
     let deadline = Instant::now() + web.header_timeout;
     let mut head = Vec::with_capacity(1024);
@@ -400,7 +401,7 @@ pub(crate) async fn upgrade<S: TransportStream, P>(
         match judge(&head, path) {
             Head::More => continue,
             Head::Web => {
-                stealth::serve_web(stream, head, web, deadline).await;
+                stealth::serve_web(stream, head, web, deadline, ends).await;
                 drop(permit);
                 return None;
             }
@@ -479,6 +480,8 @@ pub struct WsServerOptions {
     /// Reverse proxies (`ADDR/BITS`) whose `X-Forwarded-For` names the
     /// client (`--ws-forwarded-from`); from anyone else it is ignored.
     pub forwarded_from: Vec<String>,
+    /// `--proxy-protocol`: a PROXY header comes first and names the client.
+    pub(crate) proxy_protocol: Option<crate::io::proxy_protocol::ProxyProtocol>,
 }
 
 impl WsServerOptions {
@@ -491,6 +494,7 @@ impl WsServerOptions {
             max_handshakes_per_source: 64,
             net_block: crate::limits::NetBlock::default(),
             forwarded_from: Vec::new(),
+            proxy_protocol: None,
         }
     }
 }
@@ -528,6 +532,7 @@ impl WsAcceptor {
                 }),
                 forwarded_from: forwarded_from.into(),
             },
+            proxy_protocol: opts.proxy_protocol,
         };
         Ok(WsAcceptor(super::TlsAcceptor::plain(
             listener, local, lo, "ws",
@@ -558,6 +563,13 @@ mod tests {
         Arc::new(tokio::sync::Semaphore::new(1))
             .try_acquire_owned()
             .unwrap()
+    }
+
+    fn ends() -> stealth::Ends {
+        stealth::Ends {
+            client: "127.0.0.1:1".parse().unwrap(),
+            local: None,
+        }
     }
 
     const UPGRADE: &str = "GET /s3cret HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
@@ -612,7 +624,7 @@ mod tests {
         let (client_io, server_io) = tokio::io::duplex(1 << 16);
         let server = tokio::spawn(async move {
             let web = StealthOptions::default();
-            let (mut s, _) = upgrade(server_io, "/s3cret", &web, permit())
+            let (mut s, _) = upgrade(server_io, "/s3cret", &web, permit(), ends())
                 .await
                 .expect("the upgrade is accepted");
             let mut got = vec![0u8; 200_000];
@@ -682,7 +694,14 @@ mod tests {
     async fn a_wrong_path_gets_the_decoy_404() {
         let (mut client, server_io) = tokio::io::duplex(1 << 16);
         let server = tokio::spawn(async move {
-            upgrade(server_io, "/s3cret", &StealthOptions::default(), permit()).await
+            upgrade(
+                server_io,
+                "/s3cret",
+                &StealthOptions::default(),
+                permit(),
+                ends(),
+            )
+            .await
         });
         let req = UPGRADE
             .replace("/s3cret", "/guess")
@@ -702,7 +721,7 @@ mod tests {
     async fn an_oversized_message_ends_the_stream_with_an_error() {
         let (client_io, server_io) = tokio::io::duplex(1 << 16);
         let server = tokio::spawn(async move {
-            let (mut s, _) = upgrade(server_io, "/", &StealthOptions::default(), permit())
+            let (mut s, _) = upgrade(server_io, "/", &StealthOptions::default(), permit(), ends())
                 .await
                 .unwrap();
             let mut buf = vec![0u8; 1024];

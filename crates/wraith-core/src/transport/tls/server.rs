@@ -14,6 +14,8 @@ use tokio::sync::{Semaphore, mpsc};
 use super::client::read_certs;
 use super::{ALPN_HTTP1, ALPN_WEB, no_protocol_versions, provider};
 use crate::error::{Error, Reason, Result};
+use crate::io::Prefixed;
+use crate::io::proxy_protocol::{ProxyProtocol, ProxyRefused, log_refusal};
 use crate::limits::{LogRate, PerSource, SourceKey};
 use crate::source::Source;
 use crate::transport::stealth::{self, StealthOptions};
@@ -82,6 +84,9 @@ pub struct TlsServerOptions {
     /// the client (`--ws-forwarded-from`).
     #[cfg(feature = "ws")]
     pub websocket_forwarded_from: Vec<String>,
+    /// `--proxy-protocol`: a PROXY header from a trusted proxy comes
+    /// before the TLS handshake, and names the client.
+    pub(crate) proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl TlsServerOptions {
@@ -99,6 +104,7 @@ impl TlsServerOptions {
             websocket: None,
             #[cfg(feature = "ws")]
             websocket_forwarded_from: Vec::new(),
+            proxy_protocol: None,
         }
     }
 
@@ -127,6 +133,7 @@ impl TlsServerOptions {
                     web,
                     forwarded_from: self.websocket_forwarded_from.clone().into(),
                 },
+                proxy_protocol: self.proxy_protocol.clone(),
             };
         }
         LoopOptions {
@@ -139,6 +146,7 @@ impl TlsServerOptions {
                 Some(s) => Gate::SshBanner(s),
                 None => Gate::Open,
             },
+            proxy_protocol: self.proxy_protocol.clone(),
         }
     }
 }
@@ -170,6 +178,8 @@ pub(crate) struct LoopOptions {
     pub(crate) max_handshakes_per_source: usize,
     pub(crate) net_block: crate::limits::NetBlock,
     pub(crate) gate: Gate,
+    /// `--proxy-protocol`: the PROXY header comes first and names the client.
+    pub(crate) proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// Build the rustls server config for `opts`; `acme` is the resolver when
@@ -344,11 +354,18 @@ pub(crate) async fn accept_loop(
 ) {
     let in_flight = Arc::new(Semaphore::new(lo.max_handshakes.max(1)));
     let per_source = PerSource::new(lo.max_handshakes_per_source);
-    let refusals = LogRate::new(Duration::from_secs(10));
+    let refusals = Arc::new(LogRate::new(Duration::from_secs(10)));
     let gate = Arc::new(lo.gate);
+    let proxy = lo.proxy_protocol.map(Arc::new);
     let (kind, timeout, net_block) = (lo.kind, lo.handshake_timeout, lo.net_block);
     let mut listener = listener;
-    let on_conn = |(tcp, peer): (TcpStream, SocketAddr)| {
+    let on_conn = |(tcp, tcp_peer): (TcpStream, SocketAddr)| {
+        if let Some(pp) = &proxy
+            && !pp.allows(tcp_peer.ip())
+        {
+            log_refusal(&refusals, tcp_peer, &ProxyRefused::NotAllowed);
+            return;
+        }
         // Closing at once costs the peer a connection and us nothing; the
         // refusal is logged now and then, not once per connection.
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
@@ -361,19 +378,36 @@ pub(crate) async fn accept_loop(
             }
             return;
         };
-        let source = SourceKey::Net(net_block.source_of(peer.ip()));
-        let Some(source_slot) = per_source.try_take(&source) else {
-            if let Some(skipped) = refusals.check() {
-                tracing::info!(remote_addr = %peer.ip(), skipped, transport = %kind, "too many handshakes from one source (--per-source-max-tls-handshakes); connections dropped");
-            }
-            return;
-        };
-        let permit = (permit, source_slot);
         SocketOpts::default().apply(&tcp);
+        let local = tcp.local_addr().ok();
         let tls = tls.clone();
         let tx = tx.clone();
         let gate = gate.clone();
+        let proxy = proxy.clone();
+        let per_source = per_source.clone();
+        let refusals = refusals.clone();
         tokio::spawn(async move {
+            // Behind a proxy, everything from here on (the per-source cap,
+            // PeerInfo, the fallback's own PROXY header) is about the
+            // client the header names.
+            let (tcp, peer) = match &proxy {
+                None => (Prefixed::new(Vec::new(), tcp), tcp_peer),
+                Some(pp) => match pp.accept(tcp, tcp_peer).await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        log_refusal(&refusals, tcp_peer, &e);
+                        return;
+                    }
+                },
+            };
+            let source = SourceKey::Net(net_block.source_of(peer.ip()));
+            let Some(source_slot) = per_source.try_take(&source) else {
+                if let Some(skipped) = refusals.check() {
+                    tracing::info!(remote_addr = %peer.ip(), skipped, transport = %kind, "too many handshakes from one source (--per-source-max-tls-handshakes); connections dropped");
+                }
+                return;
+            };
+            let permit = (permit, source_slot);
             let mut info = PeerInfo::socket(peer, kind);
             let stream: BoxStream = match tls {
                 None => Box::new(tcp),
@@ -402,9 +436,13 @@ pub(crate) async fn accept_loop(
                     Box::new(stream)
                 }
             };
+            let ends = stealth::Ends {
+                client: peer,
+                local,
+            };
             let stream: BoxStream = match &*gate {
                 Gate::Open => stream,
-                Gate::SshBanner(cfg) => match stealth::sniff(stream, cfg, permit).await {
+                Gate::SshBanner(cfg) => match stealth::sniff(stream, cfg, permit, ends).await {
                     Some(s) => s,
                     None => return,
                 },
@@ -413,7 +451,7 @@ pub(crate) async fn accept_loop(
                     path,
                     web,
                     forwarded_from,
-                } => match crate::transport::ws::upgrade(stream, path, web, permit).await {
+                } => match crate::transport::ws::upgrade(stream, path, web, permit, ends).await {
                     Some((s, forwarded)) => {
                         if let Some(ip) = forwarded
                             && crate::transport::ws::trusted(forwarded_from, peer.ip())
