@@ -562,3 +562,59 @@ fn stealth_fallback_sends_nginx_a_proxy_header_with_the_client() {
         "nginx did not see the client's address: {line}"
     );
 }
+
+#[test]
+fn ws_behind_haproxy_send_proxy_v2_tunnels_and_sees_the_client() {
+    if !require_tools(&[HAPROXY, "curl"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let key = keygen(dir.path(), "client");
+    let ak = dir.path().join("authorized_keys");
+    write_authorized_keys(&ak, &[&key]);
+    // As for tls: haproxy comes from 127.0.0.4, the client from 127.0.0.1.
+    let server = WraithServer::start_with_file(
+        dir.path(),
+        ak,
+        &[
+            "--transport",
+            "ws",
+            "--ws-path",
+            "/behind-haproxy",
+            "--proxy-protocol",
+            "--proxy-protocol-from",
+            "127.0.0.4",
+        ],
+        &[],
+    );
+    let haproxy = start_haproxy(
+        dir.path(),
+        server.addr,
+        "send-proxy-v2",
+        " source 127.0.0.4",
+    );
+    let client = WraithClient::start(
+        haproxy.addr,
+        &key,
+        &server.host_pub_arg(),
+        &["--transport", "ws", "--ws-path", "/behind-haproxy"],
+    );
+    let target = http_target();
+    let out = curl_socks5h(
+        client.socks5,
+        &format!("http://localhost:{}/", target.port()),
+    );
+    assert_eq!(
+        expect_success(&out, "curl through haproxy and ws"),
+        HTTP_BODY
+    );
+    let opened = server
+        .process
+        .wait_for_stderr(&["connection opened", "transport=ws"], TIMEOUT);
+    assert!(opened.contains("remote_addr=127.0.0.1"), "{opened}");
+    let log = server.process.stderr_text();
+    assert!(
+        !log.contains("127.0.0.4"),
+        "haproxy's address reached the log:\n{log}"
+    );
+}

@@ -549,7 +549,8 @@ pub fn find_line<'a>(text: &'a str, needles: &[&str]) -> Option<&'a str> {
 /// A `tcp://` scheme is accepted.
 pub fn addr_after(line: &str, prefix: &str) -> SocketAddr {
     let token = token_after(line, prefix);
-    let token = token.strip_prefix("tcp://").unwrap_or(token);
+    // `tcp://`, `ws://`, ... before the address.
+    let token = token.split_once("://").map_or(token, |(_, addr)| addr);
     token
         .parse()
         .unwrap_or_else(|e| panic!("{token:?} in {line:?} is not a socket address: {e}"))
