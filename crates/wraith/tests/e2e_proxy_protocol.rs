@@ -271,83 +271,6 @@ fn a_header_from_an_untrusted_peer_is_refused_unread() {
 // ---------------------------------------------------------------------------
 // TLS: haproxy in front of `--transport tls`, and the stealth fallback
 
-/// A CA and a certificate for localhost / 127.0.0.1 signed by it.
-struct Certs {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let mut cmd = Command::new("openssl");
-    cmd.current_dir(dir).args(args);
-    expect_success(&run(cmd, TIMEOUT), &format!("openssl {}", args.join(" ")));
-}
-
-fn certs(dir: &Path) -> Certs {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca_req = vec!["req", "-x509"];
-    ca_req.extend(ec);
-    ca_req.extend([
-        "-days",
-        "1",
-        "-subj",
-        "/CN=proxy test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(dir, &ca_req);
-    let mut leaf_req = vec!["req"];
-    leaf_req.extend(ec);
-    leaf_req.extend([
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    openssl(dir, &leaf_req);
-    fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write leaf.ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            "cert.pem",
-        ],
-    );
-    Certs {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
-    }
-}
-
 /// A `wraith serve --transport tls` on 127.0.0.1 with `certs`.
 struct TlsServer {
     process: WraithProcess,
@@ -390,7 +313,7 @@ fn tls_behind_haproxy_send_proxy_v2_tunnels_and_sees_the_client() {
         return;
     }
     let dir = temp_dir();
-    let certs = certs(dir.path());
+    let certs = make_certs(dir.path(), "certs");
     let key = keygen(dir.path(), "client");
     // haproxy reaches wraith from 127.0.0.4 (`source`), the trusted proxy;
     // wraith connect comes from 127.0.0.1, which is what the logs must say.
@@ -511,7 +434,7 @@ fn stealth_fallback_sends_nginx_a_proxy_header_with_the_client() {
         return;
     }
     let dir = temp_dir();
-    let certs = certs(dir.path());
+    let certs = make_certs(dir.path(), "certs");
     let key = keygen(dir.path(), "client");
     let nginx = start_nginx(dir.path());
     let fallback = nginx.addr.to_string();

@@ -1817,3 +1817,93 @@ impl Drop for VethNetns {
         let _ = ip(&["netns", "del", &self.name]);
     }
 }
+
+// ---------------------------------------------------------------------------
+// TLS certificates, made with the openssl CLI
+
+/// A test CA and a leaf certificate for `localhost` / 127.0.0.1 it signed,
+/// all made with the openssl CLI.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn openssl_in(dir: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.current_dir(dir).args(args);
+    let out = run(cmd, TIMEOUT);
+    expect_success(&out, &format!("openssl {}", args.join(" ")))
+}
+
+pub fn make_certs(dir: &Path, name: &str) -> Certs {
+    let d = dir.join(name);
+    fs::create_dir_all(&d).expect("cert dir");
+    openssl_in(
+        &d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=wraith test CA",
+        ],
+    );
+    openssl_in(
+        &d,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext.cnf");
+    openssl_in(
+        &d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    Certs {
+        ca: d.join("ca.pem"),
+        cert: d.join("cert.pem"),
+        key: d.join("key.pem"),
+    }
+}
