@@ -221,3 +221,44 @@ fn git_clones_over_http_through_the_http_proxy() {
         show(&out)
     );
 }
+
+#[test]
+fn curl_reaches_an_https_site_through_connect() {
+    if !require_tools(&["curl", "openssl"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let certs = make_certs(dir.path(), "certs");
+    // A real HTTPS server: openssl's test server answering GET with a page
+    // about the TLS session.
+    let port = free_port();
+    let mut https = Command::new("openssl");
+    https
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&certs.cert)
+        .arg("-key")
+        .arg(&certs.key);
+    let https = WraithProcess::spawn_command(https);
+    https.wait_for_port(("127.0.0.1", port), TIMEOUT);
+
+    let key = keygen(dir.path(), "client");
+    let server = WraithServer::start(dir.path(), &[&key]);
+    let client = WraithClient::start(
+        server.addr,
+        &key,
+        &server.host_pub_arg(),
+        &["--http-proxy", "127.0.0.1:0"],
+    );
+    let proxy = http_proxy_addr(&client);
+    let url = format!("https://localhost:{port}/");
+    let cacert = certs.ca.to_str().unwrap().to_string();
+    let out = curl_via(proxy, &["--cacert", &cacert, "--fail"], &url);
+    let page = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && page.contains("Cipher"),
+        "{}",
+        show(&out)
+    );
+}
