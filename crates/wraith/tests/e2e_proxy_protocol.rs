@@ -379,52 +379,25 @@ struct Nginx {
 const SITE: &str = "the site behind the stealth port\n";
 
 fn start_nginx(dir: &Path) -> Nginx {
-    let root = dir.join(unique("nginx"));
-    let site = root.join("site");
-    fs::create_dir_all(&site).expect("nginx dirs");
-    fs::write(site.join("index.html"), SITE).expect("index.html");
-    let port = free_port();
-    let access_log = root.join("access.log");
-    let conf = root.join("nginx.conf");
-    fs::write(
-        &conf,
+    let nginx = start_nginx_with(dir, |root, port| {
+        let site = root.join("site");
+        fs::create_dir_all(&site).expect("nginx site dir");
+        fs::write(site.join("index.html"), SITE).expect("index.html");
         format!(
-            "worker_processes 1;\n\
-             pid {root}/nginx.pid;\n\
-             error_log {root}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n\
-               log_format pp '$proxy_protocol_addr $remote_addr \"$request\" $status';\n\
-               access_log {log} pp;\n\
-               client_body_temp_path {root}/body;\n\
-               proxy_temp_path {root}/proxy;\n\
-               fastcgi_temp_path {root}/fastcgi;\n\
-               uwsgi_temp_path {root}/uwsgi;\n\
-               scgi_temp_path {root}/scgi;\n\
-               server {{\n\
-                 listen 127.0.0.1:{port} proxy_protocol;\n\
-                 root {site};\n\
-               }}\n\
+            "log_format pp '$proxy_protocol_addr $remote_addr \"$request\" $status';\n\
+             access_log {root}/access.log pp;\n\
+             server {{\n\
+               listen 127.0.0.1:{port} proxy_protocol;\n\
+               root {site};\n\
              }}\n",
             root = root.display(),
-            log = access_log.display(),
             site = site.display(),
-        ),
-    )
-    .expect("write nginx.conf");
-    let mut cmd = Command::new("nginx");
-    cmd.arg("-e")
-        .arg(root.join("error.log"))
-        .arg("-c")
-        .arg(&conf)
-        .args(["-g", "daemon off;"]);
-    let process = WraithProcess::spawn_command(cmd);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    process.wait_for_port(addr, TIMEOUT);
+        )
+    });
     Nginx {
-        _process: process,
-        addr,
-        access_log,
+        addr: nginx.addr,
+        access_log: nginx.root.join("access.log"),
+        _process: nginx.process,
     }
 }
 

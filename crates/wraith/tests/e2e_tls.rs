@@ -534,59 +534,32 @@ struct Nginx {
 }
 
 fn start_nginx(dir: &Path, certs: &Certs) -> Nginx {
-    let root = dir.join(unique("nginx"));
-    fs::create_dir_all(&root).expect("nginx dir");
-    let port = free_port();
-    let conf = root.join("nginx.conf");
-    fs::write(
-        &conf,
+    let nginx = start_nginx_with(dir, |_, port| {
         format!(
-            "worker_processes 1;\n\
-             pid {root}/nginx.pid;\n\
-             error_log {root}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n\
-               sendfile on;\n\
-               tcp_nopush on;\n\
-               types_hash_max_size 2048;\n\
-               include /etc/nginx/mime.types;\n\
-               default_type application/octet-stream;\n\
-               ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;\n\
-               ssl_prefer_server_ciphers on;\n\
-               access_log off;\n\
-               gzip on;\n\
-               client_header_timeout {HEADER_TIMEOUT}s;\n\
-               client_body_temp_path {root}/body;\n\
-               proxy_temp_path {root}/proxy;\n\
-               fastcgi_temp_path {root}/fastcgi;\n\
-               uwsgi_temp_path {root}/uwsgi;\n\
-               scgi_temp_path {root}/scgi;\n\
-               server {{\n\
-                 listen 127.0.0.1:{port} ssl default_server;\n\
-                 server_name _;\n\
-                 ssl_certificate {cert};\n\
-                 ssl_certificate_key {key};\n\
-                 location / {{ return 404; }}\n\
-               }}\n\
+            "sendfile on;\n\
+             tcp_nopush on;\n\
+             types_hash_max_size 2048;\n\
+             include /etc/nginx/mime.types;\n\
+             default_type application/octet-stream;\n\
+             ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;\n\
+             ssl_prefer_server_ciphers on;\n\
+             access_log off;\n\
+             gzip on;\n\
+             client_header_timeout {HEADER_TIMEOUT}s;\n\
+             server {{\n\
+               listen 127.0.0.1:{port} ssl default_server;\n\
+               server_name _;\n\
+               ssl_certificate {cert};\n\
+               ssl_certificate_key {key};\n\
+               location / {{ return 404; }}\n\
              }}\n",
-            root = root.display(),
             cert = certs.cert.display(),
             key = certs.key.display(),
-        ),
-    )
-    .expect("write nginx.conf");
-    let mut cmd = Command::new("nginx");
-    cmd.arg("-e")
-        .arg(root.join("error.log"))
-        .arg("-c")
-        .arg(&conf)
-        .args(["-g", "daemon off;"]);
-    let process = WraithProcess::spawn_command(cmd);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    process.wait_for_port(addr, TIMEOUT);
+        )
+    });
     Nginx {
-        _process: process,
-        addr,
+        _process: nginx.process,
+        addr: nginx.addr,
     }
 }
 
@@ -1241,64 +1214,39 @@ struct NginxFront {
 }
 
 fn start_nginx_front(dir: &Path, certs: &Certs, path: &str, backend: SocketAddr) -> NginxFront {
-    let root = dir.join(unique("nginx-front"));
-    fs::create_dir_all(root.join("site")).expect("nginx dir");
-    fs::write(root.join("site/index.html"), "the static site\n").expect("index.html");
-    let port = free_port();
-    let conf = root.join("nginx.conf");
-    fs::write(
-        &conf,
+    let nginx = start_nginx_with(dir, |root, port| {
+        fs::create_dir_all(root.join("site")).expect("site dir");
+        fs::write(root.join("site/index.html"), "the static site\n").expect("index.html");
         format!(
-            "worker_processes 1;\n\
-             pid {root}/nginx.pid;\n\
-             error_log {root}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n\
-               include /etc/nginx/mime.types;\n\
-               access_log {root}/access.log;\n\
-               client_body_temp_path {root}/body;\n\
-               proxy_temp_path {root}/proxy;\n\
-               fastcgi_temp_path {root}/fastcgi;\n\
-               uwsgi_temp_path {root}/uwsgi;\n\
-               scgi_temp_path {root}/scgi;\n\
-               server {{\n\
-                 listen 127.0.0.1:{port} ssl;\n\
-                 server_name localhost;\n\
-                 ssl_certificate {cert};\n\
-                 ssl_certificate_key {key};\n\
-                 root {root}/site;\n\
-                 location {path} {{\n\
-                   proxy_pass http://{backend};\n\
-                   proxy_http_version 1.1;\n\
-                   proxy_set_header Upgrade $http_upgrade;\n\
-                   proxy_set_header Connection \"upgrade\";\n\
-                   proxy_set_header Host $host;\n\
-                   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-                   proxy_read_timeout 1h;\n\
-                   proxy_send_timeout 1h;\n\
-                 }}\n\
-                 location / {{ try_files $uri $uri/ =404; }}\n\
+            "include /etc/nginx/mime.types;\n\
+             access_log {root}/access.log;\n\
+             server {{\n\
+               listen 127.0.0.1:{port} ssl;\n\
+               server_name localhost;\n\
+               ssl_certificate {cert};\n\
+               ssl_certificate_key {key};\n\
+               root {root}/site;\n\
+               location {path} {{\n\
+                 proxy_pass http://{backend};\n\
+                 proxy_http_version 1.1;\n\
+                 proxy_set_header Upgrade $http_upgrade;\n\
+                 proxy_set_header Connection \"upgrade\";\n\
+                 proxy_set_header Host $host;\n\
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+                 proxy_read_timeout 1h;\n\
+                 proxy_send_timeout 1h;\n\
                }}\n\
+               location / {{ try_files $uri $uri/ =404; }}\n\
              }}\n",
             root = root.display(),
             cert = certs.cert.display(),
             key = certs.key.display(),
-        ),
-    )
-    .expect("write nginx.conf");
-    let mut cmd = Command::new("nginx");
-    cmd.arg("-e")
-        .arg(root.join("error.log"))
-        .arg("-c")
-        .arg(&conf)
-        .args(["-g", "daemon off;"]);
-    let process = WraithProcess::spawn_command(cmd);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    process.wait_for_port(addr, TIMEOUT);
+        )
+    });
     NginxFront {
-        _process: process,
-        addr,
-        root,
+        _process: nginx.process,
+        addr: nginx.addr,
+        root: nginx.root,
     }
 }
 

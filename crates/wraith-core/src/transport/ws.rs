@@ -32,6 +32,7 @@ use super::stealth::{self, StealthOptions};
 use super::{BoxFuture, BoxStream, Transport, TransportStream};
 use crate::error::{Error, Reason, Result};
 use crate::io::Prefixed;
+use crate::proto::cidr::Cidr;
 
 /// The largest WebSocket message (and frame) accepted. An SSH packet is at
 /// most 256 KiB; what we send is cut at [`MAX_WRITE`]. The cap bounds what
@@ -430,36 +431,16 @@ pub(crate) async fn upgrade<S: TransportStream, P>(
     Some((Box::new(WsStream::new(ws)), forwarded))
 }
 
-/// `--ws-forwarded-from`: check and normalise each entry to `ADDR/BITS`
-/// (a bare address is one host).
-pub(crate) fn parse_cidrs(list: &[String]) -> std::result::Result<Vec<String>, String> {
+/// `--ws-forwarded-from`: the networks, or the entry that is not one.
+pub(crate) fn parse_cidrs(list: &[String]) -> std::result::Result<Vec<Cidr>, String> {
     list.iter()
-        .map(|c| {
-            let (ip, bits) = match c.split_once('/') {
-                Some((ip, bits)) => (ip, Some(bits)),
-                None => (c.as_str(), None),
-            };
-            let ip: IpAddr = ip.trim().parse().map_err(|_| c.clone())?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let bits = match bits {
-                Some(b) => b
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|b| *b <= max)
-                    .ok_or_else(|| c.clone())?,
-                None => max,
-            };
-            Ok(format!("{ip}/{bits}"))
-        })
+        .map(|c| c.trim().parse::<Cidr>().map_err(|_| c.clone()))
         .collect()
 }
 
 /// Whether `peer` is one of the trusted proxies.
-pub(crate) fn trusted(cidrs: &[String], peer: IpAddr) -> bool {
-    cidrs
-        .iter()
-        .any(|c| crate::proto::policy::cidr_contains(c, peer))
+pub(crate) fn trusted(cidrs: &[Cidr], peer: IpAddr) -> bool {
+    cidrs.iter().any(|c| c.contains(peer))
 }
 
 /// Server-side settings of the plain `ws` transport.
@@ -598,10 +579,9 @@ mod tests {
         let real = UPGRADE.replace("Host: x\r\n", "Host: x\r\nX-Real-IP: ::1\r\n");
         let one: IpAddr = "::1".parse().unwrap();
         assert!(matches!(judge(real.as_bytes(), "/s3cret"), Head::Upgrade(Some(ip)) if ip == one));
-        assert_eq!(
-            parse_cidrs(&["127.0.0.1".into(), "::1/128".into(), " 10.0.0.0/8".into()]).unwrap(),
-            ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]
-        );
+        let parsed = parse_cidrs(&["127.0.0.1".into(), "::1/128".into(), " 10.0.0.0/8".into()]);
+        let shown: Vec<String> = parsed.unwrap().iter().map(|c| c.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]);
         assert_eq!(
             parse_cidrs(&["10.0.0.0/33".into()]).unwrap_err(),
             "10.0.0.0/33"

@@ -1907,3 +1907,57 @@ pub fn make_certs(dir: &Path, name: &str) -> Certs {
         key: d.join("key.pem"),
     }
 }
+
+// ---------------------------------------------------------------------------
+// nginx
+
+/// A Debian nginx run in the foreground as the test user, on a free
+/// 127.0.0.1 port, everything it writes under `root`.
+pub struct NginxProcess {
+    pub process: WraithProcess,
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+}
+
+/// Starts nginx with `http(root, port)` as the body of its `http { }`
+/// block (after the temp paths, which all point under `root`).
+pub fn start_nginx_with(dir: &Path, http: impl FnOnce(&Path, u16) -> String) -> NginxProcess {
+    let root = dir.join(unique("nginx"));
+    fs::create_dir_all(&root).expect("nginx dir");
+    let port = free_port();
+    let body = http(&root, port);
+    let conf = root.join("nginx.conf");
+    fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\n\
+             pid {root}/nginx.pid;\n\
+             error_log {root}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n\
+               client_body_temp_path {root}/body;\n\
+               proxy_temp_path {root}/proxy;\n\
+               fastcgi_temp_path {root}/fastcgi;\n\
+               uwsgi_temp_path {root}/uwsgi;\n\
+               scgi_temp_path {root}/scgi;\n\
+             {body}\
+             }}\n",
+            root = root.display(),
+        ),
+    )
+    .expect("write nginx.conf");
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-e")
+        .arg(root.join("error.log"))
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off;"]);
+    let process = WraithProcess::spawn_command(cmd);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    process.wait_for_port(addr, TIMEOUT);
+    NginxProcess {
+        process,
+        addr,
+        root,
+    }
+}

@@ -83,7 +83,7 @@ pub struct TlsServerOptions {
     /// wss: reverse proxies (`ADDR/BITS`) whose `X-Forwarded-For` names
     /// the client (`--ws-forwarded-from`).
     #[cfg(feature = "ws")]
-    pub websocket_forwarded_from: Vec<String>,
+    pub(crate) websocket_forwarded_from: Vec<crate::proto::cidr::Cidr>,
     /// `--proxy-protocol`: a PROXY header from a trusted proxy comes
     /// before the TLS handshake, and names the client.
     pub(crate) proxy_protocol: Option<ProxyProtocol>,
@@ -164,7 +164,7 @@ pub(crate) enum Gate {
     WebSocket {
         path: Arc<str>,
         web: Arc<StealthOptions>,
-        forwarded_from: Arc<[String]>,
+        forwarded_from: Arc<[crate::proto::cidr::Cidr]>,
     },
 }
 
