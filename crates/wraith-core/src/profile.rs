@@ -11,12 +11,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::client::{ConnectOptions, HostKeyPolicy};
+use crate::client::{ConnectOptions, HostKeyPolicy, ServerEndpoint};
 use crate::error::{Error, Result};
 use crate::keys::{self, HostKeyPin};
 use crate::server::{AuthorizedKeys, ServeOptions};
 use crate::source::Source;
-use crate::transport::{ClientTransportOptions, Transport};
+use crate::transport::{ClientTransportOptions, Transport, TransportKind};
 
 /// How a front end spells its options in messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -163,8 +163,11 @@ fn default_identity() -> Result<PathBuf> {
 pub struct ClientProfile {
     /// How to reach the server.
     pub transport: ClientTransportOptions,
-    /// `host[:port]` (`--server`); not used with iroh.
-    pub server: Option<String>,
+    /// The servers (`--server`, repeatable), in order of preference: each
+    /// `host[:port]` over [`transport`](Self::transport), or with its own
+    /// transport as `tcp://host[:port]`, `tls://…`, `ws://host[:port][/path]`
+    /// or `wss://…[/path]`. Not used with iroh.
+    pub servers: Vec<String>,
     /// The private key (`--identity`); default `~/.ssh/id_ed25519`.
     pub identity: Option<Source>,
     /// Passphrase of an encrypted identity (`WRAITH_KEY_PASSPHRASE`).
@@ -186,7 +189,7 @@ impl ClientProfile {
     pub fn new(transport: ClientTransportOptions) -> Self {
         ClientProfile {
             transport,
-            server: None,
+            servers: Vec::new(),
             identity: None,
             passphrase: None,
             certificate: None,
@@ -199,13 +202,92 @@ impl ClientProfile {
     /// The checks that need no file or network: transport options and
     /// the `--server` syntax, so that a typo fails at once.
     pub fn check(&self) -> Result<()> {
-        self.transport.check()?;
-        if self.transport.kind != crate::transport::TransportKind::Iroh
-            && let Some(server) = &self.server
-        {
-            crate::error::split_host_port(server, self.transport.default_port(), "--server")?;
+        if self.transport.kind == TransportKind::Iroh || self.servers.is_empty() {
+            return self.transport.check();
+        }
+        for (t, server) in self.resolve_servers()? {
+            crate::error::split_host_port(&server, t.default_port(), "--server")?;
         }
         Ok(())
+    }
+
+    /// Each `--server` value as the transport options it uses and its
+    /// `host[:port]`. One value without a scheme uses the options as they
+    /// are, flags checked as always; in a list, or with a scheme, each
+    /// server takes the flags its transport uses, and a flag no server uses
+    /// is an error.
+    fn resolve_servers(&self) -> Result<Vec<(ClientTransportOptions, String)>> {
+        let plain = self.servers.len() == 1 && !self.servers[0].contains("://");
+        if plain {
+            self.transport.check()?;
+            return Ok(vec![(self.transport.clone(), self.servers[0].clone())]);
+        }
+        let mut out = Vec::new();
+        for spec in &self.servers {
+            let bad = |reason: &str| Error::Config {
+                flag: "--server",
+                value: spec.clone(),
+                reason: reason.into(),
+            };
+            let mut t = self.transport.clone();
+            let mut rest = spec.as_str();
+            if let Some((scheme, after)) = spec.split_once("://") {
+                t.kind = match scheme {
+                    "tcp" => TransportKind::Tcp,
+                    "tls" => TransportKind::Tls,
+                    "ws" => TransportKind::Ws,
+                    "wss" => TransportKind::Wss,
+                    _ => return Err(bad("the scheme must be tcp://, tls://, ws:// or wss://")),
+                };
+                rest = after;
+            }
+            let ws = matches!(t.kind, TransportKind::Ws | TransportKind::Wss);
+            if ws && let Some(i) = rest.find('/') {
+                t.ws_path = Some(rest[i..].to_string());
+                rest = &rest[..i];
+            }
+            if !matches!(t.kind, TransportKind::Tls | TransportKind::Wss) {
+                t.tls_server_name = None;
+                t.tls_ca = None;
+                t.tls_pin = None;
+                t.insecure = false;
+            }
+            if !ws {
+                t.ws_path = None;
+                t.ws_host = None;
+            }
+            t.check()?;
+            out.push((t, rest.to_string()));
+        }
+        let any = |f: &dyn Fn(&ClientTransportOptions) -> bool| out.iter().any(|(t, _)| f(t));
+        let unused = [
+            (
+                self.transport.tls_server_name.is_some() && !any(&|t| t.tls_server_name.is_some()),
+                "--tls-server-name",
+            ),
+            (
+                self.transport.tls_ca.is_some() && !any(&|t| t.tls_ca.is_some()),
+                "--tls-ca",
+            ),
+            (
+                self.transport.tls_pin.is_some() && !any(&|t| t.tls_pin.is_some()),
+                "--tls-pin",
+            ),
+            (
+                self.transport.insecure && !any(&|t| t.insecure),
+                "--insecure",
+            ),
+            (
+                self.transport.ws_host.is_some() && !any(&|t| t.ws_host.is_some()),
+                "--ws-host",
+            ),
+        ];
+        if let Some((_, flag)) = unused.iter().find(|(u, _)| *u) {
+            return Err(Error::Usage(format!(
+                "{flag} is used by no server in --server (give one a tls://, wss:// or ws:// scheme, or set --transport)"
+            )));
+        }
+        Ok(out)
     }
 
     /// Load the keys, decide the host-key policy, and open the transport
@@ -213,6 +295,12 @@ impl ClientProfile {
     /// listeners (SOCKS5 on 127.0.0.1:1080, no forwards).
     pub async fn connect_options(self) -> Result<ConnectOptions> {
         self.check()?;
+        let listed = self.transport.kind != TransportKind::Iroh && !self.servers.is_empty();
+        let resolved = if listed {
+            self.resolve_servers()?
+        } else {
+            Vec::new()
+        };
         let identity_source = match self.identity {
             Some(s) => s,
             None => Source::File(default_identity()?),
@@ -238,10 +326,30 @@ impl ClientProfile {
             }
             (None, None) => HostKeyPolicy::default_tofu(),
         };
-        let (host, port, transport): (String, u16, Arc<dyn Transport>) =
-            self.transport.open(self.server.as_deref()).await?;
+        let mut servers = Vec::new();
+        if !listed {
+            let server = self.servers.first().map(String::as_str);
+            let (host, port, transport): (String, u16, Arc<dyn Transport>) =
+                self.transport.open(server).await?;
+            servers.push(ServerEndpoint {
+                transport,
+                host,
+                port,
+            });
+        } else {
+            for (t, server) in resolved {
+                let (host, port, transport) = t.open(Some(&server)).await?;
+                servers.push(ServerEndpoint {
+                    transport,
+                    host,
+                    port,
+                });
+            }
+        }
+        let first = servers.remove(0);
         let user = self.user.unwrap_or_else(local_user);
-        let mut opts = ConnectOptions::new(transport, host, port, user, identity);
+        let mut opts = ConnectOptions::new(first.transport, first.host, first.port, user, identity);
+        opts.fallback_servers = servers;
         opts.host_key = host_key;
         opts.certificate = certificate;
         Ok(opts)
@@ -345,6 +453,63 @@ impl ServerProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "ws")]
+    fn listed(
+        servers: &[&str],
+        base: ClientTransportOptions,
+    ) -> Result<Vec<(TransportKind, String, Option<String>)>> {
+        let mut p = ClientProfile::new(base);
+        p.servers = servers.iter().map(|s| s.to_string()).collect();
+        p.check()?;
+        Ok(p.resolve_servers()?
+            .into_iter()
+            .map(|(t, s)| (t.kind, s, t.ws_path))
+            .collect())
+    }
+
+    #[cfg(feature = "ws")]
+    #[test]
+    fn a_server_list_gives_each_server_its_transport() {
+        let mut base = ClientTransportOptions::new(TransportKind::Tcp);
+        base.tls_ca = Some(Source::Bytes(b"pem".to_vec()));
+        let got = listed(
+            &[
+                "a.example",
+                "tls://b.example:8443",
+                "wss://c.example/s3cret/x",
+                "ws://[::1]:80",
+            ],
+            base.clone(),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                (TransportKind::Tcp, "a.example".into(), None),
+                (TransportKind::Tls, "b.example:8443".into(), None),
+                (
+                    TransportKind::Wss,
+                    "c.example".into(),
+                    Some("/s3cret/x".into())
+                ),
+                (TransportKind::Ws, "[::1]:80".into(), None),
+            ]
+        );
+        // --tls-ca with no TLS server in the list is a mistake, said once.
+        let e = listed(&["a.example", "tcp://b.example"], base.clone()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("--tls-ca is used by no server"),
+            "{e}"
+        );
+        let e = listed(&["ftp://a.example"], base.clone()).unwrap_err();
+        assert!(e.to_string().contains("the scheme must be tcp://"), "{e}");
+        let e = listed(&["tls://a.example:99999"], base.clone()).unwrap_err();
+        assert!(e.to_string().contains("--server"), "{e}");
+        // One plain server: the flags are checked as always.
+        let e = listed(&["a.example"], base).unwrap_err();
+        assert_eq!(e.to_string(), "--tls-ca needs --transport tls or wss");
+    }
 
     #[test]
     fn flags_become_option_names() {

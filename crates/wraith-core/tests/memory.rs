@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use wraith_core::client::{
-    ChannelConnection, Client, ClientState, ConnectOptions, HostKeyPolicy, open_channel,
+    ChannelConnection, Client, ClientState, ConnectOptions, HostKeyPolicy, ServerEndpoint,
+    open_channel,
 };
 use wraith_core::keys::{self, HostKeyPin, ssh_key::PrivateKey};
 use wraith_core::proto::frame::{Frame, FrameDecoder};
@@ -38,11 +39,16 @@ impl Setup {
     /// A server listening on the net (replacing any earlier listener); the
     /// task serves until dropped. Every key may use the hub.
     fn serve(&self) -> tokio::task::JoinHandle<()> {
+        self.serve_on(&self.net, &self.host_key)
+    }
+
+    /// The same on another network, with another host key if need be.
+    fn serve_on(&self, net: &MemoryNet, host_key: &PrivateKey) -> tokio::task::JoinHandle<()> {
         let line = format!("hub {}", self.user_key.public_key().to_openssh().unwrap());
         let (authorized, warnings) = AuthorizedKeys::parse(&line);
         assert!(warnings.is_empty(), "{warnings:?}");
-        let server = Server::new(ServeOptions::new(self.host_key.clone(), authorized));
-        let acceptor = self.net.listen();
+        let server = Server::new(ServeOptions::new(host_key.clone(), authorized));
+        let acceptor = net.listen();
         tokio::spawn(async move {
             let _ = server.run(acceptor, std::future::pending()).await;
         })
@@ -126,7 +132,7 @@ async fn a_silent_route_is_found_by_keepalives_and_the_client_reconnects() {
     let _server = setup.serve();
     let client = Client::connect(setup.options()).await.unwrap();
     let mut state = client.state();
-    assert_eq!(*state.borrow(), ClientState::Connected);
+    assert!(matches!(*state.borrow(), ClientState::Connected { .. }));
 
     // The route dies without a word: no RST, no FIN, just silence.
     setup.net.blackhole();
@@ -142,7 +148,10 @@ async fn a_silent_route_is_found_by_keepalives_and_the_client_reconnects() {
     );
 
     // New connections are not cut: the client comes back by itself.
-    wait_state(&mut state, "reconnected", |s| *s == ClientState::Connected).await;
+    wait_state(&mut state, "reconnected", |s| {
+        matches!(s, ClientState::Connected { .. })
+    })
+    .await;
     let back = cut.elapsed() - noticed;
     assert!(back <= Duration::from_secs(5), "reconnected after {back:?}");
     tokio::time::timeout(BOUND, hub_round_trip(&setup))
@@ -186,7 +195,10 @@ async fn a_closed_port_is_retried_with_backoff_until_the_server_returns() {
 
     // Back: the next attempt connects, and channels work again.
     let _server = setup.serve();
-    wait_state(&mut state, "reconnected", |s| *s == ClientState::Connected).await;
+    wait_state(&mut state, "reconnected", |s| {
+        matches!(s, ClientState::Connected { .. })
+    })
+    .await;
     assert!(down.elapsed() <= waited + delay + Duration::from_secs(1));
     tokio::time::timeout(BOUND, hub_round_trip(&setup))
         .await
@@ -218,4 +230,76 @@ async fn a_refused_dial_keeps_the_os_error_as_its_source() {
         cause = c.source();
     }
     assert_eq!(kinds, [std::io::ErrorKind::ConnectionRefused]);
+}
+
+fn in_use(s: &ClientState) -> Option<&str> {
+    match s {
+        ClientState::Connected { server } => Some(server),
+        _ => None,
+    }
+}
+
+/// Server A on the setup's network, B on another, same host key: the client
+/// is given A first, then B.
+fn two_servers(setup: &Setup) -> (MemoryNet, ConnectOptions) {
+    let b = MemoryNet::new();
+    let mut opts = setup.options();
+    opts.fallback_servers = vec![ServerEndpoint {
+        transport: std::sync::Arc::new(b.transport_named("memory-b")),
+        host: "memory-b".into(),
+        port: 22,
+    }];
+    (b, opts)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_server_fails_over_to_the_next_and_back() {
+    let setup = Setup::new();
+    let _a = setup.serve();
+    let (b, opts) = two_servers(&setup);
+    let _b = setup.serve_on(&b, &setup.host_key);
+    let client = Client::connect(opts).await.unwrap();
+    assert_eq!(client.server, "memory");
+    let mut state = client.state();
+    // A dies silently (nothing refuses, nothing answers): keepalives find
+    // it, and the reconnect goes to B first, not to the dead A.
+    setup.net.close();
+    setup.net.blackhole();
+    let lost = Instant::now();
+    wait_state(&mut state, "a session on B", |s| {
+        in_use(s) == Some("memory-b")
+    })
+    .await;
+    let took = lost.elapsed();
+    // Keepalives: 15 s x 3 (plus one interval to notice), then one backoff
+    // step of about a second; no dial to A in between.
+    assert!(took <= Duration::from_secs(15 * 4 + 2), "{took:?}");
+    // A is back, B dies: the client returns to A.
+    let _a2 = setup.serve();
+    b.close();
+    b.blackhole();
+    wait_state(&mut state, "a session on A again", |s| {
+        in_use(s) == Some("memory")
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_with_another_host_key_is_skipped_never_trusted() {
+    let setup = Setup::new();
+    let impostor = keys::generate_ed25519("impostor").unwrap();
+    let _a = setup.serve_on(&setup.net, &impostor);
+    let (b, opts) = two_servers(&setup);
+    let _b = setup.serve_on(&b, &setup.host_key);
+    let client = Client::connect(opts).await.unwrap();
+    assert_eq!(client.server, "memory-b");
+    assert_eq!(in_use(&client.state().borrow()), Some("memory-b"));
+    // Only the impostor left: no session, and the refusal is fatal.
+    let setup2 = Setup::new();
+    let _only = setup2.serve_on(&setup2.net, &impostor);
+    let (none, mut opts) = two_servers(&setup2);
+    drop(none);
+    opts.fallback_servers.clear();
+    let err = Client::connect(opts).await.err().expect("refused");
+    assert!(err.is_fatal(), "{err}");
 }

@@ -244,7 +244,7 @@ pub async fn connect(opts: ConnectOpts) -> Result<NativeStream> {
     t.ws_path = opts.ws_path.clone();
     t.ws_host = opts.ws_host.clone();
     let mut profile = ClientProfile::new(t);
-    profile.server = opts.server.clone();
+    profile.servers = opts.server.clone().into_iter().collect();
     profile.identity = Some(source(&opts.identity));
     profile.passphrase = opts.passphrase.clone();
     profile.certificate = opts.certificate.as_ref().map(source);

@@ -525,8 +525,10 @@ impl ServeTransportArgs {
 }
 
 impl ConnectTransportArgs {
-    /// The library's transport settings; usage errors exit with 2.
-    pub(crate) fn options(&self, kind: TransportArg) -> ClientTransportOptions {
+    /// The library's transport settings; usage errors exit with 2. With
+    /// several `--server` values, or one with a scheme, the checks are the
+    /// profile's, per server.
+    pub(crate) fn options(&self, kind: TransportArg, servers: &[String]) -> ClientTransportOptions {
         let mut o = ClientTransportOptions::new(kind.into());
         o.proxy = self.proxy.clone();
         o.tls_server_name = self.tls_server_name.clone();
@@ -537,7 +539,8 @@ impl ConnectTransportArgs {
         o.iroh_relay = self.iroh_relay.clone();
         o.ws_path = self.ws_path.clone();
         o.ws_host = self.ws_host.clone();
-        if let Err(e) = o.check() {
+        let listed = servers.len() > 1 || servers.iter().any(|s| s.contains("://"));
+        if let (false, Err(e)) = (listed, o.check()) {
             usage_error(&e.to_string());
         }
         o
@@ -547,16 +550,18 @@ impl ConnectTransportArgs {
 #[derive(Args, Debug)]
 pub(crate) struct ConnectArgs {
     /// The server, as host[:port] (port 22 if omitted; 443 with --transport tls or wss,
-    /// 80 with ws).
-    /// Not used with --transport iroh (give --peer).
+    /// 80 with ws). Repeatable: the first that works is used, the others when it
+    /// fails; each may name its own transport as tcp://, tls://, ws://HOST[:PORT][/PATH]
+    /// or wss://…. Not used with --transport iroh (give --peer).
     #[arg(
         short,
         long,
         env = "WRAITH_SERVER",
-        value_name = "HOST[:PORT]",
+        value_name = "[SCHEME://]HOST[:PORT]",
+        value_delimiter = ',',
         required_unless_present = "peer"
     )]
-    pub(crate) server: Option<String>,
+    pub(crate) server: Vec<String>,
     /// Private key to log in with (OpenSSH format) [default: ~/.ssh/id_ed25519].
     #[arg(short, long, env = "WRAITH_IDENTITY", value_name = "FILE")]
     pub(crate) identity: Option<PathBuf>,

@@ -79,8 +79,8 @@ pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
 }
 
 pub(crate) async fn connect(a: ConnectArgs) -> Result<()> {
-    let mut profile = ClientProfile::new(a.transport_opts.options(a.transport));
-    profile.server = a.server.clone();
+    let mut profile = ClientProfile::new(a.transport_opts.options(a.transport, &a.server));
+    profile.servers = a.server.clone();
     profile.identity = a.identity.clone().map(Source::File);
     profile.passphrase = passphrase_from_env();
     profile.certificate = a.certificate.clone().map(Source::File);
@@ -97,10 +97,21 @@ pub(crate) async fn connect(a: ConnectArgs) -> Result<()> {
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
 
-    let closer = Arc::clone(&opts.transport);
+    let closers: Vec<_> = std::iter::once(Arc::clone(&opts.transport))
+        .chain(
+            opts.fallback_servers
+                .iter()
+                .map(|s| Arc::clone(&s.transport)),
+        )
+        .collect();
+    let close_all = || async {
+        for c in &closers {
+            c.close().await;
+        }
+    };
     if let Some(target) = &a.stdio {
         let result = stdio(opts, target).await;
-        closer.close().await;
+        close_all().await;
         return result;
     }
     let result = async {
@@ -113,7 +124,7 @@ pub(crate) async fn connect(a: ConnectArgs) -> Result<()> {
     }
     .await;
     // iroh: leave the relay cleanly instead of dropping the endpoint.
-    closer.close().await;
+    close_all().await;
     result
 }
 

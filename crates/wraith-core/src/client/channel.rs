@@ -60,8 +60,8 @@ pub(super) struct SingleSession {
 impl SingleSession {
     pub(super) async fn establish(opts: &ConnectOptions) -> Result<Self> {
         let params = SessionParams::new(opts, std::sync::Arc::new(NoInboundRoutes));
-        let server = params.transport.describe();
-        let (handle, _end) = session::establish(&params).await?;
+        let (handle, _end, i) = session::establish(&params, 0).await?;
+        let server = params.servers[i].transport.describe();
         let opener = ChannelOpener::on_session(handle.clone(), opts.connect_timeout);
         Ok(SingleSession {
             handle,

@@ -47,6 +47,24 @@ use opener::ChannelOpener;
 use session::SessionParams;
 use socks5::Socks5Listener;
 
+/// A server a client may use: how to reach it, and the host and port its
+/// host key is filed under (known_hosts, messages).
+#[derive(Clone)]
+pub struct ServerEndpoint {
+    /// How to reach the server.
+    pub transport: Arc<dyn Transport>,
+    /// Host name for known_hosts lookups.
+    pub host: String,
+    /// Port for known_hosts lookups.
+    pub port: u16,
+}
+
+impl std::fmt::Debug for ServerEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.transport.describe())
+    }
+}
+
 /// Everything the client needs. Build it from the CLI or in code.
 #[non_exhaustive]
 pub struct ConnectOptions {
@@ -56,6 +74,10 @@ pub struct ConnectOptions {
     pub server_host: String,
     /// Server port as used for known_hosts lookups.
     pub server_port: u16,
+    /// More servers, tried in order after the first when it cannot be
+    /// reached or refuses us (a host key that does not match included),
+    /// and again on every reconnect, starting after the one that was lost.
+    pub fallback_servers: Vec<ServerEndpoint>,
     /// Login name.
     pub user: String,
     /// The private key to authenticate with (`--identity`).
@@ -97,6 +119,7 @@ impl ConnectOptions {
             transport,
             server_host: server_host.into(),
             server_port,
+            fallback_servers: Vec::new(),
             user: user.into(),
             identity,
             certificate: None,
@@ -138,7 +161,10 @@ pub struct BoundRemoteForward {
 #[non_exhaustive]
 pub enum ClientState {
     /// A session is up.
-    Connected,
+    Connected {
+        /// The server in use, as its transport describes it.
+        server: String,
+    },
     /// The session was lost; the next attempt starts after `delay`.
     Reconnecting {
         /// 1-based attempt number within this outage.
@@ -163,7 +189,8 @@ pub struct Client {
     pub forwards: Vec<BoundForward>,
     /// Granted remote forwards, in the order given.
     pub remote_forwards: Vec<BoundRemoteForward>,
-    /// The server as the transport describes it.
+    /// The server in use at start, as its transport describes it (see
+    /// [`Client::state`] for the one in use now).
     pub server: String,
     state: watch::Receiver<ClientState>,
     supervisor: Option<tokio::task::JoinHandle<Error>>,
@@ -203,7 +230,6 @@ impl Client {
     pub async fn connect(opts: ConnectOptions) -> Result<Client> {
         let remote_table = RemoteForwardTable::default();
         let params = SessionParams::new(&opts, Arc::new(remote_table.clone()));
-        let server = params.transport.describe();
 
         // Bind local listeners first: a port conflict is a startup error and
         // should not cost a round trip to the server.
@@ -224,7 +250,8 @@ impl Client {
             }
         }
 
-        let (handle, end) = session::establish(&params).await?;
+        let (handle, end, in_use) = session::establish(&params, 0).await?;
+        let server = params.servers[in_use].transport.describe();
         let mut remote_forwards = Vec::new();
         for spec in &opts.remote_forwards {
             // A UDP forward asks for `udp:<address>`, which wraith's server
@@ -248,7 +275,9 @@ impl Client {
         tracing::info!("connected to {server}");
 
         let (session_tx, session_rx) = watch::channel(Some(handle));
-        let (state_tx, state_rx) = watch::channel(ClientState::Connected);
+        let (state_tx, state_rx) = watch::channel(ClientState::Connected {
+            server: server.clone(),
+        });
         let opener = ChannelOpener::new(
             session_rx,
             opts.reconnect_wait,
@@ -280,7 +309,7 @@ impl Client {
         }
         let supervisor = tokio::spawn(supervise(
             params,
-            end,
+            (end, in_use),
             session_tx,
             state_tx,
             remote_forwards.clone(),
@@ -339,18 +368,19 @@ async fn request_remote_forward(
 /// on a fatal error.
 async fn supervise(
     params: SessionParams,
-    mut end: session::SessionEnd,
+    (mut end, mut in_use): (session::SessionEnd, usize),
     session_tx: watch::Sender<Option<session::SessionHandle>>,
     state_tx: watch::Sender<ClientState>,
     remote_forwards: Vec<BoundRemoteForward>,
 ) -> Error {
-    let server = params.transport.describe();
     loop {
         let reason = end.wait().await;
         session_tx.send_replace(None);
         tracing::warn!("lost: {reason}");
+        // With several servers, the one just lost is tried last.
+        let start = (in_use + 1) % params.servers.len();
         let attempt = || async {
-            let (handle, new_end) = session::establish(&params).await?;
+            let (handle, new_end, i) = session::establish(&params, start).await?;
             for r in &remote_forwards {
                 // Ask for the port we had, so it stays stable.
                 if request_remote_forward(&handle, &r.remote_host, r.remote_port)
@@ -364,14 +394,18 @@ async fn supervise(
                     );
                 }
             }
-            Ok((handle, new_end))
+            Ok((handle, new_end, i))
         };
         match reconnect(attempt, reason, &state_tx).await {
-            Ok((handle, new_end)) => {
+            Ok((handle, new_end, i)) => {
+                let server = params.servers[i].transport.describe();
                 session_tx.send_replace(Some(handle));
-                state_tx.send_replace(ClientState::Connected);
+                state_tx.send_replace(ClientState::Connected {
+                    server: server.clone(),
+                });
                 tracing::info!("connected to {server}");
                 end = new_end;
+                in_use = i;
             }
             Err(e) => {
                 state_tx.send_replace(ClientState::Stopped(e.to_string()));
@@ -420,7 +454,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reconnect_backs_off_exponentially_to_the_cap() {
-        let (state_tx, state_rx) = watch::channel(ClientState::Connected);
+        let (state_tx, state_rx) = watch::channel(ClientState::Stopped(String::new()));
         let start = Instant::now();
         let mut times = Vec::new();
         let result = reconnect(
@@ -462,7 +496,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fatal_errors_stop_reconnecting_at_once() {
-        let (state_tx, _rx) = watch::channel(ClientState::Connected);
+        let (state_tx, _rx) = watch::channel(ClientState::Stopped(String::new()));
         let mut calls = 0;
         let result: Result<()> = reconnect(
             || {

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::host_key::{self, HostKeyPolicy};
 use crate::error::{Error, Reason, Result};
 use crate::keys::fingerprint;
-use crate::transport::{BoxFuture, BoxStream, Transport};
+use crate::transport::{BoxFuture, BoxStream};
 
 /// Where the channels the server opens (remote forwards) go. The session
 /// asks; the client's remote-forward table answers. Keeping this a trait
@@ -48,9 +48,8 @@ pub(crate) type SessionHandle = Arc<Handle<ClientHandler>>;
 
 /// What a session needs to start.
 pub(crate) struct SessionParams {
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) host: String,
-    pub(crate) port: u16,
+    /// The servers, in order of preference (at least one).
+    pub(crate) servers: Vec<super::ServerEndpoint>,
     pub(crate) user: String,
     pub(crate) identity: Arc<PrivateKey>,
     pub(crate) certificate: Option<russh::keys::Certificate>,
@@ -67,10 +66,14 @@ impl SessionParams {
         opts: &super::ConnectOptions,
         remote_forwards: Arc<dyn InboundRoutes>,
     ) -> Self {
-        SessionParams {
+        let mut servers = vec![super::ServerEndpoint {
             transport: opts.transport.clone(),
             host: opts.server_host.clone(),
             port: opts.server_port,
+        }];
+        servers.extend(opts.fallback_servers.iter().cloned());
+        SessionParams {
+            servers,
             user: opts.user.clone(),
             identity: Arc::new(opts.identity.clone()),
             certificate: opts.certificate.clone(),
@@ -196,11 +199,47 @@ impl russh::client::Handler for ClientHandler {
     }
 }
 
-/// Dial, handshake and authenticate. Returns the session and its end signal.
-pub(crate) async fn establish(p: &SessionParams) -> Result<(SessionHandle, SessionEnd)> {
-    let server = p.transport.describe();
+/// A session to the first of the servers that takes one, trying them in
+/// order from `start` (wrapping around). Returns it with its end signal and
+/// the index of the server. With one server its error is returned as is;
+/// with several, each failure is logged and the next server tried, and when
+/// none works the error is fatal only if every server's was (a host key
+/// that does not match skips that server, it never trusts it).
+pub(crate) async fn establish(
+    p: &SessionParams,
+    start: usize,
+) -> Result<(SessionHandle, SessionEnd, usize)> {
+    let n = p.servers.len();
+    let mut fatal = None;
+    let mut passing = None;
+    for k in 0..n {
+        let i = (start + k) % n;
+        match establish_with(p, &p.servers[i]).await {
+            Ok((handle, end)) => return Ok((handle, end, i)),
+            Err(e) if n == 1 => return Err(e),
+            Err(e) => {
+                tracing::warn!("{e}; trying the next server");
+                if e.is_fatal() {
+                    fatal.get_or_insert(e);
+                } else {
+                    passing = Some(e);
+                }
+            }
+        }
+    }
+    Err(passing
+        .or(fatal)
+        .unwrap_or_else(|| Error::Usage("no server to connect to".into())))
+}
+
+/// Dial, handshake and authenticate with one server.
+async fn establish_with(
+    p: &SessionParams,
+    target: &super::ServerEndpoint,
+) -> Result<(SessionHandle, SessionEnd)> {
+    let server = target.transport.describe();
     let timeout = p.connect_timeout;
-    let stream = tokio::time::timeout(timeout, p.transport.connect())
+    let stream = tokio::time::timeout(timeout, target.transport.connect())
         .await
         .map_err(|_| Error::Transport {
             server: server.clone(),
@@ -213,8 +252,8 @@ pub(crate) async fn establish(p: &SessionParams) -> Result<(SessionHandle, Sessi
     let (alive_tx, alive_rx) = watch::channel(());
     let handler = ClientHandler {
         host_key: p.host_key.clone(),
-        host: p.host.clone(),
-        port: p.port,
+        host: target.host.clone(),
+        port: target.port,
         host_key_error: host_key_error.clone(),
         remote_forwards: p.remote_forwards.clone(),
         _alive: alive_tx,

@@ -68,7 +68,16 @@ impl MemoryNet {
 
     /// A client transport that dials this network.
     pub fn transport(&self) -> MemoryTransport {
-        MemoryTransport { net: self.clone() }
+        self.transport_named("memory")
+    }
+
+    /// The same, describing itself as `name` (to tell several networks
+    /// apart in messages and [`crate::client::ClientState`]).
+    pub fn transport_named(&self, name: &str) -> MemoryTransport {
+        MemoryTransport {
+            net: self.clone(),
+            name: name.into(),
+        }
     }
 
     /// Every connection open now goes silent both ways: writes succeed and
@@ -109,6 +118,7 @@ impl MemoryNet {
 #[derive(Clone, Debug)]
 pub struct MemoryTransport {
     net: MemoryNet,
+    name: Arc<str>,
 }
 
 impl Transport for MemoryTransport {
@@ -123,7 +133,7 @@ impl Transport for MemoryTransport {
     }
 
     fn describe(&self) -> String {
-        "memory".into()
+        self.name.to_string()
     }
 }
 
