@@ -47,12 +47,12 @@ pub(crate) enum Command {
     #[command(
         after_help = "Example:\n  wraith serve --key host_key --authorized-keys authorized_keys --listen 0.0.0.0:2222"
     )]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the client: one SSH session exposed as SOCKS5 and port forwards.
     #[command(
         after_help = "Examples:\n  wraith connect --server example.com:2222 --identity ~/.ssh/wraith_ed25519\n  wraith connect -s example.com:2222 -i key --forward 5432:db.internal:5432 --remote-forward 8080:localhost:3000\n  curl --socks5-hostname 127.0.0.1:1080 https://example.com/"
     )]
-    Connect(ConnectArgs),
+    Connect(Box<ConnectArgs>),
     /// Write a new OpenSSH Ed25519 key pair (<file> and <file>.pub).
     Keygen(KeygenArgs),
     /// Start a server, a client and a test page on loopback, and show how to use them.
@@ -126,6 +126,9 @@ pub(crate) struct ServeArgs {
     pub(crate) keepalive: KeepaliveArgs,
     #[command(flatten)]
     pub(crate) access: ServeAccessArgs,
+    #[cfg(feature = "nats")]
+    #[command(flatten)]
+    pub(crate) hub: HubArgs,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
 }
@@ -186,6 +189,49 @@ impl ServeAccessArgs {
         opts.max_udp_flows_per_channel = self.max_udp_flows;
         opts.max_udp_flows_per_session = self.max_udp_flows_per_session;
         opts.udp_idle_timeout = Duration::from_secs(self.udp_idle_timeout);
+    }
+}
+
+/// `wraith serve` flags that share the event hub with other servers.
+#[cfg(feature = "nats")]
+#[derive(Args, Debug)]
+pub(crate) struct HubArgs {
+    /// Share the event hub with every server on this NATS broker:
+    /// nats://[USER:PASSWORD@|TOKEN@]HOST[:PORT], tls://… for TLS, comma-separated for a
+    /// cluster. Events cross servers at most once; local delivery never waits for it.
+    /// Keep credentials in WRAITH_HUB rather than on the command line.
+    #[arg(long, env = "WRAITH_HUB", value_name = "URL", hide_env_values = true)]
+    pub(crate) hub: Option<String>,
+    /// Subject prefix on the broker (events travel on PREFIX.events), so several
+    /// deployments can share one broker.
+    #[arg(
+        long,
+        env = "WRAITH_HUB_PREFIX",
+        value_name = "PREFIX",
+        default_value = "wraith",
+        requires = "hub"
+    )]
+    pub(crate) hub_prefix: String,
+    /// A NATS credentials file (.creds: JWT and NKey seed) for the broker.
+    #[arg(long, env = "WRAITH_HUB_CREDS", value_name = "FILE", requires = "hub")]
+    pub(crate) hub_creds: Option<PathBuf>,
+    /// A CA (PEM) that signed the broker's certificate; implies TLS.
+    #[arg(long, env = "WRAITH_HUB_CA", value_name = "FILE", requires = "hub")]
+    pub(crate) hub_ca: Option<PathBuf>,
+}
+
+#[cfg(feature = "nats")]
+impl HubArgs {
+    pub(crate) fn apply(&self, opts: &mut ServeOptions) -> Result<(), wraith_core::Error> {
+        let Some(url) = &self.hub else {
+            return Ok(());
+        };
+        let mut hub =
+            wraith_core::server::NatsHubOptions::parse(url)?.with_prefix(&self.hub_prefix)?;
+        hub.credentials_file = self.hub_creds.clone();
+        hub.tls_ca = self.hub_ca.clone();
+        opts.hub_nats = Some(hub);
+        Ok(())
     }
 }
 

@@ -42,6 +42,8 @@ pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
     opts.keepalive_interval = Duration::from_secs(a.keepalive.keepalive_interval);
     opts.keepalive_count_max = usize::try_from(a.keepalive.keepalive_count_max).unwrap_or(3);
     a.access.apply(&mut opts);
+    #[cfg(feature = "nats")]
+    a.hub.apply(&mut opts)?;
     let fp = keys::fingerprint(opts.host_key.public_key());
     let acceptor = transport.bind(a.listen.as_deref(), &opts.host_key).await?;
     let server = Server::new(opts);

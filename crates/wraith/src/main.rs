@@ -127,8 +127,8 @@ fn one_line(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(a) => commands::serve(a).await,
-        Command::Connect(a) => commands::connect(a).await,
+        Command::Serve(a) => commands::serve(*a).await,
+        Command::Connect(a) => commands::connect(*a).await,
         Command::Keygen(a) => commands::keygen(a),
         Command::Demo(a) => demo::run(&a.socks5).await,
         Command::Completions { shell } => {

@@ -11,6 +11,11 @@
 //!
 //! Logs name the member (a remote address) and counts, never an event's
 //! type, id or payload.
+//!
+//! A hub may also have a [`HubBackend`]: every event published here is
+//! handed to it as well, and events it brings from elsewhere (another
+//! server) are delivered with [`EventHub::deliver_remote`] to the members
+//! here, never back to the backend. `hub_nats` is the NATS one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +96,15 @@ pub enum HubError {
     Io(String),
 }
 
+/// Carries this hub's events beyond the process, say to the other servers
+/// of a fleet. [`EventHub::set_backend`] installs one.
+pub trait HubBackend: Send + Sync + std::fmt::Debug {
+    /// An event was published on this hub (by a member or by the server):
+    /// `body` is its JSON, `"sender"` already stamped. Called on the
+    /// publisher's path, so it must not block: queue or drop.
+    fn publish(&self, kind: &str, body: &[u8]);
+}
+
 /// A control channel's byte stream, as handed to an embedder.
 pub type ControlStream = Box<dyn crate::transport::TransportStream>;
 
@@ -123,6 +137,8 @@ struct Inner {
     overflows: AtomicU64,
     /// Set by [`EventHub::take_channels`]: new control channels go there.
     takeover: Mutex<Option<mpsc::Sender<(ControlStream, ControlInfo)>>>,
+    /// Where published events also go ([`EventHub::set_backend`]).
+    backend: Mutex<Option<Arc<dyn HubBackend>>>,
 }
 
 #[derive(Debug)]
@@ -166,6 +182,7 @@ impl EventHub {
                 next_id: AtomicU64::new(1),
                 overflows: AtomicU64::new(0),
                 takeover: Mutex::new(None),
+                backend: Mutex::new(None),
             }),
         }
     }
@@ -265,12 +282,66 @@ impl EventHub {
     }
 
     /// Publish from the server itself: every member subscribed to the
-    /// frame's type gets it. Returns how many members it was queued for.
+    /// frame's type gets it (and the backend, if there is one). Returns how
+    /// many members here it was queued for.
     pub fn publish(&self, frame: &Frame) -> Result<usize, FrameError> {
         let wire: Arc<[u8]> = frame
             .encode_with_max(self.inner.limits.max_frame_len)?
             .into();
+        self.to_backend(&frame.kind, &wire);
         Ok(self.deliver(None, &frame.kind, &wire))
+    }
+
+    /// Hand every event published from now on to `backend` as well
+    /// (`None`: stop). Replaces the one before.
+    pub fn set_backend(&self, backend: Option<Arc<dyn HubBackend>>) {
+        if let Ok(mut b) = self.inner.backend.lock() {
+            *b = backend;
+        }
+    }
+
+    /// Whether a backend is installed.
+    pub fn has_backend(&self) -> bool {
+        self.inner
+            .backend
+            .lock()
+            .map(|b| b.is_some())
+            .unwrap_or(false)
+    }
+
+    /// Deliver an event that was published elsewhere (a backend brings it)
+    /// to the members here subscribed to its type; it does not go back to
+    /// the backend. `body` is the event's JSON, `"sender"` as the other
+    /// side stamped it. The same limits as for a channel apply, and
+    /// reserved (`__`) types are refused. Returns how many members it was
+    /// queued for.
+    pub fn deliver_remote(&self, body: &[u8]) -> Result<usize, HubError> {
+        let max = self.inner.limits.max_frame_len.saturating_add(SENDER_ROOM);
+        if body.len() > max {
+            return Err(FrameError::Oversize {
+                len: body.len() as u64,
+                max,
+            }
+            .into());
+        }
+        let frame = Frame::from_json(body)?;
+        if frame.kind.starts_with("__") {
+            return Err(HubError::Protocol(
+                "event types starting with __ are reserved",
+            ));
+        }
+        let wire: Arc<[u8]> = frame.encode_with_max(max)?.into();
+        Ok(self.deliver(None, &frame.kind, &wire))
+    }
+
+    fn to_backend(&self, kind: &str, wire: &[u8]) {
+        let backend = self.inner.backend.lock().ok().and_then(|b| b.clone());
+        if let Some(b) = backend {
+            let body = wire
+                .get(crate::proto::frame::LEN_PREFIX..)
+                .unwrap_or_default();
+            b.publish(kind, body);
+        }
     }
 
     /// Queue `wire` for every member but `from` subscribed to `kind`.
@@ -526,6 +597,7 @@ impl HubMember {
             .max_frame_len
             .saturating_add(SENDER_ROOM);
         let wire: Arc<[u8]> = frame.encode_with_max(max)?.into();
+        self.hub.to_backend(&frame.kind, &wire);
         Ok(self.hub.deliver(Some(self.state.id), &frame.kind, &wire))
     }
 
@@ -697,6 +769,66 @@ mod tests {
             m.publish(&Frame::new("__subscribed", "", json!("x")))
                 .is_err()
         );
+    }
+
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<(String, Vec<u8>)>>);
+
+    impl HubBackend for Recorder {
+        fn publish(&self, kind: &str, body: &[u8]) {
+            self.0.lock().unwrap().push((kind.into(), body.to_vec()));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_backend_gets_every_publish_and_remote_events_stay_local() {
+        let hub = EventHub::default();
+        let rec = Arc::new(Recorder::default());
+        hub.set_backend(Some(rec.clone()));
+        let alice = hub.join_as("a", "SHA256:alice");
+        let rx = hub.join("rx");
+        rx.subscribe("t").unwrap();
+        alice.publish(&Frame::new("t", "1", json!(1))).unwrap();
+        hub.publish(&Frame::new("t", "2", json!(2))).unwrap();
+        let sent = rec.0.lock().unwrap().clone();
+        assert_eq!(sent.len(), 2);
+        let first = Frame::from_json(&sent[0].1).unwrap();
+        assert_eq!(sent[0].0, "t");
+        assert_eq!(first.sender.as_deref(), Some("SHA256:alice"));
+        assert_eq!(rx.recv().await.unwrap().id, "1");
+        assert_eq!(rx.recv().await.unwrap().id, "2");
+
+        // From elsewhere: to local subscribers (sender kept), not back out.
+        let remote = br#"{"type":"t","id":"3","payload":3,"sender":"SHA256:bob"}"#;
+        assert_eq!(hub.deliver_remote(remote).unwrap(), 1);
+        let got = rx.recv().await.unwrap();
+        assert_eq!(
+            (got.id.as_str(), got.sender.as_deref()),
+            ("3", Some("SHA256:bob"))
+        );
+        assert_eq!(
+            rec.0.lock().unwrap().len(),
+            2,
+            "a remote event went back out"
+        );
+        assert!(alice.try_recv_wire().is_none());
+
+        // What a broker may not bring in.
+        assert!(
+            hub.deliver_remote(br#"{"type":"__subscribed","id":"","payload":"t"}"#)
+                .is_err()
+        );
+        assert!(hub.deliver_remote(b"not json").is_err());
+        let huge = format!(
+            r#"{{"type":"t","id":"","payload":"{}"}}"#,
+            "x".repeat(MAX_FRAME_LEN + 300)
+        );
+        assert!(hub.deliver_remote(huge.as_bytes()).is_err());
+        assert!(rx.try_recv_wire().is_none());
+
+        hub.set_backend(None);
+        hub.publish(&Frame::new("t", "4", json!(4))).unwrap();
+        assert_eq!(rec.0.lock().unwrap().len(), 2);
     }
 
     #[test]

@@ -24,6 +24,8 @@ mod banner;
 mod decide;
 mod handler;
 pub mod hub;
+#[cfg(feature = "nats")]
+pub mod hub_nats;
 mod outbound;
 pub mod policy;
 mod remote_forward;
@@ -34,7 +36,9 @@ pub use crate::proto::udpgw::{
 };
 pub use auth::{AuthorizedKeys, LineWarning};
 pub use banner::SshBanner;
-pub use hub::{ControlInfo, ControlStream, EventHub, HubLimits, HubMember};
+pub use hub::{ControlInfo, ControlStream, EventHub, HubBackend, HubLimits, HubMember};
+#[cfg(feature = "nats")]
+pub use hub_nats::{NatsHub, NatsHubOptions, NatsHubStats};
 
 use crate::io::Killable;
 use handler::SessionHandler;
@@ -95,6 +99,9 @@ pub struct ServeOptions {
     /// names `wraith-control:0`) open the control channel, not only keys
     /// and CAs with the `hub` option (`--hub-for-all-keys`). Default: false.
     pub hub_for_all_keys: bool,
+    /// Share the event hub with other servers through NATS (`--hub`).
+    #[cfg(feature = "nats")]
+    pub hub_nats: Option<NatsHubOptions>,
     /// Control channels one session may hold open at once; 0 = unlimited
     /// (`--max-control-channels`). Default: 8.
     pub max_control_channels_per_session: usize,
@@ -136,6 +143,8 @@ impl ServeOptions {
             ssh_banner: SshBanner::default(),
             allow_stream_local: Vec::new(),
             hub_for_all_keys: false,
+            #[cfg(feature = "nats")]
+            hub_nats: None,
             max_control_channels_per_session: 8,
             udpgw: true,
             max_udp_flows_per_channel: 256,
@@ -335,6 +344,11 @@ impl Server {
     ) -> Result<()> {
         let stop = CancellationToken::new();
         let _stop_guard = stop.clone().drop_guard();
+        #[cfg(feature = "nats")]
+        let _nats = match &self.shared.options.hub_nats {
+            Some(o) => Some(NatsHub::attach(&self.shared.hub, o).await?),
+            None => None,
+        };
         crate::io::accept_loop(&mut acceptor, "server", shutdown, |(stream, peer)| {
             let admission = match self.shared.admit(&peer) {
                 Ok(a) => a,

@@ -10,6 +10,8 @@
 // Each test binary uses a different subset of this module.
 #![allow(dead_code)]
 
+pub mod control;
+
 use std::collections::HashSet;
 use std::env;
 use std::fmt::Debug;
@@ -97,7 +99,7 @@ fn in_ci() -> bool {
     matches!(env::var("CI").as_deref(), Ok("true" | "1"))
 }
 
-fn find_tool(name: &str) -> Option<PathBuf> {
+pub fn find_tool(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         let path = PathBuf::from(name);
         return path.is_file().then_some(path);
