@@ -38,6 +38,9 @@ pub(crate) enum Figure {
     /// UDP round trip and throughput: no tunnel, and wraith's SOCKS5 UDP
     /// ASSOCIATE and udpgw (OpenSSH carries no UDP).
     Udp,
+    /// Event-hub latency, p50 and p99: in-process, and across two servers
+    /// through nats-server (`--hub`).
+    Hub,
 }
 
 /// What to measure and how much.
@@ -149,6 +152,12 @@ pub(crate) async fn run_all(b: &Bench, specs: &[TunnelSpec]) -> Vec<Row> {
     }
     if s.has(Figure::Udp) {
         rows.extend(crate::udp::rows(b, specs).await);
+    }
+    let wants_wraith = specs
+        .iter()
+        .any(|s| s.kind.implementation() == Implementation::Wraith);
+    if s.has(Figure::Hub) && wants_wraith {
+        rows.extend(crate::hub::rows(b).await);
     }
     if s.has(Figure::Idle) {
         for spec in specs {
@@ -600,6 +609,7 @@ fn fig_name(f: Figure) -> &'static str {
         Figure::Instructions => "instructions",
         Figure::Longpath => "longpath",
         Figure::Udp => "udp",
+        Figure::Hub => "hub",
     }
 }
 

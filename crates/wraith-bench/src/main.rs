@@ -21,6 +21,7 @@ use serde::Serialize;
 
 mod bench;
 mod delayline;
+mod hub;
 mod instructions;
 mod longpath;
 mod machine;
@@ -196,6 +197,7 @@ fn settings(cli: &Cli) -> Settings {
             Figure::Idle,
             Figure::Cpu,
             Figure::Udp,
+            Figure::Hub,
         ];
         if !cli.quick {
             all.push(Figure::Longpath);

@@ -27,6 +27,8 @@ pub(crate) struct Tools {
     pub(crate) callgrind_control: Option<PathBuf>,
     /// iproute2's `ip`, for the iroh client's network namespace on a long path.
     pub(crate) ip: Option<PathBuf>,
+    /// The NATS broker, for the event hub across servers.
+    pub(crate) nats_server: Option<PathBuf>,
 }
 
 impl Tools {
@@ -50,6 +52,7 @@ impl Tools {
             valgrind: find_in_path("valgrind"),
             callgrind_control: find_in_path("callgrind_control"),
             ip: find_in_path("ip"),
+            nats_server: find_in_path("nats-server"),
         })
     }
 

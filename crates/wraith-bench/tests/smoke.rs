@@ -78,6 +78,10 @@ fn tools_present(wraith: &Path) -> bool {
         && require("OpenSSH `sshd`", on_path("sshd"))
         && require("`ssh-keygen`", on_path("ssh-keygen"))
         && require("`openssl` (the TLS rows' certificate)", on_path("openssl"))
+        && require(
+            "`nats-server` (the event hub across servers)",
+            on_path("nats-server"),
+        )
 }
 
 /// Runs wraith-bench with `args` (plus `--wraith` and `--json`), bounded by
@@ -178,6 +182,19 @@ fn quick_run_measures_every_tunnel() {
             let row = rows
                 .iter()
                 .find(|r| r["tunnel"] == tunnel && r["figure"] == figure.as_str())
+                .unwrap_or_else(|| panic!("no {figure} row for {tunnel}\n{shown}"));
+            assert!(
+                row["error"].is_null() && row["value"].as_f64().is_some_and(|v| v > 0.0),
+                "{figure} for {tunnel}: {row}\n{shown}"
+            );
+        }
+    }
+    // The event hub: in-process and across two servers through NATS.
+    for tunnel in ["wraith-hub-in-process", "wraith-hub-nats"] {
+        for figure in ["hub_event_p50", "hub_event_p99"] {
+            let row = rows
+                .iter()
+                .find(|r| r["tunnel"] == tunnel && r["figure"] == figure)
                 .unwrap_or_else(|| panic!("no {figure} row for {tunnel}\n{shown}"));
             assert!(
                 row["error"].is_null() && row["value"].as_f64().is_some_and(|v| v > 0.0),
