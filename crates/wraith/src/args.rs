@@ -230,6 +230,7 @@ impl HubArgs {
             wraith_core::server::NatsHubOptions::parse(url)?.with_prefix(&self.hub_prefix)?;
         hub.credentials_file = self.hub_creds.clone();
         hub.tls_ca = self.hub_ca.clone();
+        hub.check()?;
         opts.hub_nats = Some(hub);
         Ok(())
     }

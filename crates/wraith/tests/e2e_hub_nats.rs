@@ -20,6 +20,7 @@ use common::*;
 /// A `nats-server` on a fixed loopback port that needs a user and password.
 struct Broker {
     port: u16,
+    extra: Vec<String>,
     process: Option<WraithProcess>,
 }
 
@@ -29,8 +30,13 @@ const NATS_PASSWORD: &str = "pw-k3v9q";
 
 impl Broker {
     fn start() -> Broker {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Broker {
         let mut b = Broker {
             port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             process: None,
         };
         b.restart();
@@ -40,7 +46,8 @@ impl Broker {
     fn restart(&mut self) {
         let mut cmd = Command::new(find_tool("nats-server").expect("nats-server"));
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["--user", NATS_USER, "--pass", NATS_PASSWORD]);
+            .args(["--user", NATS_USER, "--pass", NATS_PASSWORD])
+            .args(&self.extra);
         let p = WraithProcess::spawn_command(cmd);
         p.wait_for_port(("127.0.0.1", self.port), TIMEOUT);
         self.process = Some(p);
@@ -66,12 +73,20 @@ impl Drop for Broker {
 /// A server on the broker, its hub under `prefix`; the URL (with its
 /// password) is passed in the environment, as the help text advises.
 fn serve(dir: &Path, authorized_keys: &Path, broker: &Broker, prefix: &str) -> WraithServer {
-    let url = broker.url();
+    serve_with(
+        dir,
+        authorized_keys,
+        &broker.url(),
+        &["--hub-prefix", prefix],
+    )
+}
+
+fn serve_with(dir: &Path, authorized_keys: &Path, url: &str, extra: &[&str]) -> WraithServer {
     let s = WraithServer::start_with_file(
         dir,
         authorized_keys.to_path_buf(),
-        &["--hub-prefix", prefix],
-        &[("WRAITH_HUB", url.as_str())],
+        extra,
+        &[("WRAITH_HUB", url)],
     );
     s.process
         .wait_for_stderr(&["event hub connected to NATS"], TIMEOUT);
@@ -227,6 +242,51 @@ fn a_broker_that_is_down_at_start_does_not_stop_the_server() {
     pub_b.send(&envelope("t", "from-b", "null"));
     sub.expect_frame(&relayed("t", "from-b", "null", &sender));
     assert!(!a.process.stderr_text().contains(NATS_PASSWORD));
+}
+
+#[test]
+fn the_broker_connection_can_be_tls() {
+    if !require_tools(&["ssh", "ssh-keygen", "nats-server", "openssl"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let certs = make_certs(dir.path(), "nats");
+    let (cert, key, ca) = (
+        certs.cert.to_str().unwrap(),
+        certs.key.to_str().unwrap(),
+        certs.ca.to_str().unwrap(),
+    );
+    let broker = Broker::start_with(&["--tls", "--tlscert", cert, "--tlskey", key]);
+    let client = keygen(dir.path(), "client");
+    let ak = dir.path().join("authorized_keys");
+    std::fs::write(&ak, format!("hub {}\n", public_key_line(&client))).unwrap();
+    let sender = fingerprint(&client);
+    let url = format!(
+        "tls://{NATS_USER}:{NATS_PASSWORD}@localhost:{}",
+        broker.port
+    );
+    let a = serve_with(dir.path(), &ak, &url, &["--hub-ca", ca]);
+    let b = serve_with(dir.path(), &ak, &url, &["--hub-ca", ca]);
+    let mut sub = Peer::start(
+        &OpenSsh::new(dir.path(), a.addr, &a.host_key, &client),
+        "wraith-control:1",
+        "subscriber on A",
+    );
+    let mut publ = Peer::start(
+        &OpenSsh::new(dir.path(), b.addr, &b.host_key, &client),
+        "wraith-control:1",
+        "publisher on B",
+    );
+    sub.subscribe("t", "s");
+    publ.send(&envelope("t", "over-tls", "null"));
+    sub.expect_frame(&relayed("t", "over-tls", "null", &sender));
+
+    // Without the CA the broker's certificate is not trusted: the server
+    // runs, says it cannot reach the broker, and keeps events local.
+    let c =
+        WraithServer::start_with_file(dir.path(), ak.clone(), &[], &[("WRAITH_HUB", url.as_str())]);
+    c.process
+        .wait_for_stderr(&["event hub cannot reach NATS"], TIMEOUT);
 }
 
 #[test]

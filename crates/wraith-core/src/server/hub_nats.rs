@@ -160,6 +160,32 @@ impl NatsHubOptions {
         Ok(self)
     }
 
+    /// Check what can be checked before connecting: the credentials file
+    /// and the CA are readable files. [`NatsHub::attach`] checks again.
+    pub fn check(&self) -> Result<()> {
+        for (flag, path) in [
+            ("--hub-creds", &self.credentials_file),
+            ("--hub-ca", &self.tls_ca),
+        ] {
+            if let Some(p) = path
+                && let Err(e) = std::fs::File::open(p).and_then(|f| {
+                    if f.metadata()?.is_file() {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::other("not a file"))
+                    }
+                })
+            {
+                return Err(Error::Config {
+                    flag,
+                    value: p.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The subject events travel on.
     pub fn subject(&self) -> String {
         format!("{}.events", self.prefix)
@@ -317,6 +343,7 @@ impl NatsHub {
     /// hub works locally and the client keeps trying. Errors are for bad
     /// options (an unreadable credentials file, say).
     pub async fn attach(hub: &EventHub, options: &NatsHubOptions) -> Result<NatsHub> {
+        options.check()?;
         let status = Arc::new(Status::default());
         let brokers = options.describe();
         let errors = Arc::new(LogRate::new(Duration::from_secs(10)));
@@ -355,16 +382,12 @@ impl NatsHub {
                     reason: e.to_string(),
                 })?;
         }
-        if let Some(ca) = &options.tls_ca {
-            if !ca.is_file() {
-                return Err(Error::Config {
-                    flag: "--hub-ca",
-                    value: ca.display().to_string(),
-                    reason: "no such file".into(),
-                });
-            }
-            connect = connect.add_root_certificates(ca.clone());
-        }
+        // Our own rustls set-up (aws-lc-rs, as everywhere in wraith): the
+        // client's default asks for a process-wide provider, which a binary
+        // that links two cannot pick.
+        let ca = options.tls_ca.clone().map(crate::Source::File);
+        let tls = crate::transport::service_client_config(ca.as_ref(), "--hub-ca")?;
+        connect = connect.tls_client_config(tls);
         if options.tls || options.tls_ca.is_some() {
             connect = connect.require_tls(true);
         }

@@ -40,6 +40,8 @@ pub use proxy::{ProxyKind, ProxyUrl};
 #[cfg(feature = "tls")]
 pub use stealth::StealthOptions;
 pub use tcp::{TcpAcceptor, TcpTransport};
+#[cfg(feature = "nats")]
+pub(crate) use tls::service_client_config;
 #[cfg(feature = "tls")]
 pub use tls::{CertSource, TlsAcceptor, TlsClientOptions, TlsPin, TlsServerOptions, TlsTransport};
 #[cfg(feature = "ws")]

@@ -113,6 +113,40 @@ impl TlsTransport {
     }
 }
 
+/// A TLS client configuration for another service (the NATS broker of
+/// `--hub`): certificates checked against `ca`, or the Mozilla roots the
+/// TLS transport also uses. `flag` names the CA option in errors.
+#[cfg(feature = "nats")]
+pub(crate) fn service_client_config(
+    ca: Option<&Source>,
+    flag: &'static str,
+) -> Result<rustls::ClientConfig> {
+    let roots = match ca {
+        Some(ca) => load_roots(ca).map_err(|e| match e {
+            Error::KeyFile {
+                what, path, reason, ..
+            } => Error::KeyFile {
+                what,
+                path,
+                flag,
+                reason,
+            },
+            other => other,
+        })?,
+        None => RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    };
+    let provider = provider();
+    let verifier = webpki_verifier(roots, provider.clone())?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(no_protocol_versions)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
 pub(super) fn webpki_verifier(
     roots: RootCertStore,
     provider: Arc<CryptoProvider>,

@@ -26,6 +26,8 @@ mod pin;
 mod server;
 mod verify;
 
+#[cfg(feature = "nats")]
+pub(crate) use client::service_client_config;
 pub use client::{TlsClientOptions, TlsTransport};
 pub use pin::TlsPin;
 pub use server::{CertSource, TlsAcceptor, TlsServerOptions};
