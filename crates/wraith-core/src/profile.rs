@@ -412,6 +412,15 @@ impl ServerProfile {
             "host key",
             "--key",
         )?;
+        let (authorized, warnings) = self.authorized_keys()?;
+        Ok((ServeOptions::new(host_key, authorized), warnings))
+    }
+
+    /// Read the authorized_keys file and the CA files into one set, with a
+    /// warning per skipped line (and one if nobody can log in). What
+    /// [`ServerProfile::serve_options`] does for the keys, and what a
+    /// reload (SIGHUP) does again.
+    pub fn authorized_keys(&self) -> Result<(AuthorizedKeys, Vec<String>)> {
         let mut warnings = Vec::new();
         let file_warnings =
             |source: &Source, flag: &'static str, lines: Vec<crate::server::LineWarning>| {
@@ -446,7 +455,7 @@ impl ServerProfile {
                 self.authorized_keys.origin().display()
             ));
         }
-        Ok((ServeOptions::new(host_key, authorized), warnings))
+        Ok((authorized, warnings))
     }
 }
 

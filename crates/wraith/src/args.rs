@@ -74,8 +74,10 @@ pub(crate) struct ServeArgs {
     /// Keys allowed to log in, in OpenSSH authorized_keys format.
     #[arg(long, env = "WRAITH_AUTHORIZED_KEYS", value_name = "FILE")]
     pub(crate) authorized_keys: PathBuf,
-    /// Address to listen on (port 0 picks a free port) [default: 0.0.0.0:22;
-    /// with --transport iroh: the UDP socket, any free port].
+    /// Address to listen on (port 0 picks a free port), or `systemd` for the socket
+    /// systemd passed (socket activation; also the default when it passed one)
+    /// [default: 0.0.0.0:22; with --transport iroh: the UDP socket, any free port].
+    /// SIGHUP reloads --authorized-keys and --cert-authority.
     #[arg(long, env = "WRAITH_LISTEN", value_name = "ADDR:PORT")]
     pub(crate) listen: Option<String>,
     /// Reach every tunnel target through this proxy (outbound, server side):

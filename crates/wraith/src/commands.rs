@@ -13,9 +13,46 @@ use wraith_core::profile::{ClientProfile, ServerProfile, local_user, passphrase_
 use wraith_core::server::Server;
 
 use crate::args::{ConnectArgs, KeygenArgs, ServeArgs};
-use crate::signals::{Signals, shutdown_signal};
+use crate::signals::{Hangups, Signals, shutdown_signal};
+
+/// Tell systemd (`Type=notify`) how the service is doing; nothing when it
+/// did not start us.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::debug!(reason = %e, "cannot notify systemd");
+    }
+}
+
+/// SIGHUP: read `--authorized-keys` and `--cert-authority` again. New
+/// logins are checked against the new set; sessions stay up. A file that
+/// cannot be read leaves the keys in force as they were.
+fn reload_keys(server: &Server, profile: &ServerProfile) {
+    let reloading = sd_notify::NotifyState::monotonic_usec_now()
+        .map(|t| vec![sd_notify::NotifyState::Reloading, t])
+        .unwrap_or_else(|_| vec![sd_notify::NotifyState::Reloading]);
+    notify(&reloading);
+    match profile.authorized_keys() {
+        Ok((keys, warnings)) => {
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            let n = keys.len();
+            server.set_authorized_keys(keys);
+            tracing::info!(
+                entries = n,
+                "reloaded --authorized-keys and --cert-authority (SIGHUP)"
+            );
+        }
+        Err(e) => {
+            tracing::error!(reason = %e, "reload failed (SIGHUP); the keys in force stay as they were");
+        }
+    }
+    notify(&[sd_notify::NotifyState::Ready]);
+}
 
 pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
+    // From the start: SIGHUP's default action would end the server.
+    let mut hangups = Hangups::new();
     let mut transport = a.transport.options();
     let mut profile = ServerProfile::new(
         Source::File(a.key.clone()),
@@ -63,6 +100,7 @@ pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
         out!("connect with: {connect}");
     }
     tracing::info!(host_key = %fp, "server ready");
+    notify(&[sd_notify::NotifyState::Ready]);
     let mut signals = Signals::new();
     let shutdown = async move {
         signals.recv().await;
@@ -74,8 +112,18 @@ pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
             std::process::exit(1);
         });
         tracing::info!("shutting down: draining sessions (signal again to exit at once)");
+        notify(&[sd_notify::NotifyState::Stopping]);
     };
-    server.run(acceptor, shutdown).await?;
+    let reloads = async {
+        loop {
+            hangups.recv().await;
+            reload_keys(&server, &profile);
+        }
+    };
+    tokio::select! {
+        r = server.run(acceptor, shutdown) => r?,
+        () = reloads => {}
+    }
     tracing::info!("shut down");
     Ok(())
 }
@@ -119,6 +167,7 @@ pub(crate) async fn connect(a: ConnectArgs) -> Result<()> {
     let result = async {
         let client = Client::connect(opts).await?;
         print_client(&client);
+        notify(&[sd_notify::NotifyState::Ready]);
         tokio::select! {
             err = client.wait() => Err(err.into()),
             _ = shutdown_signal() => Ok(()),

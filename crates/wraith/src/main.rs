@@ -60,6 +60,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Socket activation: take systemd's sockets (and unset LISTEN_FDS)
+    // while this is the only thread.
+    if matches!(cli.command, Command::Serve(_)) {
+        wraith_core::transport::inherit_systemd_sockets();
+    }
     // A bug must still look like one clear line, not a backtrace dump.
     std::panic::set_hook(Box::new(|info| {
         let msg = info

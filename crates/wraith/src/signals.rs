@@ -1,5 +1,5 @@
 //! SIGINT and SIGTERM: the first asks for a graceful shutdown, a second
-//! one exits at once.
+//! one exits at once. SIGHUP asks `wraith serve` to reload its keys.
 
 /// SIGINT and SIGTERM, registered once so that no signal is missed between
 /// two waits (the second signal must always be seen).
@@ -53,4 +53,38 @@ impl Signals {
 /// Resolves on SIGINT or SIGTERM.
 pub(crate) async fn shutdown_signal() {
     Signals::new().recv().await;
+}
+
+/// Resolves on each SIGHUP (never, where there are none).
+pub(crate) struct Hangups {
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    /// Register now, so a SIGHUP from here on is never the default action
+    /// (which would end the process).
+    pub(crate) fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Hangups {
+                hup: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Hangups {}
+        }
+    }
+
+    /// The next SIGHUP.
+    pub(crate) async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(h) = &mut self.hup {
+            h.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }

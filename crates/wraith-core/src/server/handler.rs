@@ -330,7 +330,7 @@ impl russh::server::Handler for SessionHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        let keys = &self.shared.options.authorized_keys;
+        let keys = self.shared.authorized_keys();
         if let Some(entry) = keys.find(offer.public_key) {
             if let Err(reason) = entry
                 .options
@@ -357,12 +357,7 @@ impl russh::server::Handler for SessionHandler {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let fp = fingerprint(key.public_key);
-        let entry = self
-            .shared
-            .options
-            .authorized_keys
-            .find(key.public_key)
-            .cloned();
+        let entry = self.shared.authorized_keys().find(key.public_key).cloned();
         let Some(entry) = entry else {
             self.log_auth(user, &fp, "reject");
             return self.rejected();
@@ -389,8 +384,7 @@ impl russh::server::Handler for SessionHandler {
         ));
         let ca = self
             .shared
-            .options
-            .authorized_keys
+            .authorized_keys()
             .find_ca(certificate.signature_key())
             .cloned();
         let Some(ca) = ca else {

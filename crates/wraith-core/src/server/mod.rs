@@ -169,6 +169,9 @@ pub(crate) struct Shared {
     /// Live sessions, for graceful shutdown.
     sessions: std::sync::Mutex<HashMap<u64, LiveSession>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// The keys and CAs in force: `options.authorized_keys` at start, then
+    /// whatever [`Server::set_authorized_keys`] put there.
+    keys: std::sync::RwLock<Arc<AuthorizedKeys>>,
     /// The event hub that `wraith-control:0` channels join.
     pub(crate) hub: EventHub,
     /// Remote-forward ports and the key holding each (no squatting).
@@ -221,6 +224,14 @@ struct Admission {
 }
 
 impl Shared {
+    /// The keys and CAs a new authentication is checked against.
+    pub(crate) fn authorized_keys(&self) -> Arc<AuthorizedKeys> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Count a new connection from a peer, or say which limit refuses it.
     /// Counting happens at accept time, before the SSH handshake, so
     /// opening many connections at once cannot slip past the limits.
@@ -314,6 +325,7 @@ impl Server {
         Server {
             config: Arc::new(config),
             shared: Arc::new(Shared {
+                keys: std::sync::RwLock::new(Arc::new(options.authorized_keys.clone())),
                 per_source: PerSource::new(options.max_connections_per_ip),
                 per_source_startups: PerSource::new(options.per_source_max_startups),
                 options,
@@ -331,6 +343,18 @@ impl Server {
     /// join it to take part from the server side.
     pub fn hub(&self) -> &EventHub {
         &self.shared.hub
+    }
+
+    /// Replace the keys and CAs that logins are checked against (a reload
+    /// of `--authorized-keys` and `--cert-authority`, on SIGHUP). Takes
+    /// effect for the next authentication; sessions already logged in stay
+    /// up with what they were granted.
+    pub fn set_authorized_keys(&self, keys: AuthorizedKeys) {
+        let keys = Arc::new(keys);
+        match self.shared.keys.write() {
+            Ok(mut k) => *k = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
     }
 
     /// Accept connections until `shutdown` completes, then shut down

@@ -39,7 +39,9 @@ pub use options::{ClientTransportOptions, ServerTransportOptions};
 pub use proxy::{ProxyKind, ProxyUrl};
 #[cfg(feature = "tls")]
 pub use stealth::StealthOptions;
-pub use tcp::{TcpAcceptor, TcpTransport};
+pub use tcp::{
+    LISTEN_SYSTEMD, TcpAcceptor, TcpTransport, inherit_systemd_sockets, systemd_sockets,
+};
 #[cfg(feature = "nats")]
 pub(crate) use tls::service_client_config;
 #[cfg(feature = "tls")]

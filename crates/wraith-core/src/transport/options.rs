@@ -566,7 +566,17 @@ impl ServerTransportOptions {
         host_key: &russh::keys::PrivateKey,
     ) -> Result<Box<dyn Acceptor>> {
         self.check()?;
-        let socket = listen.unwrap_or(DEFAULT_LISTEN);
+        // Socket activation: with no --listen, the socket systemd passed.
+        let socket = match listen {
+            Some(l) => l,
+            None if super::systemd_sockets() > 0 => super::LISTEN_SYSTEMD,
+            None => DEFAULT_LISTEN,
+        };
+        if self.kind == TransportKind::Iroh && socket == super::LISTEN_SYSTEMD {
+            return Err(usage(
+                "--listen systemd: iroh binds its own UDP socket; socket activation is for tcp, tls, ws and wss",
+            ));
+        }
         match self.kind {
             TransportKind::Tcp => match self.ingress_proxy_protocol()? {
                 None => Ok(Box::new(TcpAcceptor::bind(socket).await?)),

@@ -62,17 +62,75 @@ impl Transport for TcpTransport {
 /// Bind the server's listening socket (`--listen`), for every transport
 /// that runs over TCP.
 pub(crate) async fn bind_listener(addr: &str) -> Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: addr.to_string(),
-            flag: "--listen",
-            source,
-        })?;
+    let listener = if addr == LISTEN_SYSTEMD {
+        take_systemd_socket()?
+    } else {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                flag: "--listen",
+                source,
+            })?
+    };
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the listening address", e))?;
     Ok((listener, local))
+}
+
+/// The `--listen` value that takes the listening socket systemd passed
+/// (socket activation: `LISTEN_FDS`, `LISTEN_PID`) instead of binding one.
+pub const LISTEN_SYSTEMD: &str = "systemd";
+
+/// Sockets handed over by systemd, taken from the environment once by
+/// [`inherit_systemd_sockets`].
+static INHERITED: std::sync::Mutex<Option<listenfd::ListenFd>> = std::sync::Mutex::new(None);
+
+/// Take the sockets systemd passed (`LISTEN_FDS` from fd 3, for this
+/// process's `LISTEN_PID`) and remove those variables from the
+/// environment, so no child inherits them. Call it at the start of `main`,
+/// before any thread starts (it changes the environment). Returns how
+/// many there are; [`LISTEN_SYSTEMD`] then binds to the first.
+pub fn inherit_systemd_sockets() -> usize {
+    let fds = listenfd::ListenFd::from_env();
+    let n = fds.len();
+    if let Ok(mut slot) = INHERITED.lock() {
+        *slot = Some(fds);
+    }
+    n
+}
+
+/// How many sockets [`inherit_systemd_sockets`] took and are not used yet.
+pub fn systemd_sockets() -> usize {
+    INHERITED
+        .lock()
+        .ok()
+        .and_then(|s| s.as_ref().map(listenfd::ListenFd::len))
+        .unwrap_or(0)
+}
+
+fn take_systemd_socket() -> Result<TcpListener> {
+    let none = |reason: String| Error::Config {
+        flag: "--listen",
+        value: LISTEN_SYSTEMD.into(),
+        reason,
+    };
+    let mut slot = INHERITED
+        .lock()
+        .map_err(|_| none("the inherited sockets are unavailable".into()))?;
+    let fds = slot
+        .as_mut()
+        .ok_or_else(|| none("systemd passed no socket (no LISTEN_FDS for this process)".into()))?;
+    let std = fds
+        .take_tcp_listener(0)
+        .map_err(|e| none(format!("the first socket systemd passed is not a TCP listener: {e}")))?
+        .ok_or_else(|| {
+            none("systemd passed no socket (no LISTEN_FDS for this process), or it is in use already".into())
+        })?;
+    std.set_nonblocking(true)
+        .map_err(|e| Error::io("cannot set the inherited socket non-blocking", e))?;
+    TcpListener::from_std(std).map_err(|e| Error::io("cannot use the inherited socket", e))
 }
 
 /// PROXY headers being read at once on a `--proxy-protocol` TCP port;
