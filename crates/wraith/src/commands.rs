@@ -13,7 +13,7 @@ use wraith_core::profile::{ClientProfile, ServerProfile, local_user, passphrase_
 use wraith_core::server::Server;
 
 use crate::args::{ConnectArgs, KeygenArgs, ServeArgs};
-use crate::signals::{Hangups, Signals, shutdown_signal};
+use crate::signals::{Repeated, Signals, shutdown_signal};
 
 /// Tell systemd (`Type=notify`) how the service is doing; nothing when it
 /// did not start us.
@@ -52,7 +52,7 @@ fn reload_keys(server: &Server, profile: &ServerProfile) {
 
 pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
     // From the start: SIGHUP's default action would end the server.
-    let mut hangups = Hangups::new();
+    let mut hangups = Repeated::hangup();
     let mut transport = a.transport.options();
     let mut profile = ServerProfile::new(
         Source::File(a.key.clone()),
@@ -164,13 +164,34 @@ pub(crate) async fn connect(a: ConnectArgs) -> Result<()> {
         close_all().await;
         return result;
     }
+    let mut status_requests = Repeated::user1();
     let result = async {
         let client = Client::connect(opts).await?;
         print_client(&client);
-        notify(&[sd_notify::NotifyState::Ready]);
+        let mut watch = client.status_watch();
+        let first = watch.get().to_string();
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&first),
+        ]);
+        let answers = async {
+            loop {
+                // `systemctl status` shows the line; SIGUSR1 also prints it.
+                let asked = tokio::select! {
+                    () = status_requests.recv() => true,
+                    () = watch.changed() => false,
+                };
+                let line = watch.get().to_string();
+                if asked {
+                    eprintln!("status: {line}");
+                }
+                notify(&[sd_notify::NotifyState::Status(&line)]);
+            }
+        };
         tokio::select! {
             err = client.wait() => Err(err.into()),
             _ = shutdown_signal() => Ok(()),
+            () = answers => Ok(()),
         }
     }
     .await;

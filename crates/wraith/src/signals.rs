@@ -1,5 +1,6 @@
 //! SIGINT and SIGTERM: the first asks for a graceful shutdown, a second
-//! one exits at once. SIGHUP asks `wraith serve` to reload its keys.
+//! one exits at once. SIGHUP asks `wraith serve` to reload its keys, SIGUSR1 asks `wraith
+//! connect` how it is doing.
 
 /// SIGINT and SIGTERM, registered once so that no signal is missed between
 /// two waits (the second signal must always be seen).
@@ -55,34 +56,51 @@ pub(crate) async fn shutdown_signal() {
     Signals::new().recv().await;
 }
 
-/// Resolves on each SIGHUP (never, where there are none).
-pub(crate) struct Hangups {
+/// A signal that asks for something and may come again: SIGHUP (reload)
+/// or SIGUSR1 (status). Never resolves where there are none.
+pub(crate) struct Repeated {
     #[cfg(unix)]
-    hup: Option<tokio::signal::unix::Signal>,
+    signal: Option<tokio::signal::unix::Signal>,
 }
 
-impl Hangups {
-    /// Register now, so a SIGHUP from here on is never the default action
-    /// (which would end the process).
-    pub(crate) fn new() -> Self {
+impl Repeated {
+    /// SIGHUP. Registered now, so from here on it never has its default
+    /// action (which would end the process).
+    pub(crate) fn hangup() -> Self {
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{SignalKind, signal};
-            Hangups {
-                hup: signal(SignalKind::hangup()).ok(),
-            }
+            Self::unix(tokio::signal::unix::SignalKind::hangup())
         }
         #[cfg(not(unix))]
         {
-            Hangups {}
+            Repeated {}
         }
     }
 
-    /// The next SIGHUP.
+    /// SIGUSR1, likewise.
+    pub(crate) fn user1() -> Self {
+        #[cfg(unix)]
+        {
+            Self::unix(tokio::signal::unix::SignalKind::user_defined1())
+        }
+        #[cfg(not(unix))]
+        {
+            Repeated {}
+        }
+    }
+
+    #[cfg(unix)]
+    fn unix(kind: tokio::signal::unix::SignalKind) -> Self {
+        Repeated {
+            signal: tokio::signal::unix::signal(kind).ok(),
+        }
+    }
+
+    /// The next one.
     pub(crate) async fn recv(&mut self) {
         #[cfg(unix)]
-        if let Some(h) = &mut self.hup {
-            h.recv().await;
+        if let Some(s) = &mut self.signal {
+            s.recv().await;
             return;
         }
         std::future::pending::<()>().await;

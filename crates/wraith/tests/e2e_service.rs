@@ -110,6 +110,23 @@ impl Notifications {
         Notifications { socket, path }
     }
 
+    /// Waits for a message with a line starting with `prefix`; returns it.
+    fn expect_containing(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = [0u8; 4096];
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if msg.lines().any(|l| l.starts_with(prefix)) {
+                    return msg;
+                }
+                seen.push(msg);
+            }
+        }
+        panic!("no {prefix:?}… on NOTIFY_SOCKET within {TIMEOUT:?}; got {seen:?}");
+    }
+
     /// Waits for a message holding `line` (e.g. `READY=1`); returns it.
     fn expect(&self, line: &str) -> String {
         let deadline = Instant::now() + TIMEOUT;
@@ -268,4 +285,99 @@ fn sighup_reloads_the_keys_while_a_session_stays_up() {
     send_signal(server.pid(), "TERM");
     notify.expect("STOPPING=1");
     assert!(server.wait_exit(TIMEOUT).success());
+}
+
+#[test]
+fn sigusr1_prints_the_clients_status() {
+    if !require_tools(&["kill"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let host = keygen(dir.path(), "host");
+    let key = keygen(dir.path(), "client");
+    let ak = dir.path().join("authorized_keys");
+    write_authorized_keys(&ak, &[&key]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let serve = || {
+        let s = WraithProcess::spawn(&[
+            "serve",
+            "--key",
+            p(&host),
+            "--authorized-keys",
+            p(&ak),
+            "--listen",
+            &listen,
+        ]);
+        s.wait_for_line("listening on ", TIMEOUT);
+        s
+    };
+    let server = serve();
+    let notify = Notifications::new(dir.path());
+    let host_pub = pub_path(&host);
+    let client = WraithClient::ready(WraithProcess::spawn_env(
+        &[
+            "connect",
+            "--server",
+            &listen,
+            "--identity",
+            p(&key),
+            "--host-key",
+            p(&host_pub),
+            "--socks5",
+            "127.0.0.1:0",
+            "--reconnect-wait",
+            "1",
+        ],
+        &[("NOTIFY_SOCKET", p(&notify.path))],
+    ));
+    let ready = notify.expect("READY=1");
+    assert!(
+        ready.contains(&format!("STATUS=connected to {listen} over tcp for ")),
+        "{ready}"
+    );
+    // One connection held open through the tunnel.
+    let target = http_target();
+    let mut held = std::net::TcpStream::connect(client.socks5).unwrap();
+    std::io::Write::write_all(&mut held, &[5, 1, 0]).unwrap();
+    let mut reply = [0u8; 2];
+    std::io::Read::read_exact(&mut held, &mut reply).unwrap();
+    let mut req = vec![5, 1, 0, 1, 127, 0, 0, 1];
+    req.extend_from_slice(&target.port().to_be_bytes());
+    std::io::Write::write_all(&mut held, &req).unwrap();
+    let mut reply = [0u8; 10];
+    std::io::Read::read_exact(&mut held, &mut reply).unwrap();
+    assert_eq!(reply[1], 0, "SOCKS reply");
+
+    send_signal(client.process.pid(), "USR1");
+    let line = client
+        .process
+        .wait_for_stderr(&["status: connected to"], TIMEOUT);
+    assert!(
+        line.contains(&format!("connected to {listen} over tcp for "))
+            && line.contains("0 reconnects; 1 open connection (1 in all)"),
+        "{line}"
+    );
+    drop(held);
+
+    // A lost session and a new one: the count moves, the state follows.
+    server.kill();
+    notify.expect_containing("STATUS=reconnecting");
+    let _server = serve();
+    client.process.wait_for_stderr(&["connected to"], TIMEOUT);
+    notify.expect_containing("STATUS=connected to");
+    send_signal(client.process.pid(), "USR1");
+    eventually_stderr(&client.process, "1 reconnect;");
+    assert!(
+        client.process.try_status().is_none(),
+        "SIGUSR1 ended the client"
+    );
+}
+
+fn eventually_stderr(process: &WraithProcess, needle: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !process.stderr_text().contains(needle) {
+        assert!(Instant::now() < deadline, "{}", process.failure(needle));
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

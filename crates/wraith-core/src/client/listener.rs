@@ -6,8 +6,8 @@
 //! and its backoff.
 
 use std::future::Future;
-
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 
@@ -71,11 +71,20 @@ pub(crate) trait Service<C>: Clone + Send + 'static {
 
 /// Accept from `listener` until the task is dropped, serving each
 /// connection on a task of its own.
-pub(crate) async fn serve<L: Listener>(mut listener: L, opener: ChannelOpener) {
+pub(crate) async fn serve<L: Listener>(
+    mut listener: L,
+    opener: ChannelOpener,
+    activity: Arc<super::status::Activity>,
+) {
     let service = listener.service();
     let stop = std::future::pending();
     crate::io::accept_loop(&mut listener, L::KIND, stop, |conn| {
-        tokio::spawn(service.clone().serve(conn, opener.clone()));
+        let open = activity.connection();
+        let served = service.clone().serve(conn, opener.clone());
+        tokio::spawn(async move {
+            served.await;
+            drop(open);
+        });
     })
     .await;
 }

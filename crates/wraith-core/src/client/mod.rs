@@ -28,6 +28,7 @@ mod listener;
 mod opener;
 mod session;
 mod socks5;
+mod status;
 mod stdio;
 mod udp;
 
@@ -38,6 +39,7 @@ pub use crate::proto::forward_spec::{
 pub use channel::{ChannelConnection, open_channel};
 pub use forward::BoundAddr;
 pub use host_key::{HostKeyPolicy, default_store};
+pub use status::{ClientStatus, StatusWatch};
 pub use stdio::{StdioInput, StdioOutput, stdio};
 
 use crate::proto::forward_spec::BindAddr;
@@ -193,6 +195,7 @@ pub struct Client {
     /// [`Client::state`] for the one in use now).
     pub server: String,
     state: watch::Receiver<ClientState>,
+    activity: Arc<status::Activity>,
     supervisor: Option<tokio::task::JoinHandle<Error>>,
     tasks: JoinSet<()>,
 }
@@ -284,13 +287,14 @@ impl Client {
             opts.connect_timeout + Duration::from_secs(5),
         );
         let mut tasks = JoinSet::new();
+        let activity = status::Activity::new();
         let socks5_addr = socks.as_ref().map(|s| s.local_addr());
         if let Some(s) = socks {
-            tasks.spawn(listener::serve(s, opener.clone()));
+            tasks.spawn(listener::serve(s, opener.clone(), activity.clone()));
         }
         let http_proxy_addr = http.as_ref().map(|h| h.local_addr());
         if let Some(h) = http {
-            tasks.spawn(listener::serve(h, opener.clone()));
+            tasks.spawn(listener::serve(h, opener.clone(), activity.clone()));
         }
         let mut forwards = Vec::new();
         for l in locals {
@@ -298,14 +302,14 @@ impl Client {
                 local: l.bound().clone(),
                 target: l.target_clone(),
             });
-            tasks.spawn(listener::serve(l, opener.clone()));
+            tasks.spawn(listener::serve(l, opener.clone(), activity.clone()));
         }
         for l in udp_locals {
             forwards.push(BoundForward {
                 local: BoundAddr::Udp(l.bound()),
                 target: l.target().clone(),
             });
-            tasks.spawn(listener::serve(l, opener.clone()));
+            tasks.spawn(listener::serve(l, opener.clone(), activity.clone()));
         }
         let supervisor = tokio::spawn(supervise(
             params,
@@ -313,6 +317,7 @@ impl Client {
             session_tx,
             state_tx,
             remote_forwards.clone(),
+            activity.clone(),
         ));
         Ok(Client {
             socks5_addr,
@@ -321,6 +326,7 @@ impl Client {
             remote_forwards,
             server,
             state: state_rx,
+            activity,
             supervisor: Some(supervisor),
             tasks,
         })
@@ -329,6 +335,20 @@ impl Client {
     /// Follow the client's state (connected, reconnecting, stopped).
     pub fn state(&self) -> watch::Receiver<ClientState> {
         self.state.clone()
+    }
+
+    /// The state with uptimes, reconnects and open connections: what
+    /// `wraith connect` prints on SIGUSR1.
+    pub fn status(&self) -> ClientStatus {
+        self.status_watch().get()
+    }
+
+    /// [`Client::status`] from a handle that outlives borrows of the client.
+    pub fn status_watch(&self) -> StatusWatch {
+        StatusWatch {
+            activity: self.activity.clone(),
+            state: self.state.clone(),
+        }
     }
 
     /// Run until the client stops for good (a fatal error such as a key the
@@ -372,10 +392,12 @@ async fn supervise(
     session_tx: watch::Sender<Option<session::SessionHandle>>,
     state_tx: watch::Sender<ClientState>,
     remote_forwards: Vec<BoundRemoteForward>,
+    activity: Arc<status::Activity>,
 ) -> Error {
     loop {
         let reason = end.wait().await;
         session_tx.send_replace(None);
+        activity.session_lost();
         tracing::warn!("lost: {reason}");
         // With several servers, the one just lost is tried last.
         let start = (in_use + 1) % params.servers.len();
@@ -404,6 +426,7 @@ async fn supervise(
                     server: server.clone(),
                 });
                 tracing::info!("connected to {server}");
+                activity.reconnected();
                 end = new_end;
                 in_use = i;
             }

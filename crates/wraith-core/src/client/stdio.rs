@@ -40,7 +40,11 @@ pub async fn stdio(
             done: Arc::new(Mutex::new(Some(done_tx))),
         },
     };
-    let serving = tokio::spawn(super::listener::serve(listener, single.opener.clone()));
+    let serving = tokio::spawn(super::listener::serve(
+        listener,
+        single.opener.clone(),
+        super::status::Activity::new(),
+    ));
     let ended = done_rx.await;
     serving.abort();
     match ended {
