@@ -119,7 +119,7 @@ pub(crate) struct ServeArgs {
     /// Identification the server sends after "SSH-2.0-": a software version
     /// (printable US-ASCII, no spaces or '-') and optional comments after a space
     /// (RFC 4253 section 4.2) [default: wraith, without a version number].
-    #[arg(long, env = "WRAITH_SSH_BANNER", value_name = "TEXT")]
+    #[arg(long, env = "WRAITH_SSH_BANNER", value_name = "TEXT", value_parser = said_once::<wraith_core::server::SshBanner>)]
     pub(crate) ssh_banner: Option<wraith_core::server::SshBanner>,
     // --- end issue #13 (logs helper) ---
     #[command(flatten)]
@@ -238,15 +238,32 @@ impl HubArgs {
     }
 }
 
+/// `T::from_str` for clap, which already writes "invalid value 'V' for
+/// '--flag <X>': ": the library's own opening (`bad --forward spec "V": `,
+/// `invalid --ssh-banner value "V": `) is dropped, so flag and value are said
+/// once.
+pub(crate) fn said_once<T>(v: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    v.parse::<T>().map_err(|e| {
+        let message = e.to_string();
+        let quoted = format!("{v:?}: ");
+        match message.find(&quoted) {
+            Some(i) if message[..i].contains("--") => message[i + quoted.len()..].to_string(),
+            _ => message,
+        }
+    })
+}
+
 /// `--allow-stream-local`: a socket path, or a directory ending in `/`.
 pub(crate) fn parse_socket_rule(
     v: &str,
 ) -> Result<wraith_core::server::policy::SocketRule, String> {
     let rule = wraith_core::server::policy::SocketRule::parse(v)?;
     if !rule.is_directory() && rule.path().is_dir() {
-        return Err(format!(
-            "{v:?} is a directory; end it with / to allow the sockets below it"
-        ));
+        return Err("a directory; end it with / to allow the sockets below it".into());
     }
     Ok(rule)
 }
@@ -287,7 +304,8 @@ pub(crate) struct LimitArgs {
         long,
         env = "WRAITH_PER_SOURCE_NET_BLOCK_SIZE",
         default_value = "32:64",
-        value_name = "V4:V6"
+        value_name = "V4:V6",
+        value_parser = said_once::<wraith_core::limits::NetBlock>
     )]
     pub(crate) per_source_net_block_size: wraith_core::limits::NetBlock,
     /// With --transport tls: TLS handshakes, stealth decoy and fallback sessions at once.
@@ -667,7 +685,8 @@ pub(crate) struct ConnectArgs {
         long = "forward",
         env = "WRAITH_FORWARD",
         value_name = "SPEC",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = said_once::<LocalForwardSpec>
     )]
     pub(crate) forwards: Vec<LocalForwardSpec>,
     /// Remote forward, like ssh -R: [bind_address:]port:host:hostport (repeatable).
@@ -676,7 +695,8 @@ pub(crate) struct ConnectArgs {
         long = "remote-forward",
         env = "WRAITH_REMOTE_FORWARD",
         value_name = "SPEC",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = said_once::<RemoteForwardSpec>
     )]
     pub(crate) remote_forwards: Vec<RemoteForwardSpec>,
     /// Seconds allowed for connecting, the handshake and authentication.

@@ -124,6 +124,53 @@ fn startup_errors_are_one_line_with_exit_code() {
     }
 }
 
+/// clap writes "invalid value 'V' for '--flag <X>': reason"; the reason
+/// must not say flag and value again.
+#[test]
+fn bad_values_name_the_flag_and_the_value_once() {
+    let dir = temp_dir();
+    let key = keygen(dir.path(), "k");
+    let k = key.to_str().unwrap();
+    let serve = |flag: &'static str, value: &'static str| {
+        (
+            vec!["serve", "--key", k, "--authorized-keys", k, flag, value],
+            flag,
+            value,
+        )
+    };
+    let connect = |flag: &'static str, value: &'static str| {
+        (
+            vec!["connect", "--server", "127.0.0.1:1", flag, value],
+            flag,
+            value,
+        )
+    };
+    let cases = [
+        connect("--forward", "qx7"),
+        connect("--forward", "1:2:qx7:99999"),
+        connect("--remote-forward", "qx7"),
+        connect("--keepalive-interval", "qx7"),
+        serve("--ssh-banner", "qx7-1"),
+        serve("--per-source-net-block-size", "qx7"),
+        serve("--allow-stream-local", "qx7"),
+        serve("--allow-stream-local", "/qx7/../x"),
+        serve("--acme-ip", "qx7"),
+    ];
+    for (args, flag, value) in cases {
+        let out = run(wraith_command(&args), TIMEOUT);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: "), "{args:?}: {err}");
+        assert_eq!(first.matches(flag).count(), 1, "{flag} said twice: {first}");
+        assert_eq!(
+            first.matches(value).count(),
+            1,
+            "{value:?} said twice: {first}"
+        );
+    }
+}
+
 #[test]
 fn serve_port_in_use_is_a_clear_error() {
     let dir = temp_dir();

@@ -385,7 +385,7 @@ impl KeyOptions {
                     let hosts = o.permit_open.get_or_insert_with(Vec::new);
                     let sockets = o.permit_socket.get_or_insert_with(Vec::new);
                     if v.starts_with('/') {
-                        sockets.push(SocketRule::parse(&v)?);
+                        sockets.push(SocketRule::parse(&v).map_err(|e| format!("{e}: {v:?}"))?);
                     } else {
                         hosts.push(HostPattern::parse(&v, true)?);
                     }

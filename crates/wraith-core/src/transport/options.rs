@@ -833,6 +833,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "ws")]
     fn websocket_flags_need_a_websocket_transport() {
         let mut c = ClientTransportOptions::new(TransportKind::Tcp);
         c.ws_path = Some("/x".into());
@@ -873,6 +874,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tls")]
     fn proxy_protocol_flags_are_checked() {
         let mut o = ServerTransportOptions::new(TransportKind::Tcp);
         o.proxy_protocol_from = vec!["10.0.0.0/8".into()];
