@@ -59,7 +59,9 @@ the table gives the median, the min–max of the runs and the per-round
 wraith/OpenSSH ratio range, and a machine-load line (CPU used by other
 processes). The instruction counts (callgrind, on by default in a full run,
 alone: --only instructions) do not move with load; keep the profiles with
---callgrind-dir DIR and read them with callgrind_annotate.
+--callgrind-dir DIR and read them with callgrind_annotate (for source lines,
+build with `cargo build --profile profiling -p wraith` and pass
+--wraith target/profiling/wraith: the release profile strips symbols).
 
 wraith has no flag to force a cipher: the bench reads the negotiated one from
 wraith's debug log; if that fails it uses WRAITH_BENCH_WRAITH_CIPHER, else
