@@ -149,6 +149,12 @@ pub(crate) struct ServeAccessArgs {
     /// not only keys and CAs with the `hub` option.
     #[arg(long, env = "WRAITH_HUB_FOR_ALL_KEYS")]
     pub(crate) hub_for_all_keys: bool,
+    /// Serve Prometheus metrics on this address (GET /metrics): sessions, channels by
+    /// kind, authentication results, limit refusals, the hub, ACME expiry. Never a
+    /// destination, an address, a key or a byte count. Keep it on loopback or a
+    /// private network.
+    #[arg(long, env = "WRAITH_METRICS", value_name = "ADDR:PORT")]
+    pub(crate) metrics: Option<String>,
     /// Control channels one session may hold open at once (0 = unlimited).
     #[arg(
         long,

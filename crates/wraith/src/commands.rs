@@ -84,7 +84,24 @@ pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
     let fp = keys::fingerprint(opts.host_key.public_key());
     let acceptor = transport.bind(a.listen.as_deref(), &opts.host_key).await?;
     let server = Server::new(opts);
+    let metrics = match &a.access.metrics {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|source| wraith_core::Error::Bind {
+                    addr: addr.clone(),
+                    flag: "--metrics",
+                    source,
+                })?;
+            let local = l.local_addr()?;
+            Some((l, local))
+        }
+        None => None,
+    };
     out!("listening on {}", acceptor.describe());
+    if let Some((_, local)) = &metrics {
+        out!("metrics on http://{local}/metrics");
+    }
     if let (Some(id), Some(ticket)) = (acceptor.endpoint_id(), acceptor.ticket()) {
         out!("endpoint: {id}");
         out!("ticket: {ticket}");
@@ -120,9 +137,16 @@ pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
             reload_keys(&server, &profile);
         }
     };
+    let scrapes = async {
+        match metrics {
+            Some((l, _)) => server.serve_metrics(l).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         r = server.run(acceptor, shutdown) => r?,
         () = reloads => {}
+        () = scrapes => {}
     }
     tracing::info!("shut down");
     Ok(())

@@ -381,3 +381,139 @@ fn eventually_stderr(process: &WraithProcess, needle: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn scrape(url: &str) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "10", url]);
+    expect_success(&run(cmd, TIMEOUT), "curl the metrics")
+}
+
+/// The value of the sample `name` (with its labels, as written), or 0.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_are_prometheus_text_that_moves_and_names_no_destination() {
+    if !require_tools(&["curl"]) {
+        return;
+    }
+    let dir = temp_dir();
+    let host = keygen(dir.path(), "host");
+    let key = keygen(dir.path(), "client");
+    let stranger = keygen(dir.path(), "stranger");
+    let ak = dir.path().join("authorized_keys");
+    write_authorized_keys(&ak, &[&key]);
+    let server = WraithProcess::spawn(&[
+        "serve",
+        "--key",
+        p(&host),
+        "--authorized-keys",
+        p(&ak),
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let addr = addr_after(
+        &server.wait_for_line("listening on ", TIMEOUT),
+        "listening on ",
+    );
+    let line = server.wait_for_line("metrics on http://", TIMEOUT);
+    let url = line.trim_start_matches("metrics on ").to_string();
+    let before = scrape(&url);
+    for (kind, name) in [
+        ("gauge", "wraith_sessions"),
+        ("gauge", "wraith_connections"),
+        ("counter", "wraith_connections_accepted"),
+        ("gauge", "wraith_channels"),
+        ("counter", "wraith_channels_opened"),
+        ("counter", "wraith_auth_attempts"),
+        ("counter", "wraith_limit_refusals"),
+        ("gauge", "wraith_hub_members"),
+        ("counter", "wraith_hub_overflow_disconnects"),
+        ("gauge", "wraith_hub_nats_connected"),
+        ("gauge", "wraith_acme_certificate_expiry_timestamp_seconds"),
+    ] {
+        assert!(
+            before.contains(&format!("# TYPE {name} {kind}\n")),
+            "no {kind} {name}:\n{before}"
+        );
+    }
+    assert!(before.ends_with("# EOF\n"), "{before}");
+    assert_eq!(sample(&before, "wraith_sessions"), 0.0);
+
+    // A login, a refused key, and a tunnel to a target on a port that
+    // must not show up.
+    let target = http_target();
+    let client = WraithClient::start(addr, &key, p(&pub_path(&host)), &[]);
+    let out = curl_socks5h(
+        client.socks5,
+        &format!("http://localhost:{}/", target.port()),
+    );
+    assert_eq!(expect_success(&out, "curl through the tunnel"), HTTP_BODY);
+    let refused = WraithProcess::spawn(&[
+        "connect",
+        "--server",
+        &addr.to_string(),
+        "--identity",
+        p(&stranger),
+        "--host-key",
+        p(&pub_path(&host)),
+    ]);
+    refused.wait_exit(TIMEOUT);
+
+    let after = scrape(&url);
+    assert_eq!(sample(&after, "wraith_sessions"), 1.0, "{after}");
+    assert!(
+        sample(&after, r#"wraith_auth_attempts_total{result="accept"}"#) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, r#"wraith_auth_attempts_total{result="reject"}"#) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, r#"wraith_channels_opened_total{kind="tcp"}"#) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, "wraith_connections_accepted_total") >= 2.0,
+        "{after}"
+    );
+    for secret in [
+        target.port().to_string(),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        fingerprint(&key),
+        current_user(),
+    ] {
+        assert!(
+            !after.contains(&secret),
+            "the metrics mention {secret:?}:\n{after}"
+        );
+    }
+    // Anything but GET /metrics: 404.
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "--silent",
+        "--output",
+        "/dev/null",
+        "--write-out",
+        "%{http_code}",
+    ])
+    .arg(url.replace("/metrics", "/other"));
+    assert_eq!(expect_success(&run(cmd, TIMEOUT), "curl /other"), "404");
+
+    drop(client);
+    let deadline = Instant::now() + TIMEOUT;
+    while sample(&scrape(&url), "wraith_sessions") != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the session never left the gauge"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

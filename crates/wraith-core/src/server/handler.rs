@@ -16,6 +16,7 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 use super::Shared;
 use super::decide::{self, Decision, ServerRules};
 use super::hub;
+use super::metrics::ChannelKind;
 use super::outbound;
 use super::remote_forward::{Proto, RemoteForwards};
 use super::udpgw;
@@ -44,7 +45,10 @@ pub(crate) struct SessionHandler {
 }
 
 /// Decrements the channel count when a channel's task ends.
-struct ChannelSlot(Arc<std::sync::atomic::AtomicUsize>);
+struct ChannelSlot(
+    Arc<std::sync::atomic::AtomicUsize>,
+    Option<super::metrics::OpenChannel>,
+);
 
 impl Drop for ChannelSlot {
     fn drop(&mut self) {
@@ -87,6 +91,7 @@ impl SessionHandler {
         self.failures += 1;
         let max = self.shared.options.max_auth_attempts;
         if max != 0 && self.failures == max {
+            self.shared.metrics.refusal("--max-auth-attempts");
             tracing::info!(
                 remote_addr = %self.peer.log_addr(),
                 attempts = self.failures,
@@ -103,6 +108,7 @@ impl SessionHandler {
     }
 
     fn log_auth(&self, user: &str, key_fingerprint: &str, result: &'static str) {
+        self.shared.metrics.auth(result);
         tracing::info!(
             remote_addr = %self.peer.log_addr(),
             user = %log_safe(user),
@@ -113,6 +119,7 @@ impl SessionHandler {
     }
 
     fn log_reject(&self, user: &str, key_fingerprint: &str, reason: &str) {
+        self.shared.metrics.auth("reject");
         tracing::info!(
             remote_addr = %self.peer.log_addr(),
             user = %log_safe(user),
@@ -127,6 +134,9 @@ impl SessionHandler {
         self.log_auth(user, fp, "accept");
         self.key_fingerprint = fp.to_string();
         self.policy = Some(policy);
+        if !self.authed.load(Ordering::Acquire) {
+            self.shared.metrics.sessions.inc();
+        }
         self.authed.store(true, Ordering::Release);
         Auth::Accept
     }
@@ -177,12 +187,14 @@ impl SessionHandler {
 
     /// Take a channel slot, or log the refusal and return `None` when the
     /// session is at its cap (the caller answers `ResourceShortage`).
-    fn channel_slot(&self, what: &'static str) -> Option<ChannelSlot> {
+    fn channel_slot(&self, what: &'static str, kind: ChannelKind) -> Option<ChannelSlot> {
         let max = self.shared.options.max_channels_per_session;
         let n = self.channels.fetch_add(1, Ordering::AcqRel);
-        let slot = ChannelSlot(self.channels.clone());
-        if max != 0 && n >= max {
+        let open = (max == 0 || n < max).then(|| self.shared.metrics.channel(kind));
+        let slot = ChannelSlot(self.channels.clone(), open);
+        if slot.1.is_none() {
             drop(slot);
+            self.shared.metrics.refusal("--max-channels-per-session");
             self.refuse(what, "too many channels in this session");
             return None;
         }
@@ -194,9 +206,10 @@ impl SessionHandler {
     fn control_slot(&self) -> Option<ChannelSlot> {
         let max = self.shared.options.max_control_channels_per_session;
         let n = self.control_channels.fetch_add(1, Ordering::AcqRel);
-        let slot = ChannelSlot(self.control_channels.clone());
+        let slot = ChannelSlot(self.control_channels.clone(), None);
         if max != 0 && n >= max {
             drop(slot);
+            self.shared.metrics.refusal("--max-control-channels");
             self.refuse("direct-tcpip", "too many control channels in this session");
             return None;
         }
@@ -452,7 +465,7 @@ impl russh::server::Handler for SessionHandler {
                     reply.reject(ChannelOpenFailure::ResourceShortage).await;
                     return Ok(());
                 };
-                let Some(slot) = self.channel_slot("direct-tcpip") else {
+                let Some(slot) = self.channel_slot("direct-tcpip", ChannelKind::Control) else {
                     reply.reject(ChannelOpenFailure::ResourceShortage).await;
                     return Ok(());
                 };
@@ -479,7 +492,7 @@ impl russh::server::Handler for SessionHandler {
                         .await;
                     return Ok(());
                 };
-                let Some(slot) = self.channel_slot("direct-tcpip") else {
+                let Some(slot) = self.channel_slot("direct-tcpip", ChannelKind::Udpgw) else {
                     reply.reject(ChannelOpenFailure::ResourceShortage).await;
                     return Ok(());
                 };
@@ -501,7 +514,7 @@ impl russh::server::Handler for SessionHandler {
                 return Ok(());
             }
         };
-        let Some(slot) = self.channel_slot("direct-tcpip") else {
+        let Some(slot) = self.channel_slot("direct-tcpip", ChannelKind::Tcp) else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         };
@@ -527,7 +540,7 @@ impl russh::server::Handler for SessionHandler {
                 return Ok(());
             }
         };
-        let Some(slot) = self.channel_slot("direct-streamlocal") else {
+        let Some(slot) = self.channel_slot("direct-streamlocal", ChannelKind::Unix) else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         };

@@ -26,6 +26,7 @@ mod handler;
 pub mod hub;
 #[cfg(feature = "nats")]
 pub mod hub_nats;
+mod metrics;
 mod outbound;
 pub mod policy;
 mod remote_forward;
@@ -174,8 +175,26 @@ pub(crate) struct Shared {
     keys: std::sync::RwLock<Arc<AuthorizedKeys>>,
     /// The event hub that `wraith-control:0` channels join.
     pub(crate) hub: EventHub,
+    /// What `--metrics` serves.
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    /// The hub's NATS link while [`Server::run`] runs (for the metrics).
+    #[cfg(feature = "nats")]
+    nats: std::sync::Mutex<Option<Arc<NatsHub>>>,
     /// Remote-forward ports and the key holding each (no squatting).
     pub(crate) forward_ports: remote_forward::ForwardPorts,
+}
+
+/// Forgets the NATS link in [`Shared`] when [`Server::run`] ends.
+#[cfg(feature = "nats")]
+struct NatsGuard(Arc<Shared>);
+
+#[cfg(feature = "nats")]
+impl Drop for NatsGuard {
+    fn drop(&mut self) {
+        if let Ok(mut slot) = self.0.nats.lock() {
+            slot.take();
+        }
+    }
 }
 
 /// What shutdown needs to know about a running session.
@@ -203,6 +222,15 @@ enum Refusal {
 }
 
 impl Refusal {
+    /// The flag that sets the limit, for the metrics.
+    fn flag(self) -> &'static str {
+        match self {
+            Refusal::PerSource => "--max-connections-per-ip",
+            Refusal::PerSourceStartups => "--per-source-max-startups",
+            Refusal::Startups => "--max-startups",
+        }
+    }
+
     fn reason(self) -> &'static str {
         match self {
             Refusal::PerSource => {
@@ -334,6 +362,9 @@ impl Server {
                 sessions: std::sync::Mutex::new(HashMap::new()),
                 next_id: std::sync::atomic::AtomicU64::new(0),
                 hub: EventHub::default(),
+                metrics: Arc::default(),
+                #[cfg(feature = "nats")]
+                nats: std::sync::Mutex::new(None),
                 forward_ports: remote_forward::ForwardPorts::default(),
             }),
         }
@@ -343,6 +374,66 @@ impl Server {
     /// join it to take part from the server side.
     pub fn hub(&self) -> &EventHub {
         &self.shared.hub
+    }
+
+    /// The metrics `--metrics` serves, in Prometheus's text format: counts
+    /// only, never a destination, an address, a key or a byte count.
+    pub fn metrics_text(&self) -> String {
+        let m = &self.shared.metrics;
+        m.observe_hub(
+            self.shared.hub.member_count(),
+            self.shared.hub.overflow_count(),
+        );
+        #[cfg(feature = "nats")]
+        {
+            let nats = self.shared.nats.lock().ok().and_then(|n| n.clone());
+            let (connected, s) = match &nats {
+                Some(n) => (n.is_connected(), n.stats()),
+                None => (false, NatsHubStats::default()),
+            };
+            m.observe_nats(
+                connected,
+                [
+                    ("sent", s.sent),
+                    ("received", s.received),
+                    ("dropped", s.dropped),
+                    ("refused", s.refused),
+                ],
+            );
+        }
+        #[cfg(feature = "acme")]
+        m.observe_acme_expiry(
+            i64::try_from(crate::transport::acme_not_after()).unwrap_or(i64::MAX),
+        );
+        m.render()
+    }
+
+    /// Serve [`Server::metrics_text`] on `listener` (`--metrics`): `GET
+    /// /metrics` answers it, anything else 404. Runs until dropped. Each
+    /// request head is bounded in size and time.
+    pub async fn serve_metrics(&self, listener: tokio::net::TcpListener) {
+        let mut listener = listener;
+        let slots = Arc::new(tokio::sync::Semaphore::new(16));
+        crate::io::accept_loop(
+            &mut listener,
+            "metrics",
+            std::future::pending(),
+            |(stream, _peer)| {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    return;
+                };
+                let body = self.metrics_text();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        metrics::answer(stream, body),
+                    )
+                    .await;
+                });
+            },
+        )
+        .await;
     }
 
     /// Replace the keys and CAs that logins are checked against (a reload
@@ -370,13 +461,20 @@ impl Server {
         let _stop_guard = stop.clone().drop_guard();
         #[cfg(feature = "nats")]
         let _nats = match &self.shared.options.hub_nats {
-            Some(o) => Some(NatsHub::attach(&self.shared.hub, o).await?),
+            Some(o) => {
+                let n = Arc::new(NatsHub::attach(&self.shared.hub, o).await?);
+                if let Ok(mut slot) = self.shared.nats.lock() {
+                    *slot = Some(n.clone());
+                }
+                Some(NatsGuard(self.shared.clone()))
+            }
             None => None,
         };
         crate::io::accept_loop(&mut acceptor, "server", shutdown, |(stream, peer)| {
             let admission = match self.shared.admit(&peer) {
                 Ok(a) => a,
                 Err(refusal) => {
+                    self.shared.metrics.refusal(refusal.flag());
                     // One line a second at most: a flood of refusals must
                     // not become a flood of lines.
                     if let Some(skipped) = self.shared.refusals.check() {
@@ -456,6 +554,9 @@ async fn serve_connection(
     let started = Instant::now();
     let remote_addr = peer.log_addr();
     tracing::info!(remote_addr = %remote_addr, transport = %peer.transport, "connection opened");
+    let metrics = shared.metrics.clone();
+    metrics.connections.inc();
+    metrics.connections_total.inc();
 
     let authed = Arc::new(AuthFlag::default());
     let kill = stop.child_token();
@@ -505,6 +606,10 @@ async fn serve_connection(
 
     if let Ok(mut map) = shared.sessions.lock() {
         map.remove(&id);
+    }
+    metrics.connections.dec();
+    if authed.load(Ordering::Acquire) {
+        metrics.sessions.dec();
     }
     let duration = started.elapsed().as_secs_f64();
     match outcome {

@@ -94,6 +94,11 @@ impl AcmeOptions {
     }
 }
 
+/// When the ACME certificate in use expires (Unix seconds; 0: none yet),
+/// for `--metrics`. One per process: a server has one ACME set-up.
+pub(crate) static CERTIFICATE_NOT_AFTER: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 /// The certificate resolver ACME keeps up to date.
 #[derive(Debug, Default)]
 pub(crate) struct AcmeCerts {
@@ -270,6 +275,7 @@ impl Acme {
         let cached = load_cached(&opts);
         if let Some(c) = &cached {
             certs.install(c.key.clone());
+            CERTIFICATE_NOT_AFTER.store(unix(c.not_after), std::sync::atomic::Ordering::Relaxed);
             tracing::info!(
                 valid_until = %crate::proto::time::http_date(unix(c.not_after)),
                 "ACME certificate loaded from the cache"
@@ -324,6 +330,8 @@ async fn renew_loop(opts: AcmeOptions, certs: Arc<AcmeCerts>, mut current: Optio
             Ok(issued) => {
                 failures = 0;
                 certs.install(issued.key.clone());
+                CERTIFICATE_NOT_AFTER
+                    .store(unix(issued.not_after), std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(
                     valid_until = %crate::proto::time::http_date(unix(issued.not_after)),
                     "ACME certificate obtained"

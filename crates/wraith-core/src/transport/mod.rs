@@ -30,6 +30,13 @@ mod ws;
 pub(crate) use crate::io::SocketOpts;
 #[cfg(feature = "acme")]
 pub use acme::{AcmeOptions, LETS_ENCRYPT_PRODUCTION};
+
+/// When the ACME certificate in use expires, as Unix seconds (0 before
+/// there is one).
+#[cfg(feature = "acme")]
+pub fn acme_not_after() -> u64 {
+    acme::CERTIFICATE_NOT_AFTER.load(std::sync::atomic::Ordering::Relaxed)
+}
 #[cfg(feature = "iroh")]
 pub use iroh::{
     IROH_ALPN, IrohAcceptor, IrohEndpoint, IrohOptions, IrohPeer, IrohRelay, IrohStream,
