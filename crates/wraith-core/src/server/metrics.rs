@@ -203,6 +203,7 @@ impl Metrics {
     }
 
     /// The NATS side of the hub, when there is one.
+    #[cfg(feature = "nats")]
     pub(crate) fn observe_nats(&self, connected: bool, counts: [(&'static str, u64); 4]) {
         self.hub_nats_connected.set(i64::from(connected));
         for (outcome, value) in counts {
@@ -214,6 +215,7 @@ impl Metrics {
     }
 
     /// The ACME certificate's `not_after`, as Unix seconds.
+    #[cfg(feature = "acme")]
     pub(crate) fn observe_acme_expiry(&self, unix: i64) {
         self.acme_expiry.set(unix);
     }
