@@ -8,8 +8,12 @@ export type KeySource = string | Buffer
 export type TransportName = 'tcp' | 'tls' | 'ws' | 'wss' | 'iroh'
 
 export interface ConnectOptions {
-  /** `host[:port]` of the server (port 22, or 443 with tls, if omitted). Not with iroh. */
-  server?: string
+  /** `host[:port]` of the server (port 22, or 443 with tls, if omitted). Not with
+   * `transport: 'iroh'` (give `peer`). Or several servers, tried in order until one
+   * works, each `host[:port]` or with its own transport: `tcp://`, `tls://`,
+   * `ws://host[:port][/path]`, `wss://…` or `iroh:<ticket>` (as `wraith connect
+   * --server a --server b`). */
+  server?: string | string[]
   /** iroh: the server's ticket (`server.ticket`), or its endpoint id. */
   peer?: string
   /** Private key (OpenSSH): a path or its contents. */

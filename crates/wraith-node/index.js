@@ -65,8 +65,12 @@ async function connect (options) {
 }
 
 function normalizeConnect (o) {
-  if (!o || (typeof o.server !== 'string' && o.peer === undefined)) {
-    throw new TypeError('connect: options.server is required')
+  const servers = typeof o?.server === 'string' || (Array.isArray(o?.server) && o.server.length > 0)
+  if (!o || (!servers && o.peer === undefined)) {
+    throw new TypeError('connect: options.server is required (a string, or a non-empty array of them)')
+  }
+  if (Array.isArray(o.server) && !o.server.every((s) => typeof s === 'string')) {
+    throw new TypeError('connect: options.server must hold strings only')
   }
   if (o.identity === undefined) throw new TypeError('connect: options.identity is required')
   return {

@@ -165,8 +165,10 @@ pub struct ClientProfile {
     pub transport: ClientTransportOptions,
     /// The servers (`--server`, repeatable), in order of preference: each
     /// `host[:port]` over [`transport`](Self::transport), or with its own
-    /// transport as `tcp://host[:port]`, `tls://…`, `ws://host[:port][/path]`
-    /// or `wss://…[/path]`. Not used with iroh.
+    /// transport as `tcp://host[:port]`, `tls://…`, `ws://host[:port][/path]`,
+    /// `wss://…[/path]` or `iroh:<ticket or endpoint id>` (what
+    /// [`peer`](ClientTransportOptions::peer) takes). Not used with
+    /// `--transport iroh`, which takes the one server from `peer`.
     pub servers: Vec<String>,
     /// The private key (`--identity`); default `~/.ssh/id_ed25519`.
     pub identity: Option<Source>,
@@ -206,21 +208,31 @@ impl ClientProfile {
             return self.transport.check();
         }
         for (t, server) in self.resolve_servers()? {
-            crate::error::split_host_port(&server, t.default_port(), "--server")?;
+            if t.kind == TransportKind::Iroh {
+                check_iroh_peer(&server)?;
+            } else {
+                crate::error::split_host_port(&server, t.default_port(), "--server")?;
+            }
         }
         Ok(())
     }
 
     /// Each `--server` value as the transport options it uses and its
-    /// `host[:port]`. One value without a scheme uses the options as they
-    /// are, flags checked as always; in a list, or with a scheme, each
-    /// server takes the flags its transport uses, and a flag no server uses
-    /// is an error.
+    /// `host[:port]` (for an `iroh:` server, its ticket or endpoint id, also
+    /// set as the options' `peer`). One value without a scheme uses the
+    /// options as they are, flags checked as always; in a list, or with a
+    /// scheme, each server takes the flags its transport uses, and a flag no
+    /// server uses is an error.
     fn resolve_servers(&self) -> Result<Vec<(ClientTransportOptions, String)>> {
-        let plain = self.servers.len() == 1 && !self.servers[0].contains("://");
-        if plain {
+        if !is_server_list(&self.servers) {
             self.transport.check()?;
             return Ok(vec![(self.transport.clone(), self.servers[0].clone())]);
+        }
+        if self.transport.peer.is_some() {
+            return Err(Error::Usage(
+                "--peer is not used with a --server list: give the iroh server in it as iroh:<ticket>"
+                    .into(),
+            ));
         }
         let mut out = Vec::new();
         for spec in &self.servers {
@@ -231,15 +243,34 @@ impl ClientProfile {
             };
             let mut t = self.transport.clone();
             let mut rest = spec.as_str();
-            if let Some((scheme, after)) = spec.split_once("://") {
+            if let Some(peer) = iroh_server(spec) {
+                if cfg!(not(feature = "iroh")) {
+                    return Err(bad("this wraith was built without the `iroh` feature"));
+                }
+                if peer.is_empty() {
+                    return Err(bad(
+                        "iroh: needs the `ticket:` (or `endpoint:`) value the server printed after it",
+                    ));
+                }
+                t.kind = TransportKind::Iroh;
+                t.peer = Some(peer.to_string());
+                rest = peer;
+            } else if let Some((scheme, after)) = spec.split_once("://") {
                 t.kind = match scheme {
                     "tcp" => TransportKind::Tcp,
                     "tls" => TransportKind::Tls,
                     "ws" => TransportKind::Ws,
                     "wss" => TransportKind::Wss,
-                    _ => return Err(bad("the scheme must be tcp://, tls://, ws:// or wss://")),
+                    _ => {
+                        return Err(bad(
+                            "the scheme must be tcp://, tls://, ws://, wss:// or iroh:",
+                        ));
+                    }
                 };
                 rest = after;
+            }
+            if t.kind != TransportKind::Iroh {
+                t.iroh_relay = None;
             }
             let ws = matches!(t.kind, TransportKind::Ws | TransportKind::Wss);
             if ws && let Some(i) = rest.find('/') {
@@ -260,31 +291,42 @@ impl ClientProfile {
             out.push((t, rest.to_string()));
         }
         let any = |f: &dyn Fn(&ClientTransportOptions) -> bool| out.iter().any(|(t, _)| f(t));
+        const TLS: &str = "a tls:// or wss:// scheme";
         let unused = [
             (
                 self.transport.tls_server_name.is_some() && !any(&|t| t.tls_server_name.is_some()),
                 "--tls-server-name",
+                TLS,
             ),
             (
                 self.transport.tls_ca.is_some() && !any(&|t| t.tls_ca.is_some()),
                 "--tls-ca",
+                TLS,
             ),
             (
                 self.transport.tls_pin.is_some() && !any(&|t| t.tls_pin.is_some()),
                 "--tls-pin",
+                TLS,
             ),
             (
                 self.transport.insecure && !any(&|t| t.insecure),
                 "--insecure",
+                TLS,
             ),
             (
                 self.transport.ws_host.is_some() && !any(&|t| t.ws_host.is_some()),
                 "--ws-host",
+                "a ws:// or wss:// scheme",
+            ),
+            (
+                self.transport.iroh_relay.is_some() && !any(&|t| t.iroh_relay.is_some()),
+                "--iroh-relay",
+                "the iroh: form",
             ),
         ];
-        if let Some((_, flag)) = unused.iter().find(|(u, _)| *u) {
+        if let Some((_, flag, hint)) = unused.iter().find(|(u, _, _)| *u) {
             return Err(Error::Usage(format!(
-                "{flag} is used by no server in --server (give one a tls://, wss:// or ws:// scheme, or set --transport)"
+                "{flag} is used by no server in --server (give one {hint}, or set --transport)"
             )));
         }
         Ok(out)
@@ -338,7 +380,13 @@ impl ClientProfile {
             });
         } else {
             for (t, server) in resolved {
-                let (host, port, transport) = t.open(Some(&server)).await?;
+                // iroh binds its endpoint here, one per iroh: server.
+                let opened = if t.kind == TransportKind::Iroh {
+                    t.open(None).await.map_err(|e| peer_as_server(e, &server))
+                } else {
+                    t.open(Some(&server)).await
+                };
+                let (host, port, transport) = opened?;
                 servers.push(ServerEndpoint {
                     transport,
                     host,
@@ -354,6 +402,52 @@ impl ClientProfile {
         opts.certificate = certificate;
         Ok(opts)
     }
+}
+
+/// Whether `servers` (the `--server` values) is a list whose entries each
+/// name their transport, rather than the one server `--transport` reaches:
+/// more than one value, or one with a scheme (`tls://…`, `iroh:…`).
+pub fn is_server_list(servers: &[String]) -> bool {
+    servers.len() > 1
+        || servers
+            .iter()
+            .any(|s| s.contains("://") || iroh_server(s).is_some())
+}
+
+/// The ticket or endpoint id of an `iroh:<peer>` server (`iroh://<peer>`
+/// is taken too). `iroh:<port>` stays a host named `iroh` with a port.
+fn iroh_server(spec: &str) -> Option<&str> {
+    let peer = spec
+        .strip_prefix("iroh://")
+        .or_else(|| spec.strip_prefix("iroh:"))?;
+    (peer.parse::<u16>().is_err()).then_some(peer)
+}
+
+/// An error about `--peer` from the iroh transport, told about the
+/// `--server` value `iroh:<peer>` it came from.
+fn peer_as_server(e: Error, peer: &str) -> Error {
+    match e {
+        Error::Config {
+            flag: "--peer",
+            reason,
+            ..
+        } => Error::Config {
+            flag: "--server",
+            value: format!("iroh:{peer}"),
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// An `iroh:` server's ticket or endpoint id is well-formed.
+fn check_iroh_peer(peer: &str) -> Result<()> {
+    #[cfg(feature = "iroh")]
+    peer.parse::<crate::transport::IrohPeer>()
+        .map_err(|e| peer_as_server(e, peer))?;
+    #[cfg(not(feature = "iroh"))]
+    let _ = peer;
+    Ok(())
 }
 
 /// A line of a key file that was skipped, with where it was.
@@ -518,6 +612,118 @@ mod tests {
         // One plain server: the flags are checked as always.
         let e = listed(&["a.example"], base).unwrap_err();
         assert_eq!(e.to_string(), "--tls-ca needs --transport tls or wss");
+    }
+
+    #[cfg(all(feature = "iroh", feature = "tls"))]
+    #[test]
+    fn an_iroh_server_in_a_list_takes_its_ticket_or_endpoint_id() {
+        use iroh::EndpointAddr;
+        use iroh_tickets::endpoint::EndpointTicket;
+        let key = keys::generate_ed25519("server").unwrap();
+        let id = crate::transport::derive_secret_key(&key).unwrap().public();
+        let addr = EndpointAddr::new(id).with_ip_addr("127.0.0.1:4433".parse().unwrap());
+        let ticket = EndpointTicket::new(addr).to_string();
+        let pinned = format!("{id}@127.0.0.1:4433");
+        let mut base = ClientTransportOptions::new(TransportKind::Tcp);
+        base.iroh_relay = Some("disabled".into());
+        let resolve = |servers: &[&str], base: &ClientTransportOptions| {
+            let mut p = ClientProfile::new(base.clone());
+            p.servers = servers.iter().map(|s| s.to_string()).collect();
+            p.check()?;
+            Ok::<_, Error>(
+                p.resolve_servers()?
+                    .into_iter()
+                    .map(|(t, s)| (t.kind, s, t.peer, t.iroh_relay))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let servers = [
+            "tls://a.example",
+            &format!("iroh:{ticket}"),
+            &format!("iroh://{id}"),
+            &format!("iroh:{pinned}"),
+            // A host named iroh, with a port: not an iroh server.
+            "iroh:2222",
+        ];
+        let disabled = Some("disabled".to_string());
+        assert_eq!(
+            resolve(&servers, &base).unwrap(),
+            [
+                (TransportKind::Tls, "a.example".into(), None, None),
+                (
+                    TransportKind::Iroh,
+                    ticket.clone(),
+                    Some(ticket.clone()),
+                    disabled.clone()
+                ),
+                (
+                    TransportKind::Iroh,
+                    id.to_string(),
+                    Some(id.to_string()),
+                    disabled.clone()
+                ),
+                (
+                    TransportKind::Iroh,
+                    pinned.clone(),
+                    Some(pinned.clone()),
+                    disabled.clone()
+                ),
+                (TransportKind::Tcp, "iroh:2222".into(), None, None),
+            ]
+        );
+        // One iroh: server alone is a list of one: it is not a host name.
+        let one = format!("iroh:{ticket}");
+        assert!(is_server_list(std::slice::from_ref(&one)));
+        assert!(!is_server_list(&["iroh:22".to_string()]));
+        assert_eq!(resolve(&[&one], &base).unwrap()[0].0, TransportKind::Iroh);
+
+        // Mistakes: one line naming --server and the value as typed.
+        let e = resolve(&["a.example", "iroh:nonsense"], &base).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid --server value \"iroh:nonsense\": expected the `ticket:`"),
+            "{e}"
+        );
+        let e = resolve(&["a.example", "iroh:"], &base).unwrap_err();
+        assert!(e.to_string().contains("iroh: needs the `ticket:`"), "{e}");
+        let e = resolve(&["a.example", "tls://b.example"], &base).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--iroh-relay is used by no server in --server (give one the iroh: form, or set --transport)"
+        );
+        let mut with_peer = ClientTransportOptions::new(TransportKind::Tcp);
+        with_peer.peer = Some(id.to_string());
+        let e = resolve(&["a.example", &one], &with_peer).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--peer is not used with a --server list"),
+            "{e}"
+        );
+        assert_eq!(e.to_string().lines().count(), 1, "{e}");
+    }
+
+    /// What an `iroh:` server cannot be dialled with shows up when its
+    /// endpoint is opened, still naming `--server`.
+    #[cfg(all(feature = "iroh", feature = "tls"))]
+    #[tokio::test]
+    async fn a_bare_endpoint_id_without_relays_names_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = dir.path().join("id");
+        keys::write_key_pair(&keys::generate_ed25519("c").unwrap(), &identity, false).unwrap();
+        let key = keys::generate_ed25519("server").unwrap();
+        let id = crate::transport::derive_secret_key(&key).unwrap().public();
+        let mut base = ClientTransportOptions::new(TransportKind::Tcp);
+        base.iroh_relay = Some("disabled".into());
+        let mut p = ClientProfile::new(base);
+        p.servers = vec!["127.0.0.1:1".into(), format!("iroh:{id}")];
+        p.identity = Some(Source::File(identity));
+        let e = p.connect_options().await.err().unwrap().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "invalid --server value \"iroh:{id}\": with --iroh-relay disabled"
+            )),
+            "{e}"
+        );
     }
 
     #[test]

@@ -56,8 +56,10 @@ fn transport_kind(name: Option<&str>) -> Result<TransportKind> {
 /// Options of `connect()`.
 #[napi(object)]
 pub struct ConnectOpts {
-    /// `host[:port]` of the server (port 22, or 443 with tls, if omitted).
-    pub server: Option<String>,
+    /// `host[:port]` of the server (port 22, or 443 with tls, if omitted),
+    /// or a list of servers tried in order, each `host[:port]` or with its
+    /// own transport (`tls://…`, `iroh:<ticket>`), as `--server` takes them.
+    pub server: Option<Either<String, Vec<String>>>,
     /// iroh: the server's ticket (or endpoint id), as `serve()` reports it.
     pub peer: Option<String>,
     /// Private key: a file path or the file's contents.
@@ -244,7 +246,13 @@ pub async fn connect(opts: ConnectOpts) -> Result<NativeStream> {
     t.ws_path = opts.ws_path.clone();
     t.ws_host = opts.ws_host.clone();
     let mut profile = ClientProfile::new(t);
-    profile.servers = opts.server.clone().into_iter().collect();
+    // The first that works is used, as with `wraith connect --server a
+    // --server b`.
+    profile.servers = match &opts.server {
+        Some(Either::A(one)) => vec![one.clone()],
+        Some(Either::B(list)) => list.clone(),
+        None => Vec::new(),
+    };
     profile.identity = Some(source(&opts.identity));
     profile.passphrase = opts.passphrase.clone();
     profile.certificate = opts.certificate.as_ref().map(source);

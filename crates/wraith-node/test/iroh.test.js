@@ -4,7 +4,7 @@
 // disabled and both endpoints stay on 127.0.0.1.
 const test = require('node:test')
 const assert = require('node:assert')
-const { wraith, startServer, deadline, echoServer, roundTrip } = require('./helpers')
+const { wraith, startServer, deadline, echoServer, freePort, roundTrip } = require('./helpers')
 
 const offline = { transport: 'iroh', irohRelay: 'disabled', listen: '127.0.0.1:0' }
 
@@ -62,8 +62,25 @@ test('iroh: the same host key gives the same endpoint id; a bare id without rela
       server: '127.0.0.1:22',
       irohRelay: 'disabled',
       identity: Buffer.from(wraith.generateKey().privateKey)
-    }), { message: 'server is not used with transport iroh: give the server\'s ticket with peer' })
+    }), { message: 'server is not used with transport iroh: give the server\'s ticket with peer (or drop transport and give server iroh:<ticket>)' })
   } finally {
     await b.close()
+  }
+})
+
+test('a server list: a dead tcp port first, then iroh:<ticket>', async () => {
+  const { server, connectOptions } = await startServer(offline)
+  const dead = await freePort()
+  try {
+    const seen = new Promise((resolve) => server.once('connection', (s, info) => { s.pipe(s); resolve(info) }))
+    const stream = await deadline(wraith.connect(connectOptions({
+      server: [`127.0.0.1:${dead}`, `iroh:${server.ticket}`],
+      irohRelay: 'disabled'
+    })), 30_000, 'connect through the list')
+    const info = await deadline(seen, 30_000, 'connection event')
+    assert.strictEqual(info.transport, 'iroh')
+    await roundTrip(stream, 256 * 1024, 'control channel echo over the iroh server of the list')
+  } finally {
+    await server.close()
   }
 })

@@ -9,7 +9,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 const { once } = require('node:events')
-const { wraith, startServer, deadline } = require('./helpers')
+const { wraith, startServer, deadline, freePort } = require('./helpers')
 
 function echoServer () {
   const srv = net.createServer((s) => {
@@ -82,6 +82,38 @@ test('connect() to a port with no server rejects with the CLI message', async ()
         assert.match(err.message, new RegExp(`^cannot connect to 127\\.0\\.0\\.1:${port}: `))
         return true
       })
+  } finally {
+    await server.close()
+  }
+})
+
+test('connect() with a server list skips a dead port and uses the next server', async () => {
+  const { server, connectOptions } = await startServer()
+  const dead = await freePort()
+  const accepted = new Promise((resolve) => server.on('connection', (stream, info) => resolve({ stream, info })))
+  try {
+    const started = Date.now()
+    const client = await deadline(
+      wraith.connect(connectOptions({ server: [`127.0.0.1:${dead}`, server.address] })), 20_000, 'connect')
+    // The channel reached the second server: its 'connection' event fired.
+    const { stream, info } = await deadline(accepted, 10_000, "the second server's 'connection' event")
+    assert.strictEqual(info.transport, 'tcp')
+    stream.pipe(stream)
+    client.write('through the second server')
+    const [echoed] = await deadline(once(client, 'data'), 10_000, 'the echo')
+    assert.strictEqual(echoed.toString(), 'through the second server')
+    assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`)
+    client.end()
+    await deadline(once(client, 'end'), 10_000, 'the end of the echo')
+    // A list whose servers all fail rejects with the last server's error,
+    // and a bad entry names the option and the value.
+    await assert.rejects(
+      deadline(wraith.connect(connectOptions({ server: [`127.0.0.1:${dead}`, `tcp://127.0.0.1:${dead}`] })), 20_000, 'connect'),
+      new RegExp(`^Error: cannot connect to 127\\.0\\.0\\.1:${dead}: `))
+    await assert.rejects(
+      wraith.connect(connectOptions({ server: [server.address, 'ftp://x'] })),
+      /^Error: invalid server value "ftp:\/\/x": the scheme must be tcp:\/\/, tls:\/\//)
+    await assert.rejects(wraith.connect(connectOptions({ server: [] })), /options\.server is required/)
   } finally {
     await server.close()
   }

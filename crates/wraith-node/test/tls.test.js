@@ -83,6 +83,31 @@ test('tls: the connection event reports the tls transport; cert and key as paths
   }
 })
 
+test('a server list: a dead tcp port first, then tls:// with tlsCa carries the channel', async (t) => {
+  if (!needTools(t, 'openssl')) return
+  const certs = makeCerts(tempDir(), 'list')
+  const { server, connectOptions } = await startTlsServer(certs)
+  const dead = await freePort()
+  try {
+    const accepted = new Promise((resolve) => server.on('connection', (stream, info) => {
+      stream.pipe(stream)
+      resolve(info)
+    }))
+    const tlsServer = 'tls://' + server.address.replace('127.0.0.1', 'localhost')
+    // tlsCa applies to the tls:// server only; the tcp one takes none.
+    const client = await deadline(wraith.connect(connectOptions({
+      server: [`127.0.0.1:${dead}`, tlsServer], tlsCa: certs.ca
+    })), 20_000, 'connect through the list')
+    assert.strictEqual((await deadline(accepted, 10_000, "the tls server's 'connection' event")).transport, 'tls')
+    await roundTrip(client, 256 * 1024, 'control channel echo over the second server')
+    // The same flag rule as the CLI: a TLS option no server of the list uses.
+    await assert.rejects(wraith.connect(connectOptions({ server: [`127.0.0.1:${dead}`, server.address], tlsCa: certs.ca })),
+      { message: 'tlsCa is used by no server in server (give one a tls:// or wss:// scheme, or set transport)' })
+  } finally {
+    await server.close()
+  }
+})
+
 test('ws and wss: serve() and connect() with a wsPath carry data; a wrong path rejects', async (t) => {
   if (!needTools(t, 'openssl')) return
   const certs = makeCerts(tempDir(), 'websocket')

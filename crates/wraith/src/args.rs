@@ -518,11 +518,12 @@ pub(crate) struct ServeTransportArgs {
 pub(crate) struct ConnectTransportArgs {
     /// The server's iroh endpoint: the `ticket:` (or `endpoint:`) value it printed,
     /// or ID@IP:PORT[,IP:PORT] to dial it at those UDP addresses instead of a ticket's
-    /// (with --transport iroh).
+    /// (with --transport iroh; among other servers, give it as --server iroh:TICKET).
     #[arg(long, env = "WRAITH_PEER", value_name = "TICKET|ID[@IP:PORT]")]
     pub(crate) peer: Option<String>,
     /// iroh relay: an http(s):// URL of a self-hosted relay, "default" (n0's public
-    /// relays) or "disabled" (direct addresses only) [default: default].
+    /// relays) or "disabled" (direct addresses only) [default: default] (with
+    /// --transport iroh or an iroh: server).
     #[arg(long, env = "WRAITH_IROH_RELAY", value_name = "URL")]
     pub(crate) iroh_relay: Option<String>,
     /// TLS server name (SNI) and the name the certificate must match [default: the server host].
@@ -612,7 +613,7 @@ impl ConnectTransportArgs {
         o.iroh_relay = self.iroh_relay.clone();
         o.ws_path = self.ws_path.clone();
         o.ws_host = self.ws_host.clone();
-        let listed = servers.len() > 1 || servers.iter().any(|s| s.contains("://"));
+        let listed = wraith_core::profile::is_server_list(servers);
         if let (false, Err(e)) = (listed, o.check()) {
             usage_error(&e.to_string());
         }
@@ -624,13 +625,14 @@ impl ConnectTransportArgs {
 pub(crate) struct ConnectArgs {
     /// The server, as host[:port] (port 22 if omitted; 443 with --transport tls or wss,
     /// 80 with ws). Repeatable: the first that works is used, the others when it
-    /// fails; each may name its own transport as tcp://, tls://, ws://HOST[:PORT][/PATH]
-    /// or wss://…. Not used with --transport iroh (give --peer).
+    /// fails; each may name its own transport as tcp://, tls://, ws://HOST[:PORT][/PATH],
+    /// wss://… or iroh:TICKET (anything --peer takes; ID@IP:PORT with one address, as
+    /// commas separate servers). Not used with --transport iroh (give --peer).
     #[arg(
         short,
         long,
         env = "WRAITH_SERVER",
-        value_name = "[SCHEME://]HOST[:PORT]",
+        value_name = "[SCHEME://]HOST[:PORT]|iroh:TICKET",
         value_delimiter = ',',
         required_unless_present = "peer"
     )]

@@ -228,6 +228,68 @@ fn direct_path_socks_and_20mb_forward() {
     assert!(!line.contains("remote_addr=-"), "{line}");
 }
 
+/// `--server 127.0.0.1:<dead> --server iroh:<ticket>`: the tcp port
+/// refuses, the client says so and moves on, and the session and the SOCKS5
+/// traffic run over iroh, which the status line and log name.
+#[test]
+fn a_server_list_falls_back_from_a_dead_tcp_port_to_iroh() {
+    let _serial = serial();
+    if !require_tool("curl") {
+        return;
+    }
+    let dir = temp_dir();
+    let (host, client_key, ak) = keys(dir.path());
+    let cmd = serve_command(
+        &host,
+        &ak,
+        &["--iroh-relay", "disabled", "--listen", "127.0.0.1:0"],
+    );
+    let (server, id, ticket) = start_iroh_server(cmd, false);
+    let dead = format!("127.0.0.1:{}", free_port());
+    let via_iroh = format!("iroh:{ticket}");
+    let host_pub = pub_path(&host).to_str().unwrap().to_string();
+    let user = current_user();
+    let started = Instant::now();
+    let client = WraithClient::ready(WraithProcess::spawn(&[
+        "connect",
+        "--server",
+        &dead,
+        "--server",
+        &via_iroh,
+        "--iroh-relay",
+        "disabled",
+        "--identity",
+        client_key.to_str().unwrap(),
+        "--host-key",
+        &host_pub,
+        "--user",
+        &user,
+        "--socks5",
+        "127.0.0.1:0",
+    ]));
+    eprintln!("connected over iroh after {:?}", started.elapsed());
+    let named = format!("connected to iroh:{}", &id[..10]);
+    let stdout = client.process.stdout_text();
+    assert!(stdout.contains(&named), "{named:?} in {stdout}");
+    client.process.wait_for_stderr(&[&named], TIMEOUT);
+    let skipped = client
+        .process
+        .wait_for_stderr(&[&dead, "trying the next server"], TIMEOUT);
+    assert_eq!(skipped.lines().count(), 1, "{skipped}");
+
+    let http = http_target();
+    let out = curl_socks5h(client.socks5, &format!("http://127.0.0.1:{}/", http.port()));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        HTTP_BODY,
+        "curl through SOCKS5 over the iroh server of the list: {}\n{}",
+        show(&out),
+        client.process.failure("client")
+    );
+    assert_eq!(http.accepted(), 1, "the target saw the request");
+    server.wait_for_stderr(&["connection opened", "transport=iroh"], TIMEOUT);
+}
+
 /// Small extension so the tests read naturally.
 trait StderrLine {
     fn process_stderr_line(&self, needles: &[&str]) -> Option<String>;
@@ -818,6 +880,20 @@ fn iroh_flag_mistakes_are_usage_errors() {
             ],
             "--iroh-relay needs --transport iroh",
         ),
+        (
+            vec![
+                "connect",
+                "--server",
+                "h:22",
+                "--server",
+                "tls://h",
+                "--iroh-relay",
+                "disabled",
+                "-i",
+                id,
+            ],
+            "--iroh-relay is used by no server in --server",
+        ),
     ] {
         let out = run(wraith_command(&args), TIMEOUT);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -825,6 +901,27 @@ fn iroh_flag_mistakes_are_usage_errors() {
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
+    // An iroh: server that is no ticket names --server and the value
+    // (exit 1, like every invalid value).
+    let out = run(
+        wraith_command(&[
+            "connect",
+            "--server",
+            "h:22",
+            "--server",
+            "iroh:nonsense",
+            "-i",
+            id,
+        ]),
+        TIMEOUT,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr.contains("invalid --server value \"iroh:nonsense\": expected the `ticket:`"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     // A relay value that is no URL names the flag.
     let host = keygen(dir.path(), "host");
     let ak = dir.path().join("ak");

@@ -231,7 +231,7 @@ impl ClientTransportOptions {
         if self.kind == TransportKind::Iroh {
             if server.is_some() {
                 return Err(usage(
-                    "--server is not used with --transport iroh: give the server's ticket with --peer",
+                    "--server is not used with --transport iroh: give the server's ticket with --peer (or drop --transport and give --server iroh:<ticket>)",
                 ));
             }
             return self.open_iroh().await;

@@ -13,6 +13,9 @@ export async function example (): Promise<void> {
     stream.write(fp)
   })
   const stream = await connect({ server: server.address, identity: './id', hostKey: 'SHA256:x' })
+  // Several servers: the first that works is used.
+  const either = await connect({ server: ['a.example:22', 'tls://b.example', 'iroh:endpoint…'], identity: './id' })
+  either.end()
   const events = createWraithEventTarget<Events>({ stream })
   events.addEventListener('chat', (e) => {
     const text: string = e.payload.text
