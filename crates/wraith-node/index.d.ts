@@ -103,6 +103,19 @@ export interface ServeOptions {
    * the `hub` option get one.
    */
   hubForAllKeys?: boolean
+  /**
+   * Share the event hub with every server on this NATS broker (like `wraith
+   * serve --hub`): `nats://[user:password@|token@]host[:port]`, `tls://…` for
+   * TLS, comma-separated for a cluster. Events cross servers at most once;
+   * local delivery never waits for the broker.
+   */
+  hub?: string
+  /** Subject prefix on the broker (events travel on `<prefix>.events`); default `wraith`. */
+  hubPrefix?: string
+  /** A NATS `.creds` file (JWT and NKey seed) for the broker. */
+  hubCreds?: string
+  /** A CA (PEM file) that signed the broker's certificate; implies TLS. */
+  hubCa?: string
 }
 
 /** A Duplex over one SSH channel; `end()` sends EOF. */

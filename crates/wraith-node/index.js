@@ -171,7 +171,12 @@ async function serve (options) {
     acmeDirectory: options.acmeDirectory,
     acmeCaRoot: options.acmeCaRoot,
     irohRelay: options.irohRelay,
-    proxy: options.proxy
+    proxy: options.proxy,
+    hubForAllKeys: options.hubForAllKeys,
+    hub: options.hub,
+    hubPrefix: options.hubPrefix,
+    hubCreds: options.hubCreds,
+    hubCa: options.hubCa
   })
   return new WraithServer(handle)
 }

@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, oneshot};
 use wraith_core::Source;
 use wraith_core::client::{open_channel, split_host_port};
 use wraith_core::profile::{ClientProfile, Naming, ServerProfile};
-use wraith_core::server::{ControlInfo, ControlStream, EventHub, Server};
+use wraith_core::server::{ControlInfo, ControlStream, EventHub, NatsHubOptions, Server};
 use wraith_core::transport::{
     Acceptor, ClientTransportOptions, ProxyUrl, ServerTransportOptions, TransportKind,
 };
@@ -317,6 +317,14 @@ pub struct ServeOpts {
     /// --hub-for-all-keys`. Default false, as in the CLI: only keys and CAs
     /// with the `hub` option get one.
     pub hub_for_all_keys: Option<bool>,
+    /// Share the hub through this NATS broker, like `serve --hub`.
+    pub hub: Option<String>,
+    /// Subject prefix on the broker (default `wraith`), like `--hub-prefix`.
+    pub hub_prefix: Option<String>,
+    /// A NATS `.creds` file, like `--hub-creds`.
+    pub hub_creds: Option<String>,
+    /// The broker's CA (PEM file), like `--hub-ca`.
+    pub hub_ca: Option<String>,
 }
 
 /// A running server.
@@ -446,6 +454,23 @@ pub async fn serve(opts: ServeOpts) -> Result<NativeServer> {
     let warnings = warnings.iter().map(|w| Naming::Options.render(w)).collect();
     let host_key_for_iroh = o.host_key.clone();
     o.hub_for_all_keys = opts.hub_for_all_keys.unwrap_or(false);
+    o.hub_nats = match &opts.hub {
+        Some(url) => {
+            let mut hub = NatsHubOptions::parse(url)
+                .and_then(|h| h.with_prefix(opts.hub_prefix.as_deref().unwrap_or("wraith")))
+                .map_err(js_err)?;
+            hub.credentials_file = opts.hub_creds.clone().map(Into::into);
+            hub.tls_ca = opts.hub_ca.clone().map(Into::into);
+            hub.check().map_err(js_err)?;
+            Some(hub)
+        }
+        None if opts.hub_prefix.is_some() || opts.hub_creds.is_some() || opts.hub_ca.is_some() => {
+            return Err(js_err(wraith_core::Error::Usage(
+                "--hub-prefix, --hub-creds and --hub-ca need --hub".into(),
+            )));
+        }
+        None => None,
+    };
     o.proxy = match &opts.proxy {
         Some(url) => Some(url.parse::<ProxyUrl>().map_err(js_err)?),
         None => None,
