@@ -101,20 +101,54 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn count(server: &WraithServer, needle: &str) -> usize {
-    server.process.stderr_text().matches(needle).count()
+/// A client key with the `hub` option in an authorized_keys file, and the
+/// fingerprint the hub stamps on its events.
+struct Keys {
+    dir: tempfile::TempDir,
+    key: std::path::PathBuf,
+    ak: std::path::PathBuf,
+    sender: String,
 }
 
-#[test]
-fn events_cross_servers_through_nats_and_survive_a_broker_restart() {
-    if !require_tools(&["ssh", "ssh-keygen", "nats-server"]) {
-        return;
+/// [`Keys`], or `None` (skip) when ssh, ssh-keygen, nats-server or one of
+/// `more` is missing outside CI.
+fn hub_keys(more: &[&str]) -> Option<Keys> {
+    let tools: Vec<&str> = ["ssh", "ssh-keygen", "nats-server"]
+        .iter()
+        .chain(more)
+        .copied()
+        .collect();
+    if !require_tools(&tools) {
+        return None;
     }
     let dir = temp_dir();
     let key = keygen(dir.path(), "client");
     let ak = dir.path().join("authorized_keys");
     std::fs::write(&ak, format!("hub {}\n", public_key_line(&key))).unwrap();
     let sender = fingerprint(&key);
+    Some(Keys {
+        dir,
+        key,
+        ak,
+        sender,
+    })
+}
+
+fn count(server: &WraithServer, needle: &str) -> usize {
+    server.process.stderr_text().matches(needle).count()
+}
+
+#[test]
+fn events_cross_servers_through_nats_and_survive_a_broker_restart() {
+    let Some(Keys {
+        dir,
+        key,
+        ak,
+        sender,
+    }) = hub_keys(&[])
+    else {
+        return;
+    };
     let mut broker = Broker::start();
     let prefix = format!("t{}", std::process::id());
     let a = serve(dir.path(), &ak, &broker, &prefix);
@@ -211,14 +245,15 @@ fn frame_text(body: &str) -> Vec<u8> {
 
 #[test]
 fn a_broker_that_is_down_at_start_does_not_stop_the_server() {
-    if !require_tools(&["ssh", "ssh-keygen", "nats-server"]) {
+    let Some(Keys {
+        dir,
+        key,
+        ak,
+        sender,
+    }) = hub_keys(&[])
+    else {
         return;
-    }
-    let dir = temp_dir();
-    let key = keygen(dir.path(), "client");
-    let ak = dir.path().join("authorized_keys");
-    std::fs::write(&ak, format!("hub {}\n", public_key_line(&key))).unwrap();
-    let sender = fingerprint(&key);
+    };
     let mut broker = Broker::start();
     broker.kill();
     let url = broker.url();
@@ -246,10 +281,15 @@ fn a_broker_that_is_down_at_start_does_not_stop_the_server() {
 
 #[test]
 fn the_broker_connection_can_be_tls() {
-    if !require_tools(&["ssh", "ssh-keygen", "nats-server", "openssl"]) {
+    let Some(Keys {
+        dir,
+        key: client,
+        ak,
+        sender,
+    }) = hub_keys(&["openssl"])
+    else {
         return;
-    }
-    let dir = temp_dir();
+    };
     let certs = make_certs(dir.path(), "nats");
     let (cert, key, ca) = (
         certs.cert.to_str().unwrap(),
@@ -257,10 +297,6 @@ fn the_broker_connection_can_be_tls() {
         certs.ca.to_str().unwrap(),
     );
     let broker = Broker::start_with(&["--tls", "--tlscert", cert, "--tlskey", key]);
-    let client = keygen(dir.path(), "client");
-    let ak = dir.path().join("authorized_keys");
-    std::fs::write(&ak, format!("hub {}\n", public_key_line(&client))).unwrap();
-    let sender = fingerprint(&client);
     let url = format!(
         "tls://{NATS_USER}:{NATS_PASSWORD}@localhost:{}",
         broker.port

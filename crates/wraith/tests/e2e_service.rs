@@ -112,36 +112,28 @@ impl Notifications {
 
     /// Waits for a message with a line starting with `prefix`; returns it.
     fn expect_containing(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut buf = [0u8; 4096];
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            if let Ok(n) = self.socket.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if msg.lines().any(|l| l.starts_with(prefix)) {
-                    return msg;
-                }
-                seen.push(msg);
-            }
-        }
-        panic!("no {prefix:?}… on NOTIFY_SOCKET within {TIMEOUT:?}; got {seen:?}");
+        self.wait_for(&format!("{prefix}…"), |l| l.starts_with(prefix))
     }
 
     /// Waits for a message holding `line` (e.g. `READY=1`); returns it.
     fn expect(&self, line: &str) -> String {
+        self.wait_for(line, |l| l == line)
+    }
+
+    fn wait_for(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + TIMEOUT;
         let mut buf = [0u8; 4096];
         let mut seen = Vec::new();
         while Instant::now() < deadline {
             if let Ok(n) = self.socket.recv(&mut buf) {
                 let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if msg.lines().any(|l| l == line) {
+                if msg.lines().any(&wanted) {
                     return msg;
                 }
                 seen.push(msg);
             }
         }
-        panic!("no {line:?} on NOTIFY_SOCKET within {TIMEOUT:?}; got {seen:?}");
+        panic!("no {what:?} on NOTIFY_SOCKET within {TIMEOUT:?}; got {seen:?}");
     }
 }
 
