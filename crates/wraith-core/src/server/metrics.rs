@@ -5,7 +5,6 @@
 //! goes, who connected, or how many bytes moved: no label carries a host,
 //! a port, an address, a key or a user.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use prometheus_client::encoding::text::encode;
@@ -184,14 +183,12 @@ impl Metrics {
     }
 
     /// A channel of `kind` opened; it counts as open until the guard drops.
-    pub(crate) fn channel(self: &Arc<Self>, kind: ChannelKind) -> OpenChannel {
+    pub(crate) fn channel(&self, kind: ChannelKind) -> OpenChannel {
         let labels = vec![("kind", kind.label())];
         self.channels_total.get_or_create(&labels).inc();
-        self.channels.get_or_create(&labels).inc();
-        OpenChannel {
-            metrics: self.clone(),
-            kind,
-        }
+        let open = self.channels.get_or_create(&labels).clone();
+        open.inc();
+        OpenChannel { open }
     }
 
     /// Values read when scraped rather than counted as they happen.
@@ -279,16 +276,14 @@ where
 /// One open channel (see [`Metrics::channel`]).
 #[derive(Debug)]
 pub(crate) struct OpenChannel {
-    metrics: Arc<Metrics>,
-    kind: ChannelKind,
+    /// The family's gauge for this kind (a handle onto the same value), so
+    /// a close needs no label lookup.
+    open: Gauge,
 }
 
 impl Drop for OpenChannel {
     fn drop(&mut self) {
-        self.metrics
-            .channels
-            .get_or_create(&vec![("kind", self.kind.label())])
-            .dec();
+        self.open.dec();
     }
 }
 
@@ -298,7 +293,7 @@ mod tests {
 
     #[test]
     fn names_types_and_moving_values() {
-        let m = Arc::new(Metrics::default());
+        let m = Metrics::default();
         m.auth("accept");
         m.auth("reject");
         m.auth("reject");
