@@ -131,6 +131,18 @@ impl Error {
         )
     }
 
+    /// True if the options themselves are wrong: a value that does not
+    /// parse (an address, a URL, a pin), options that do not fit together.
+    /// The CLI exits with 2 for these, as for the errors clap finds.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Error::Usage(_) | Error::Config { .. } => true,
+            // "nope" for --listen: no address at all, not a bind that failed.
+            Error::Bind { source, .. } => source.kind() == std::io::ErrorKind::InvalidInput,
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

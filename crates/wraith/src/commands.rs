@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use wraith_core::Source;
 use wraith_core::client::{self, Client, ConnectOptions, split_host_port};
 use wraith_core::keys;
@@ -230,9 +230,12 @@ async fn stdio(opts: ConnectOptions, target: &str) -> Result<()> {
     let (host, port) = split_host_port(target, 0, "--stdio")?;
     // Port 0 only names the control channel (wraith-control:0, the hub).
     if port == 0 && host != "wraith-control" {
-        return Err(anyhow!(
-            "invalid --stdio value {target:?}: expected host:port, e.g. localhost:22"
-        ));
+        return Err(wraith_core::Error::Config {
+            flag: "--stdio",
+            value: target.to_string(),
+            reason: "expected host:port, e.g. localhost:22".into(),
+        }
+        .into());
     }
     let input = Box::new(tokio::io::stdin());
     let output = Box::new(tokio::io::stdout());

@@ -99,12 +99,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            // A flag combination the library rejects is a usage error, as
-            // when clap rejects it.
-            let usage = matches!(
-                e.downcast_ref::<wraith_core::Error>(),
-                Some(wraith_core::Error::Usage(_))
-            );
+            // A value or a flag combination the library rejects is a usage
+            // error, as when clap rejects it.
+            let usage = e
+                .downcast_ref::<wraith_core::Error>()
+                .is_some_and(wraith_core::Error::is_usage);
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }

@@ -171,6 +171,75 @@ fn bad_values_name_the_flag_and_the_value_once() {
     }
 }
 
+/// Values that parse as strings for clap and are checked afterwards (an
+/// address, a URL, a pin) are usage errors too: exit 2, flag named once.
+#[test]
+fn values_checked_after_parsing_are_usage_errors_too() {
+    let dir = temp_dir();
+    let key = keygen(dir.path(), "k");
+    let k = key.to_str().unwrap();
+    let pub_key = format!("{k}.pub");
+    let serve = |flag: &'static str, value: &'static str| {
+        let mut args = vec!["serve", "--key", k, "--authorized-keys", &pub_key];
+        if flag != "--listen" {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
+        args.extend([flag, value]);
+        (
+            args.into_iter().map(String::from).collect::<Vec<_>>(),
+            flag,
+            value,
+        )
+    };
+    let connect = |flag: &'static str, value: &'static str| {
+        let mut args = vec!["connect", "--identity", k];
+        if flag != "--socks5" {
+            args.push("--no-socks5");
+        }
+        if flag != "--server" && flag != "--peer" {
+            args.extend(["--server", "127.0.0.1:1"]);
+        }
+        if flag == "--tls-pin" {
+            args.extend(["--transport", "tls"]);
+        }
+        if flag == "--peer" {
+            args.extend(["--transport", "iroh"]);
+        }
+        args.extend([flag, value]);
+        (
+            args.into_iter().map(String::from).collect::<Vec<_>>(),
+            flag,
+            value,
+        )
+    };
+    let cases = [
+        connect("--server", "127.0.0.1:99999"),
+        connect("--socks5", "qx7"),
+        connect("--proxy", "ftp://qx7:1"),
+        connect("--tls-pin", "qx7"),
+        connect("--stdio", "qx7"),
+        connect("--peer", "qx7"),
+        connect("--host-key", "qx7"),
+        serve("--listen", "qx7"),
+        serve("--metrics", "qx7"),
+        serve("--hub", "http://qx7"),
+    ];
+    for (args, flag, value) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(wraith_command(&args), TIMEOUT);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: "), "{args:?}: {err}");
+        assert_eq!(first.matches(flag).count(), 1, "{flag} said twice: {first}");
+        assert_eq!(
+            first.matches(value).count(),
+            1,
+            "{value:?} said twice: {first}"
+        );
+    }
+}
+
 #[test]
 fn serve_port_in_use_is_a_clear_error() {
     let dir = temp_dir();
