@@ -157,18 +157,23 @@ fn bad_values_name_the_flag_and_the_value_once() {
         serve("--acme-ip", "qx7"),
     ];
     for (args, flag, value) in cases {
-        let out = run(wraith_command(&args), TIMEOUT);
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        let first = err.lines().next().unwrap_or_default();
-        assert!(first.starts_with("error: "), "{args:?}: {err}");
-        assert_eq!(first.matches(flag).count(), 1, "{flag} said twice: {first}");
-        assert_eq!(
-            first.matches(value).count(),
-            1,
-            "{value:?} said twice: {first}"
-        );
+        expect_usage_error(&args, flag, value);
     }
+}
+
+/// Exit 2 and one `error:` line that names `flag` and `value` once each.
+fn expect_usage_error(args: &[&str], flag: &str, value: &str) {
+    let out = run(wraith_command(args), TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error: "), "{args:?}: {err}");
+    assert_eq!(first.matches(flag).count(), 1, "{flag} said twice: {first}");
+    assert_eq!(
+        first.matches(value).count(),
+        1,
+        "{value:?} said twice: {first}"
+    );
 }
 
 /// Values that parse as strings for clap and are checked afterwards (an
@@ -226,17 +231,7 @@ fn values_checked_after_parsing_are_usage_errors_too() {
     ];
     for (args, flag, value) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = run(wraith_command(&args), TIMEOUT);
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        let first = err.lines().next().unwrap_or_default();
-        assert!(first.starts_with("error: "), "{args:?}: {err}");
-        assert_eq!(first.matches(flag).count(), 1, "{flag} said twice: {first}");
-        assert_eq!(
-            first.matches(value).count(),
-            1,
-            "{value:?} said twice: {first}"
-        );
+        expect_usage_error(&args, flag, value);
     }
 }
 
