@@ -10,7 +10,7 @@ const path = require('node:path')
 
 const native = require(path.join(__dirname, 'wraith.node'))
 
-const READ_CHUNK = 64 * 1024
+const READ_CHUNK = 256 * 1024
 const MAX_FRAME = 1024 * 1024
 
 /** A Duplex over a native channel. Reads pull from SSH only when Node wants

@@ -41,6 +41,9 @@ pub(crate) enum Figure {
     /// Event-hub latency, p50 and p99: in-process, and across two servers
     /// through nats-server (`--hub`).
     Hub,
+    /// Single-stream bulk through the Node addon's `connect()` beside
+    /// `wraith connect --forward` (needs node and the built addon).
+    Node,
 }
 
 /// What to measure and how much.
@@ -158,6 +161,9 @@ pub(crate) async fn run_all(b: &Bench, specs: &[TunnelSpec]) -> Vec<Row> {
         .any(|s| s.kind.implementation() == Implementation::Wraith);
     if s.has(Figure::Hub) && wants_wraith {
         rows.extend(crate::hub::rows(b).await);
+    }
+    if s.has(Figure::Node) && wants_wraith {
+        rows.extend(crate::node::rows(b).await);
     }
     if s.has(Figure::Idle) {
         for spec in specs {
@@ -610,6 +616,7 @@ fn fig_name(f: Figure) -> &'static str {
         Figure::Longpath => "longpath",
         Figure::Udp => "udp",
         Figure::Hub => "hub",
+        Figure::Node => "node",
     }
 }
 

@@ -27,6 +27,7 @@ mod longpath;
 mod machine;
 mod measure;
 mod netns;
+mod node;
 mod openssh;
 mod process;
 mod report;
@@ -200,6 +201,7 @@ fn settings(cli: &Cli) -> Settings {
             Figure::Cpu,
             Figure::Udp,
             Figure::Hub,
+            Figure::Node,
         ];
         if !cli.quick {
             all.push(Figure::Longpath);

@@ -45,7 +45,7 @@ impl Direction {
 }
 
 /// Time allowed for moving `bytes` end to end.
-fn transfer_deadline(bytes: u64) -> Duration {
+pub(crate) fn transfer_deadline(bytes: u64) -> Duration {
     Duration::from_secs(60) + Duration::from_secs(bytes / FLOOR_RATE)
 }
 

@@ -29,6 +29,8 @@ pub(crate) struct Tools {
     pub(crate) ip: Option<PathBuf>,
     /// The NATS broker, for the event hub across servers.
     pub(crate) nats_server: Option<PathBuf>,
+    /// Node.js, for the addon's figure.
+    pub(crate) node: Option<PathBuf>,
 }
 
 impl Tools {
@@ -53,6 +55,7 @@ impl Tools {
             callgrind_control: find_in_path("callgrind_control"),
             ip: find_in_path("ip"),
             nats_server: find_in_path("nats-server"),
+            node: find_in_path("node"),
         })
     }
 

@@ -6,13 +6,15 @@
 //! Every russh channel lives on napi's tokio runtime and is dropped there:
 //! a `ChannelStream` dropped outside a runtime panics (see NOTES.md).
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{Buffer, Either};
 use napi::{Error, Result, Status};
 use napi_derive::napi;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, oneshot};
 
 use wraith_core::Source;
@@ -157,9 +159,28 @@ impl Drop for NativeStream {
     }
 }
 
+/// Fills `buf` from what `rd` has ready now, without waiting; stops at the
+/// first read that would wait, at end of stream or at an error (the bytes
+/// before either are returned; the next read meets the end); returns the
+/// bytes read.
+fn read_ready(rd: &mut ReadHalf<Io>, buf: &mut [u8]) -> usize {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut filled = 0;
+    while filled < buf.len() {
+        let mut rb = ReadBuf::new(&mut buf[filled..]);
+        match Pin::new(&mut *rd).poll_read(&mut cx, &mut rb) {
+            Poll::Ready(Ok(())) if !rb.filled().is_empty() => filled += rb.filled().len(),
+            _ => break,
+        }
+    }
+    filled
+}
+
 #[napi]
 impl NativeStream {
-    /// Up to `max` bytes; `null` at end of stream.
+    /// Up to `max` bytes; `null` at end of stream. Waits for the first
+    /// bytes, then takes whatever else has already arrived: one SSH packet
+    /// per call into node would cap a stream at the rate node can take calls.
     #[napi]
     pub async fn read(&self, max: u32) -> Result<Option<Buffer>> {
         let mut guard = self.rd.lock().await;
@@ -167,10 +188,11 @@ impl NativeStream {
             return Ok(None);
         };
         let mut buf = vec![0u8; max.clamp(1, 1 << 20) as usize];
-        let n = rd.read(&mut buf).await.map_err(js_err)?;
+        let mut n = rd.read(&mut buf).await.map_err(js_err)?;
         if n == 0 {
             return Ok(None);
         }
+        n += read_ready(rd, &mut buf[n..]);
         buf.truncate(n);
         Ok(Some(buf.into()))
     }
