@@ -36,6 +36,36 @@ pub(crate) enum WraithTransport {
     Wss,
 }
 
+impl WraithTransport {
+    /// TLS inside (tls, wss): the server needs the bench CA's certificate,
+    /// the client trusts that CA.
+    fn has_tls(self) -> bool {
+        matches!(self, WraithTransport::Tls | WraithTransport::Wss)
+    }
+
+    /// The arguments both sides take for this transport: `--transport`
+    /// (none for tcp), the WebSocket path, iroh with relays disabled.
+    fn add_args(self, cmd: &mut tokio::process::Command) {
+        let name = match self {
+            WraithTransport::Tcp => return,
+            WraithTransport::Tls => "tls",
+            WraithTransport::Iroh => "iroh",
+            WraithTransport::Ws => "ws",
+            WraithTransport::Wss => "wss",
+        };
+        cmd.args(["--transport", name]);
+        match self {
+            WraithTransport::Ws | WraithTransport::Wss => {
+                cmd.args(["--ws-path", WS_PATH]);
+            }
+            WraithTransport::Iroh => {
+                cmd.args(["--iroh-relay", "disabled"]);
+            }
+            WraithTransport::Tcp | WraithTransport::Tls => {}
+        }
+    }
+}
+
 /// The WebSocket path the ws and wss tunnels use.
 const WS_PATH: &str = "/bench-0123456789abcdef";
 
@@ -74,27 +104,13 @@ pub(crate) async fn start_server(
         .arg(&keys.wraith_authorized)
         .arg("--listen")
         .arg(listen.to_string());
-    if matches!(transport, WraithTransport::Tls | WraithTransport::Wss) {
+    transport.add_args(&mut cmd);
+    if transport.has_tls() {
         let tls = keys.tls.as_ref().map_err(|e| anyhow!("{e}"))?;
-        let name = if transport == WraithTransport::Tls {
-            "tls"
-        } else {
-            "wss"
-        };
-        cmd.args(["--transport", name])
-            .arg("--tls-cert")
+        cmd.arg("--tls-cert")
             .arg(&tls.cert)
             .arg("--tls-key")
             .arg(&tls.key);
-    }
-    if transport == WraithTransport::Ws {
-        cmd.args(["--transport", "ws"]);
-    }
-    if matches!(transport, WraithTransport::Ws | WraithTransport::Wss) {
-        cmd.args(["--ws-path", WS_PATH]);
-    }
-    if transport == WraithTransport::Iroh {
-        cmd.args(["--transport", "iroh", "--iroh-relay", "disabled"]);
     }
     let mut server = Proc::spawn("wraith serve", cmd)?;
     let ready = READY * launcher.slowdown();
@@ -154,32 +170,23 @@ pub(crate) async fn start_client(
         }
     };
     cmd.env("RUST_LOG", CLIENT_LOG).arg("-q").arg("connect");
-    if transport == WraithTransport::Iroh {
-        cmd.args(["--transport", "iroh", "--iroh-relay", "disabled", "--peer"])
-            .arg(server);
+    transport.add_args(&mut cmd);
+    let server_flag = if transport == WraithTransport::Iroh {
+        "--peer"
     } else {
-        cmd.arg("--server").arg(server);
-    }
-    cmd.arg("--identity")
+        "--server"
+    };
+    cmd.arg(server_flag)
+        .arg(server)
+        .arg("--identity")
         .arg(&keys.wraith_client)
         .arg("--host-key")
         .arg(pub_path(&keys.wraith_host));
-    if matches!(transport, WraithTransport::Tls | WraithTransport::Wss) {
+    if transport.has_tls() {
         let tls = keys.tls.as_ref().map_err(|e| anyhow!("{e}"))?;
-        let name = if transport == WraithTransport::Tls {
-            "tls"
-        } else {
-            "wss"
-        };
-        cmd.args(["--transport", name, "--tls-server-name", "localhost"])
+        cmd.args(["--tls-server-name", "localhost"])
             .arg("--tls-ca")
             .arg(&tls.ca);
-    }
-    if transport == WraithTransport::Ws {
-        cmd.args(["--transport", "ws"]);
-    }
-    if matches!(transport, WraithTransport::Ws | WraithTransport::Wss) {
-        cmd.args(["--ws-path", WS_PATH]);
     }
     if forward_to.is_empty() {
         let ip = netns.map_or(std::net::Ipv4Addr::LOCALHOST, ClientNetns::ns_ip);

@@ -256,17 +256,12 @@ impl ClientProfile {
                 t.peer = Some(peer.to_string());
                 rest = peer;
             } else if let Some((scheme, after)) = spec.split_once("://") {
-                t.kind = match scheme {
-                    "tcp" => TransportKind::Tcp,
-                    "tls" => TransportKind::Tls,
-                    "ws" => TransportKind::Ws,
-                    "wss" => TransportKind::Wss,
-                    _ => {
-                        return Err(bad(
-                            "the scheme must be tcp://, tls://, ws://, wss:// or iroh:",
-                        ));
-                    }
-                };
+                // iroh takes `iroh:<ticket>`, not a URL.
+                t.kind = TransportKind::from_name(scheme)
+                    .filter(|k| *k != TransportKind::Iroh)
+                    .ok_or_else(|| {
+                        bad("the scheme must be tcp://, tls://, ws://, wss:// or iroh:")
+                    })?;
                 rest = after;
             }
             if t.kind != TransportKind::Iroh {

@@ -72,7 +72,7 @@ impl MemoryNet {
     }
 
     /// The same, describing itself as `name` (to tell several networks
-    /// apart in messages and [`crate::client::ClientState`]).
+    /// apart in messages and in the client's connection state).
     pub fn transport_named(&self, name: &str) -> MemoryTransport {
         MemoryTransport {
             net: self.clone(),

@@ -79,15 +79,37 @@ pub enum TransportKind {
     Wss,
 }
 
-impl fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl TransportKind {
+    /// Every transport.
+    pub const ALL: [TransportKind; 5] = [
+        TransportKind::Tcp,
+        TransportKind::Tls,
+        TransportKind::Iroh,
+        TransportKind::Ws,
+        TransportKind::Wss,
+    ];
+
+    /// The transport [`name`](Self::name) names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// `tcp`, `tls`, `iroh`, `ws`, `wss`: the `--transport` value, and the
+    /// URL scheme of a `--server` entry.
+    pub fn name(self) -> &'static str {
+        match self {
             TransportKind::Tcp => "tcp",
             TransportKind::Tls => "tls",
             TransportKind::Iroh => "iroh",
             TransportKind::Ws => "ws",
             TransportKind::Wss => "wss",
-        })
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

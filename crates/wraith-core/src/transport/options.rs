@@ -21,18 +21,11 @@ impl std::str::FromStr for TransportKind {
 
     /// `tcp`, `tls`, `ws`, `wss` or `iroh`, as `--transport` takes them.
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "tcp" => Ok(TransportKind::Tcp),
-            "tls" => Ok(TransportKind::Tls),
-            "ws" => Ok(TransportKind::Ws),
-            "wss" => Ok(TransportKind::Wss),
-            "iroh" => Ok(TransportKind::Iroh),
-            _ => Err(Error::Config {
-                flag: "--transport",
-                value: s.to_string(),
-                reason: "expected tcp, tls, ws, wss or iroh".into(),
-            }),
-        }
+        TransportKind::from_name(s).ok_or_else(|| Error::Config {
+            flag: "--transport",
+            value: s.to_string(),
+            reason: "expected tcp, tls, ws, wss or iroh".into(),
+        })
     }
 }
 
@@ -473,11 +466,7 @@ impl ServerTransportOptions {
             return Err(usage("--ws-forwarded-from needs --transport ws or wss"));
         }
         #[cfg(feature = "ws")]
-        super::ws::parse_cidrs(&self.ws_forwarded_from).map_err(|bad| Error::Config {
-            flag: "--ws-forwarded-from",
-            value: bad,
-            reason: "expected ADDR or ADDR/BITS".into(),
-        })?;
+        super::ws::parse_cidrs(&self.ws_forwarded_from)?;
         if self.ws_path.is_some() && !is_ws(self.kind) {
             if self.kind != TransportKind::Tls {
                 return Err(usage("--ws-path needs --transport ws or wss"));
@@ -647,12 +636,7 @@ impl ServerTransportOptions {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_WS_PATH.to_string()),
             );
-            opts.websocket_forwarded_from = super::ws::parse_cidrs(&self.ws_forwarded_from)
-                .map_err(|bad| Error::Config {
-                    flag: "--ws-forwarded-from",
-                    value: bad,
-                    reason: "expected ADDR or ADDR/BITS".into(),
-                })?;
+            opts.websocket_forwarded_from = super::ws::parse_cidrs(&self.ws_forwarded_from)?;
         }
         opts.proxy_protocol = self.ingress_proxy_protocol()?;
         if self.stealth {

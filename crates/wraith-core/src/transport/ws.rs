@@ -431,10 +431,17 @@ pub(crate) async fn upgrade<S: TransportStream, P>(
     Some((Box::new(WsStream::new(ws)), forwarded))
 }
 
-/// `--ws-forwarded-from`: the networks, or the entry that is not one.
-pub(crate) fn parse_cidrs(list: &[String]) -> std::result::Result<Vec<Cidr>, String> {
+/// `--ws-forwarded-from`: the networks; an entry that is not one is the
+/// error.
+pub(crate) fn parse_cidrs(list: &[String]) -> Result<Vec<Cidr>> {
     list.iter()
-        .map(|c| c.trim().parse::<Cidr>().map_err(|_| c.clone()))
+        .map(|c| {
+            c.trim().parse::<Cidr>().map_err(|_| Error::Config {
+                flag: "--ws-forwarded-from",
+                value: c.clone(),
+                reason: "expected ADDR or ADDR/BITS".into(),
+            })
+        })
         .collect()
 }
 
@@ -493,11 +500,7 @@ impl WsAcceptor {
             value: opts.path.clone(),
             reason: reason.into(),
         })?;
-        let forwarded_from = parse_cidrs(&opts.forwarded_from).map_err(|bad| Error::Config {
-            flag: "--ws-forwarded-from",
-            value: bad,
-            reason: "expected ADDR or ADDR/BITS".into(),
-        })?;
+        let forwarded_from = parse_cidrs(&opts.forwarded_from)?;
         let (listener, local) = super::tcp::bind_listener(addr).await?;
         let lo = super::tls::LoopOptions {
             kind: super::TransportKind::Ws,
@@ -583,8 +586,10 @@ mod tests {
         let shown: Vec<String> = parsed.unwrap().iter().map(|c| c.to_string()).collect();
         assert_eq!(shown, ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]);
         assert_eq!(
-            parse_cidrs(&["10.0.0.0/33".into()]).unwrap_err(),
-            "10.0.0.0/33"
+            parse_cidrs(&["10.0.0.0/8".into(), "10.0.0.0/33".into()])
+                .unwrap_err()
+                .to_string(),
+            "invalid --ws-forwarded-from value \"10.0.0.0/33\": expected ADDR or ADDR/BITS"
         );
         assert!(matches!(judge(UPGRADE.as_bytes(), "/other"), Head::Web));
         let query = UPGRADE.replace("/s3cret", "/s3cret?x");

@@ -467,22 +467,7 @@ pub(crate) async fn accept_loop(
             let _ = tx.send((stream, info)).await;
         });
     };
-    crate::io::accept_loop(
-        &mut listener,
-        kind_name(kind),
-        std::future::pending(),
-        on_conn,
-    )
-    .await;
-}
-
-fn kind_name(kind: TransportKind) -> &'static str {
-    match kind {
-        TransportKind::Tls => "tls",
-        TransportKind::Ws => "ws",
-        TransportKind::Wss => "wss",
-        _ => "tcp",
-    }
+    crate::io::accept_loop(&mut listener, kind.name(), std::future::pending(), on_conn).await;
 }
 
 impl Acceptor for TlsAcceptor {
