@@ -39,70 +39,45 @@ const REMOTE_FORMS: &str = "[udp:][bind_address:]port:host:hostport, where a loc
 /// The prefix of a UDP forward spec.
 const UDP_PREFIX: &str = "udp:";
 
-/// Where a forwarded connection is delivered.
+/// One end of a forward: a TCP or UDP host and port, or a Unix socket
+/// path. The same shape serves where a forward listens ([`BindAddr`]: port
+/// 0 picks a free port; `127.0.0.1` unless the spec names an address,
+/// `0.0.0.0` for `*` or an empty one) and where it delivers
+/// ([`ForwardTarget`]: the port is never 0). Hosts are kept without
+/// brackets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ForwardTarget {
-    /// A TCP destination.
+pub enum Endpoint {
+    /// A TCP address.
     Tcp {
-        /// Host name or IP address, without brackets.
+        /// Host name or IP address.
         host: String,
-        /// Destination port, never 0.
+        /// The port.
         port: u16,
     },
     /// A Unix domain socket.
     Unix(PathBuf),
-    /// A UDP destination.
+    /// A UDP address.
     Udp {
-        /// Host name or IP address, without brackets.
+        /// Host name or IP address.
         host: String,
-        /// Destination port, never 0.
+        /// The port.
         port: u16,
     },
 }
 
-impl fmt::Display for ForwardTarget {
-    /// `host:port`, `[v6::addr]:port`, the socket path, or `udp:host:port`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ForwardTarget::Tcp { host, port } => fmt_host_port(f, host, *port),
-            ForwardTarget::Unix(path) => path.display().fmt(f),
-            ForwardTarget::Udp { host, port } => {
-                f.write_str(UDP_PREFIX)?;
-                fmt_host_port(f, host, *port)
-            }
-        }
-    }
-}
+/// Where a forwarded connection is delivered.
+pub type ForwardTarget = Endpoint;
 
 /// Where a `--forward` listener accepts connections on the client machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindAddr {
-    /// A TCP listener.
-    Tcp {
-        /// Address to bind, without brackets: `127.0.0.1` unless the spec
-        /// names one; `0.0.0.0` for `*` or an empty bind address.
-        host: String,
-        /// Port to bind; 0 picks a free port.
-        port: u16,
-    },
-    /// A Unix domain socket listener at this path.
-    Unix(PathBuf),
-    /// A UDP socket, with the same defaults as [`BindAddr::Tcp`].
-    Udp {
-        /// Address to bind, without brackets.
-        host: String,
-        /// Port to bind; 0 picks a free port.
-        port: u16,
-    },
-}
+pub type BindAddr = Endpoint;
 
-impl fmt::Display for BindAddr {
+impl fmt::Display for Endpoint {
     /// `host:port`, `[v6::addr]:port`, the socket path, or `udp:host:port`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BindAddr::Tcp { host, port } => fmt_host_port(f, host, *port),
-            BindAddr::Unix(path) => path.display().fmt(f),
-            BindAddr::Udp { host, port } => {
+            Endpoint::Tcp { host, port } => fmt_host_port(f, host, *port),
+            Endpoint::Unix(path) => path.display().fmt(f),
+            Endpoint::Udp { host, port } => {
                 f.write_str(UDP_PREFIX)?;
                 fmt_host_port(f, host, *port)
             }
