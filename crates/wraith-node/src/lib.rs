@@ -477,15 +477,15 @@ pub async fn serve(opts: ServeOpts) -> Result<NativeServer> {
     let host_key_for_iroh = o.host_key.clone();
     o.hub_for_all_keys = opts.hub_for_all_keys.unwrap_or(false);
     o.hub_nats = match &opts.hub {
-        Some(url) => {
-            let mut hub = NatsHubOptions::parse(url)
-                .and_then(|h| h.with_prefix(opts.hub_prefix.as_deref().unwrap_or("wraith")))
-                .map_err(js_err)?;
-            hub.credentials_file = opts.hub_creds.clone().map(Into::into);
-            hub.tls_ca = opts.hub_ca.clone().map(Into::into);
-            hub.check().map_err(js_err)?;
-            Some(hub)
-        }
+        Some(url) => Some(
+            NatsHubOptions::configure(
+                url,
+                opts.hub_prefix.as_deref(),
+                opts.hub_creds.clone().map(Into::into),
+                opts.hub_ca.clone().map(Into::into),
+            )
+            .map_err(js_err)?,
+        ),
         None if opts.hub_prefix.is_some() || opts.hub_creds.is_some() || opts.hub_ca.is_some() => {
             return Err(js_err(wraith_core::Error::Usage(
                 "--hub-prefix, --hub-creds and --hub-ca need --hub".into(),

@@ -234,12 +234,12 @@ impl HubArgs {
         let Some(url) = &self.hub else {
             return Ok(());
         };
-        let mut hub =
-            wraith_core::server::NatsHubOptions::parse(url)?.with_prefix(&self.hub_prefix)?;
-        hub.credentials_file = self.hub_creds.clone();
-        hub.tls_ca = self.hub_ca.clone();
-        hub.check()?;
-        opts.hub_nats = Some(hub);
+        opts.hub_nats = Some(wraith_core::server::NatsHubOptions::configure(
+            url,
+            Some(&self.hub_prefix),
+            self.hub_creds.clone(),
+            self.hub_ca.clone(),
+        )?);
         Ok(())
     }
 }

@@ -160,6 +160,22 @@ impl NatsHubOptions {
         Ok(self)
     }
 
+    /// Everything `--hub`, `--hub-prefix`, `--hub-creds` and `--hub-ca`
+    /// say (the addon's `hub` options alike), parsed and checked: what the
+    /// CLI and the addon both build.
+    pub fn configure(
+        url: &str,
+        prefix: Option<&str>,
+        credentials_file: Option<PathBuf>,
+        tls_ca: Option<PathBuf>,
+    ) -> Result<Self> {
+        let mut hub = Self::parse(url)?.with_prefix(prefix.unwrap_or(DEFAULT_PREFIX))?;
+        hub.credentials_file = credentials_file;
+        hub.tls_ca = tls_ca;
+        hub.check()?;
+        Ok(hub)
+    }
+
     /// Check what can be checked before connecting: the credentials file
     /// and the CA are readable files. [`NatsHub::attach`] checks again.
     pub fn check(&self) -> Result<()> {
