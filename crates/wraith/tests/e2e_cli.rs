@@ -104,7 +104,7 @@ fn startup_errors_are_one_line_with_exit_code() {
             2,
             "--forward",
         ),
-        (vec!["connect", "--server", "host:notaport"], 1, "--server"),
+        (vec!["connect", "--server", "host:notaport"], 2, "--server"),
         (vec!["bogus-subcommand"], 2, "bogus-subcommand"),
     ];
     for (args, code, needle) in cases {

@@ -438,7 +438,7 @@ fn wrong_endpoint_id_fails_clearly_in_bounded_time() {
         &["--iroh-relay", "disabled"],
     );
     let out = run(wraith_command(&args), TIMEOUT);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("--peer") && stderr.contains("ticket"),
@@ -916,7 +916,7 @@ fn iroh_flag_mistakes_are_usage_errors() {
         TIMEOUT,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         stderr.contains("invalid --server value \"iroh:nonsense\": expected the `ticket:`"),
         "{stderr}"
@@ -931,7 +931,7 @@ fn iroh_flag_mistakes_are_usage_errors() {
         TIMEOUT,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(stderr.contains("invalid --iroh-relay value"), "{stderr}");
 }
 
