@@ -113,6 +113,9 @@ pub struct NativeStream {
     runtime: tokio::runtime::Handle,
     /// Who opened it, for streams handed out by `serve()`.
     info: Option<ControlInfo>,
+    /// A read error met after bytes that were returned first; the next
+    /// `read()` reports it.
+    read_error: std::sync::Mutex<Option<std::io::Error>>,
 }
 
 impl NativeStream {
@@ -123,6 +126,7 @@ impl NativeStream {
             wr: Arc::new(Mutex::new(Some(wr))),
             runtime: tokio::runtime::Handle::current(),
             info: None,
+            read_error: std::sync::Mutex::new(None),
         }
     }
 
@@ -160,20 +164,21 @@ impl Drop for NativeStream {
 }
 
 /// Fills `buf` from what `rd` has ready now, without waiting; stops at the
-/// first read that would wait, at end of stream or at an error (the bytes
-/// before either are returned; the next read meets the end); returns the
-/// bytes read.
-fn read_ready(rd: &mut ReadHalf<Io>, buf: &mut [u8]) -> usize {
+/// first read that would wait, at end of stream (which the next read meets
+/// again) or at an error (handed back for the next read to report);
+/// returns the bytes read.
+fn read_ready(rd: &mut ReadHalf<Io>, buf: &mut [u8]) -> (usize, Option<std::io::Error>) {
     let mut cx = Context::from_waker(Waker::noop());
     let mut filled = 0;
     while filled < buf.len() {
         let mut rb = ReadBuf::new(&mut buf[filled..]);
         match Pin::new(&mut *rd).poll_read(&mut cx, &mut rb) {
             Poll::Ready(Ok(())) if !rb.filled().is_empty() => filled += rb.filled().len(),
+            Poll::Ready(Err(e)) => return (filled, Some(e)),
             _ => break,
         }
     }
-    filled
+    (filled, None)
 }
 
 #[napi]
@@ -187,13 +192,25 @@ impl NativeStream {
         let Some(rd) = guard.as_mut() else {
             return Ok(None);
         };
+        let pending = self.read_error.lock().ok().and_then(|mut e| e.take());
+        if let Some(e) = pending {
+            return Err(js_err(e));
+        }
         let mut buf = vec![0u8; max.clamp(1, 1 << 20) as usize];
-        let mut n = rd.read(&mut buf).await.map_err(js_err)?;
+        let n = rd.read(&mut buf).await.map_err(js_err)?;
         if n == 0 {
             return Ok(None);
         }
-        n += read_ready(rd, &mut buf[n..]);
-        buf.truncate(n);
+        let (more, error) = read_ready(rd, &mut buf[n..]);
+        if let (Some(e), Ok(mut slot)) = (error, self.read_error.lock()) {
+            *slot = Some(e);
+        }
+        buf.truncate(n + more);
+        // The Buffer keeps the Vec's allocation: a small read must not hold
+        // on to a whole read-sized one while node queues it.
+        if buf.len() < buf.capacity() / 2 {
+            buf.shrink_to_fit();
+        }
         Ok(Some(buf.into()))
     }
 
