@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use wraith_core::Source;
 use wraith_core::client::{LocalForwardSpec, RemoteForwardSpec};
 use wraith_core::server::ServeOptions;
@@ -41,6 +41,37 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// The command line as clap sees it. Every `serve` and `connect` flag can
+/// also come from the environment, named by one rule: `WRAITH_` and the flag
+/// in capitals (`--max-startups` is `WRAITH_MAX_STARTUPS`); the flag wins.
+pub(crate) fn command() -> clap::Command {
+    Cli::command()
+        .mut_subcommand("serve", flags_from_env)
+        .mut_subcommand("connect", flags_from_env)
+}
+
+/// Parses the process's arguments (and the `WRAITH_*` variables).
+pub(crate) fn parse() -> Result<Cli, clap::Error> {
+    let mut command = command();
+    let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+}
+
+/// The variable that sets `--flag`.
+pub(crate) fn env_name(long: &str) -> String {
+    format!("WRAITH_{}", long.to_ascii_uppercase().replace('-', "_"))
+}
+
+fn flags_from_env(command: clap::Command) -> clap::Command {
+    command.mut_args(|arg| {
+        let takes_env = !matches!(arg.get_action(), ArgAction::Help | ArgAction::Version);
+        match arg.get_long().filter(|_| takes_env).map(env_name) {
+            Some(var) => arg.env(var),
+            None => arg,
+        }
+    })
+}
+
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
     /// Run the server: accept SSH connections and tunnel their channels.
@@ -69,57 +100,42 @@ pub(crate) enum Command {
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
     /// SSH host key (OpenSSH Ed25519 private key; make one with `wraith keygen`).
-    #[arg(long, env = "WRAITH_KEY", value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub(crate) key: PathBuf,
     /// Keys allowed to log in, in OpenSSH authorized_keys format.
-    #[arg(long, env = "WRAITH_AUTHORIZED_KEYS", value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub(crate) authorized_keys: PathBuf,
     /// Address to listen on (port 0 picks a free port), or `systemd` for the socket
     /// systemd passed (socket activation; also the default when it passed one)
     /// [default: 0.0.0.0:22; with --transport iroh: the UDP socket, any free port].
     /// SIGHUP reloads --authorized-keys and --cert-authority.
-    #[arg(long, env = "WRAITH_LISTEN", value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) listen: Option<String>,
     /// Reach every tunnel target through this proxy (outbound, server side):
     /// socks5://[user:pass@]host:port (names resolved by the proxy) or http://[user:pass@]host:port.
-    #[arg(long, env = "WRAITH_PROXY", value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub(crate) proxy: Option<String>,
     /// Trust user certificates signed by the CA keys in this file (repeatable).
-    #[arg(
-        long,
-        env = "WRAITH_CERT_AUTHORITY",
-        value_name = "FILE",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "FILE", value_delimiter = ',')]
     pub(crate) cert_authority: Vec<PathBuf>,
     /// Failed authentication attempts before a connection is dropped.
-    #[arg(long, env = "WRAITH_MAX_AUTH_ATTEMPTS", default_value_t = 10)]
+    #[arg(long, default_value_t = 10)]
     pub(crate) max_auth_attempts: usize,
 
     /// Open channels allowed in one session (0 = unlimited).
-    #[arg(
-        long,
-        env = "WRAITH_MAX_CHANNELS_PER_SESSION",
-        default_value_t = 16384,
-        value_name = "N"
-    )]
+    #[arg(long, default_value_t = 16384, value_name = "N")]
     pub(crate) max_channels_per_session: usize,
     /// Seconds a connection may take to authenticate.
-    #[arg(
-        long,
-        env = "WRAITH_LOGIN_GRACE_TIME",
-        default_value_t = 30,
-        value_name = "SECS"
-    )]
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub(crate) login_grace_time: u64,
     /// Let clients bind remote forwards on all interfaces (default: loopback only).
-    #[arg(long, env = "WRAITH_GATEWAY_PORTS")]
+    #[arg(long)]
     pub(crate) gateway_ports: bool,
     // --- issue #13 (logs helper): what the server announces ---
     /// Identification the server sends after "SSH-2.0-": a software version
     /// (printable US-ASCII, no spaces or '-') and optional comments after a space
     /// (RFC 4253 section 4.2) [default: wraith, without a version number].
-    #[arg(long, env = "WRAITH_SSH_BANNER", value_name = "TEXT", value_parser = said_once::<wraith_core::server::SshBanner>)]
+    #[arg(long, value_name = "TEXT", value_parser = said_once::<wraith_core::server::SshBanner>)]
     pub(crate) ssh_banner: Option<wraith_core::server::SshBanner>,
     // --- end issue #13 (logs helper) ---
     #[command(flatten)]
@@ -143,48 +159,33 @@ pub(crate) struct ServeAccessArgs {
     /// socket below this directory (/run/app/), with direct-streamlocal; repeatable.
     /// Absolute paths only; symlinks are resolved before matching. Default: no Unix
     /// sockets (except those a key's permitopen="/path" names).
-    #[arg(long, env = "WRAITH_ALLOW_STREAM_LOCAL", value_name = "PATH", value_parser = parse_socket_rule)]
+    #[arg(long, value_name = "PATH", value_parser = parse_socket_rule)]
     pub(crate) allow_stream_local: Vec<wraith_core::server::policy::SocketRule>,
     /// Let every key that may forward open the control channel (wraith-control:0),
     /// not only keys and CAs with the `hub` option.
-    #[arg(long, env = "WRAITH_HUB_FOR_ALL_KEYS")]
+    #[arg(long)]
     pub(crate) hub_for_all_keys: bool,
     /// Serve Prometheus metrics on this address (GET /metrics): sessions, channels by
     /// kind, authentication results, limit refusals, the hub, ACME expiry. Never a
     /// destination, an address, a key or a byte count. Keep it on loopback or a
     /// private network.
-    #[arg(long, env = "WRAITH_METRICS", value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) metrics: Option<String>,
     /// Control channels one session may hold open at once (0 = unlimited).
-    #[arg(
-        long,
-        env = "WRAITH_MAX_CONTROL_CHANNELS",
-        default_value_t = 8,
-        value_name = "N"
-    )]
+    #[arg(long, default_value_t = 8, value_name = "N")]
     pub(crate) max_control_channels: usize,
     /// Do not relay UDP: refuse the udpgw service (wraith-udpgw:0, wraith-udpgw:1 and
     /// 0.0.0.0:0). It is never offered with --proxy.
-    #[arg(long, env = "WRAITH_NO_UDP")]
+    #[arg(long)]
     pub(crate) no_udp: bool,
     /// UDP flows (udpgw connection ids) one udpgw channel may hold at once (0 = unlimited).
-    #[arg(
-        long,
-        env = "WRAITH_MAX_UDP_FLOWS",
-        default_value_t = 256,
-        value_name = "N"
-    )]
+    #[arg(long, default_value_t = 256, value_name = "N")]
     pub(crate) max_udp_flows: usize,
     /// UDP flows all udpgw channels of one session may hold at once (0 = unlimited).
-    #[arg(
-        long,
-        env = "WRAITH_MAX_UDP_FLOWS_PER_SESSION",
-        default_value_t = 1024,
-        value_name = "N"
-    )]
+    #[arg(long, default_value_t = 1024, value_name = "N")]
     pub(crate) max_udp_flows_per_session: usize,
     /// Seconds without a datagram either way before a UDP flow is closed.
-    #[arg(long, env = "WRAITH_UDP_IDLE_TIMEOUT", default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) udp_idle_timeout: u64,
 }
 
@@ -208,23 +209,22 @@ pub(crate) struct HubArgs {
     /// nats://[USER:PASSWORD@|TOKEN@]HOST[:PORT], tls://… for TLS, comma-separated for a
     /// cluster. Events cross servers at most once; local delivery never waits for it.
     /// Keep credentials in WRAITH_HUB rather than on the command line.
-    #[arg(long, env = "WRAITH_HUB", value_name = "URL", hide_env_values = true)]
+    #[arg(long, value_name = "URL", hide_env_values = true)]
     pub(crate) hub: Option<String>,
     /// Subject prefix on the broker (events travel on PREFIX.events), so several
     /// deployments can share one broker.
     #[arg(
         long,
-        env = "WRAITH_HUB_PREFIX",
         value_name = "PREFIX",
         default_value = "wraith",
         requires = "hub"
     )]
     pub(crate) hub_prefix: String,
     /// A NATS credentials file (.creds: JWT and NKey seed) for the broker.
-    #[arg(long, env = "WRAITH_HUB_CREDS", value_name = "FILE", requires = "hub")]
+    #[arg(long, value_name = "FILE", requires = "hub")]
     pub(crate) hub_creds: Option<PathBuf>,
     /// A CA (PEM) that signed the broker's certificate; implies TLS.
-    #[arg(long, env = "WRAITH_HUB_CA", value_name = "FILE", requires = "hub")]
+    #[arg(long, value_name = "FILE", requires = "hub")]
     pub(crate) hub_ca: Option<PathBuf>,
 }
 
@@ -280,54 +280,33 @@ pub(crate) fn parse_socket_rule(
 pub(crate) struct LimitArgs {
     /// Concurrent connections allowed from one source network, authenticated or not
     /// (0 = unlimited).
-    #[arg(
-        long,
-        env = "WRAITH_MAX_CONNECTIONS_PER_IP",
-        default_value_t = 256,
-        value_name = "N"
-    )]
+    #[arg(long, default_value_t = 256, value_name = "N")]
     pub(crate) max_connections_per_ip: usize,
     /// Unauthenticated connections server-wide, as OpenSSH's MaxStartups: from START on,
     /// RATE% of new connections are refused, rising to all of them at FULL.
-    #[arg(
-        long,
-        env = "WRAITH_MAX_STARTUPS",
-        default_value = "64:30:256",
-        value_name = "START:RATE:FULL"
-    )]
+    #[arg(long, default_value = "64:30:256", value_name = "START:RATE:FULL")]
     pub(crate) max_startups: wraith_core::limits::MaxStartups,
     /// Unauthenticated connections allowed from one source network (0 = no per-source cap).
-    #[arg(
-        long,
-        env = "WRAITH_PER_SOURCE_MAX_STARTUPS",
-        default_value_t = 16,
-        value_name = "N"
-    )]
+    #[arg(long, default_value_t = 16, value_name = "N")]
     pub(crate) per_source_max_startups: usize,
     /// Prefix lengths that make one source network for the per-source limits:
     /// IPv4 bits, IPv6 bits (IPv4-mapped IPv6 peers count as IPv4).
     #[arg(
         long,
-        env = "WRAITH_PER_SOURCE_NET_BLOCK_SIZE",
         default_value = "32:64",
         value_name = "V4:V6",
         value_parser = said_once::<wraith_core::limits::NetBlock>
     )]
     pub(crate) per_source_net_block_size: wraith_core::limits::NetBlock,
     /// With --transport tls: TLS handshakes, stealth decoy and fallback sessions at once.
-    #[arg(long, env = "WRAITH_MAX_TLS_HANDSHAKES", default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_tls_handshakes: u64,
     /// With --transport tls: the same, from one source network (0 = no per-source cap).
-    #[arg(
-        long,
-        env = "WRAITH_PER_SOURCE_MAX_TLS_HANDSHAKES",
-        default_value_t = 64,
-        value_name = "N"
-    )]
+    #[arg(long, default_value_t = 64, value_name = "N")]
     pub(crate) per_source_max_tls_handshakes: usize,
     /// With --stealth-fallback: seconds without data either way before the relay to the
     /// web server is closed.
-    #[arg(long, env = "WRAITH_STEALTH_FALLBACK_IDLE_TIMEOUT", default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) stealth_fallback_idle_timeout: u64,
 }
 
@@ -350,10 +329,10 @@ impl LimitArgs {
 #[derive(Args, Debug)]
 pub(crate) struct KeepaliveArgs {
     /// Seconds between SSH keepalives on an idle connection.
-    #[arg(long, env = "WRAITH_KEEPALIVE_INTERVAL", default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) keepalive_interval: u64,
     /// Unanswered keepalives before the peer is considered dead.
-    #[arg(long, env = "WRAITH_KEEPALIVE_COUNT_MAX", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) keepalive_count_max: u64,
 }
 
@@ -393,51 +372,30 @@ impl From<ProxyHeaderArg> for ProxyHeaderVersion {
 #[derive(Args, Debug)]
 pub(crate) struct ServeTransportArgs {
     /// Transport to accept connections over.
-    #[arg(
-        long = "transport",
-        env = "WRAITH_TRANSPORT",
-        value_enum,
-        default_value = "tcp"
-    )]
+    #[arg(long = "transport", value_enum, default_value = "tcp")]
     pub(crate) kind: TransportArg,
     /// TLS certificate chain, PEM, leaf first (with --transport tls).
-    #[arg(
-        long,
-        env = "WRAITH_TLS_CERT",
-        value_name = "PEM",
-        requires = "tls_key"
-    )]
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub(crate) tls_cert: Option<PathBuf>,
     /// TLS private key, PEM (with --transport tls).
-    #[arg(
-        long,
-        env = "WRAITH_TLS_KEY",
-        value_name = "PEM",
-        requires = "tls_cert"
-    )]
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
     /// Look like a web server: only clients that start with an SSH banner (with
     /// --ws-path: a WebSocket upgrade on that path) reach SSH; anything else gets
     /// nginx's answer (needs --transport tls or wss).
-    #[arg(long, env = "WRAITH_STEALTH")]
+    #[arg(long)]
     pub(crate) stealth: bool,
     /// With --stealth: relay non-SSH connections to this web server instead of the 404.
-    #[arg(
-        long,
-        env = "WRAITH_STEALTH_FALLBACK",
-        value_name = "HOST:PORT",
-        requires = "stealth"
-    )]
+    #[arg(long, value_name = "HOST:PORT", requires = "stealth")]
     pub(crate) stealth_fallback: Option<String>,
     /// With --stealth: seconds a client may take for the TLS handshake and its request
     /// (nginx's client_header_timeout).
-    #[arg(long, env = "WRAITH_STEALTH_TIMEOUT", default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) stealth_timeout: u64,
     /// With --stealth-fallback: first send the web server a PROXY protocol header naming
     /// the client (for nginx's `listen ... proxy_protocol`).
     #[arg(
         long,
-        env = "WRAITH_STEALTH_FALLBACK_PROXY_PROTOCOL",
         value_enum,
         value_name = "VERSION",
         requires = "stealth_fallback"
@@ -447,14 +405,13 @@ pub(crate) struct ServeTransportArgs {
     /// send-proxy, send-proxy-v2); the client it names is the peer for logs, from=,
     /// source-address and the per-IP limits. Connections without one are closed
     /// (tcp and tls).
-    #[arg(long, env = "WRAITH_PROXY_PROTOCOL")]
+    #[arg(long)]
     pub(crate) proxy_protocol: bool,
     /// With --proxy-protocol: the proxies allowed to send the header, ADDR/BITS or ADDR;
     /// repeatable or comma-separated; anyone else is refused
     /// [default: 127.0.0.0/8,::1, loopback only].
     #[arg(
         long,
-        env = "WRAITH_PROXY_PROTOCOL_FROM",
         value_name = "CIDR",
         value_delimiter = ',',
         requires = "proxy_protocol"
@@ -464,7 +421,6 @@ pub(crate) struct ServeTransportArgs {
     /// listening port, which must be reachable as <name>:443); repeatable.
     #[arg(
         long,
-        env = "WRAITH_ACME_DOMAIN",
         value_name = "NAME",
         value_delimiter = ',',
         conflicts_with = "tls_cert"
@@ -473,43 +429,37 @@ pub(crate) struct ServeTransportArgs {
     /// Get a certificate for this IP address (short-lived, renewed continuously); repeatable.
     #[arg(
         long,
-        env = "WRAITH_ACME_IP",
         value_name = "ADDR",
         value_delimiter = ',',
         conflicts_with = "tls_cert"
     )]
     pub(crate) acme_ip: Vec<std::net::IpAddr>,
     /// Contact e-mail for the ACME account.
-    #[arg(long, env = "WRAITH_ACME_EMAIL", value_name = "EMAIL")]
+    #[arg(long, value_name = "EMAIL")]
     pub(crate) acme_email: Option<String>,
     /// Where the ACME account and certificates are kept across restarts
     /// [default: <data dir>/wraith/acme].
-    #[arg(long, env = "WRAITH_ACME_CACHE", value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub(crate) acme_cache: Option<PathBuf>,
     /// ACME directory URL [default: Let's Encrypt production].
-    #[arg(long, env = "WRAITH_ACME_DIRECTORY", value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub(crate) acme_directory: Option<String>,
     /// Trust this CA (PEM) for the ACME server's HTTPS, e.g. a test CA such as pebble.
-    #[arg(long, env = "WRAITH_ACME_CA_ROOT", value_name = "PEM")]
+    #[arg(long, value_name = "PEM")]
     pub(crate) acme_ca_root: Option<PathBuf>,
     /// iroh relay: an http(s):// URL of a self-hosted relay, "default" (n0's public
     /// relays) or "disabled" (direct addresses only) [default: default] (with --transport iroh).
-    #[arg(long, env = "WRAITH_IROH_RELAY", value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub(crate) iroh_relay: Option<String>,
     /// Only a WebSocket upgrade on this exact path reaches SSH; any other request gets
     /// nginx's 404 (with --transport ws or wss, or tls with --stealth) [default: /].
     /// A long random path works as a shared secret.
-    #[arg(long, env = "WRAITH_WS_PATH", value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     pub(crate) ws_path: Option<String>,
     /// Reverse proxies in front (ADDR or ADDR/BITS, repeatable) whose X-Forwarded-For
     /// (else X-Real-IP) names the client, for logs, from= and per-source limits
     /// (with --transport ws or wss); from anyone else the headers are ignored.
-    #[arg(
-        long,
-        env = "WRAITH_WS_FORWARDED_FROM",
-        value_name = "CIDR",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     pub(crate) ws_forwarded_from: Vec<String>,
 }
 
@@ -519,35 +469,35 @@ pub(crate) struct ConnectTransportArgs {
     /// The server's iroh endpoint: the `ticket:` (or `endpoint:`) value it printed,
     /// or ID@IP:PORT[,IP:PORT] to dial it at those UDP addresses instead of a ticket's
     /// (with --transport iroh; among other servers, give it as --server iroh:TICKET).
-    #[arg(long, env = "WRAITH_PEER", value_name = "TICKET|ID[@IP:PORT]")]
+    #[arg(long, value_name = "TICKET|ID[@IP:PORT]")]
     pub(crate) peer: Option<String>,
     /// iroh relay: an http(s):// URL of a self-hosted relay, "default" (n0's public
     /// relays) or "disabled" (direct addresses only) [default: default] (with
     /// --transport iroh or an iroh: server).
-    #[arg(long, env = "WRAITH_IROH_RELAY", value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub(crate) iroh_relay: Option<String>,
     /// TLS server name (SNI) and the name the certificate must match [default: the server host].
-    #[arg(long, env = "WRAITH_TLS_SERVER_NAME", value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     pub(crate) tls_server_name: Option<String>,
     /// Trust only the CA certificates in this PEM file (instead of the webpki roots).
-    #[arg(long, env = "WRAITH_TLS_CA", value_name = "PEM")]
+    #[arg(long, value_name = "PEM")]
     pub(crate) tls_ca: Option<PathBuf>,
     /// Accept only a certificate with this public key: sha256/<base64 of SHA-256 of its SPKI>.
-    #[arg(long, env = "WRAITH_TLS_PIN", value_name = "PIN")]
+    #[arg(long, value_name = "PIN")]
     pub(crate) tls_pin: Option<String>,
     /// The path of the WebSocket upgrade (with --transport ws or wss) [default: /].
-    #[arg(long, env = "WRAITH_WS_PATH", value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     pub(crate) ws_path: Option<String>,
     /// The Host header of the WebSocket upgrade, when it is not the server's name
     /// (a CDN or a virtual host).
-    #[arg(long, env = "WRAITH_WS_HOST", value_name = "HOST")]
+    #[arg(long, value_name = "HOST")]
     pub(crate) ws_host: Option<String>,
     /// Do not check the TLS certificate at all (the SSH host key is still checked).
-    #[arg(long, env = "WRAITH_INSECURE", conflicts_with_all = ["tls_ca", "tls_pin"])]
+    #[arg(long, conflicts_with_all = ["tls_ca", "tls_pin"])]
     pub(crate) insecure: bool,
     /// Reach the server through this proxy: socks5://[user:pass@]host:port or
     /// http://[user:pass@]host:port (HTTP CONNECT). Carries the transport connection.
-    #[arg(long, env = "WRAITH_PROXY", value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub(crate) proxy: Option<String>,
 }
 
@@ -631,52 +581,41 @@ pub(crate) struct ConnectArgs {
     #[arg(
         short,
         long,
-        env = "WRAITH_SERVER",
         value_name = "[SCHEME://]HOST[:PORT]|iroh:TICKET",
         value_delimiter = ',',
         required_unless_present = "peer"
     )]
     pub(crate) server: Vec<String>,
     /// Private key to log in with (OpenSSH format) [default: ~/.ssh/id_ed25519].
-    #[arg(short, long, env = "WRAITH_IDENTITY", value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE")]
     pub(crate) identity: Option<PathBuf>,
     /// OpenSSH user certificate to present [default: <identity>-cert.pub if it exists].
-    #[arg(long, env = "WRAITH_CERTIFICATE", value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub(crate) certificate: Option<PathBuf>,
     /// Login name [default: the local user name].
-    #[arg(short = 'l', long, env = "WRAITH_USER")]
+    #[arg(short = 'l', long)]
     pub(crate) user: Option<String>,
     /// Transport to reach the server over.
-    #[arg(long, env = "WRAITH_TRANSPORT", value_enum, default_value = "tcp")]
+    #[arg(long, value_enum, default_value = "tcp")]
     pub(crate) transport: TransportArg,
     #[command(flatten)]
     pub(crate) transport_opts: ConnectTransportArgs,
     /// Pin the server's host key: SHA256:<fingerprint>, a public key line, or a .pub file.
-    #[arg(
-        long,
-        env = "WRAITH_HOST_KEY",
-        value_name = "KEY",
-        conflicts_with = "known_hosts"
-    )]
+    #[arg(long, value_name = "KEY", conflicts_with = "known_hosts")]
     pub(crate) host_key: Option<String>,
     /// Check the host key against this OpenSSH known_hosts file.
-    #[arg(long, env = "WRAITH_KNOWN_HOSTS", value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub(crate) known_hosts: Option<PathBuf>,
     /// Where the SOCKS5 proxy listens.
-    #[arg(
-        long,
-        env = "WRAITH_SOCKS5",
-        default_value = "127.0.0.1:1080",
-        value_name = "ADDR:PORT"
-    )]
+    #[arg(long, default_value = "127.0.0.1:1080", value_name = "ADDR:PORT")]
     pub(crate) socks5: String,
     /// Do not run the SOCKS5 proxy.
-    #[arg(long, env = "WRAITH_NO_SOCKS5")]
+    #[arg(long)]
     pub(crate) no_socks5: bool,
     /// Also run an HTTP proxy here (CONNECT, and plain http:// requests), for
     /// tools that honour only HTTP_PROXY/HTTPS_PROXY; names are resolved on
     /// the server.
-    #[arg(long, env = "WRAITH_HTTP_PROXY", value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) http_proxy: Option<String>,
     /// Open one channel to HOST:PORT (as seen from the server) and connect it to
     /// stdin/stdout, like `ssh -W`; no SOCKS5 or forwards. For an OpenSSH
@@ -691,7 +630,6 @@ pub(crate) struct ConnectArgs {
     #[arg(
         short = 'L',
         long = "forward",
-        env = "WRAITH_FORWARD",
         value_name = "SPEC",
         value_delimiter = ',',
         value_parser = said_once::<LocalForwardSpec>
@@ -701,22 +639,16 @@ pub(crate) struct ConnectArgs {
     #[arg(
         short = 'R',
         long = "remote-forward",
-        env = "WRAITH_REMOTE_FORWARD",
         value_name = "SPEC",
         value_delimiter = ',',
         value_parser = said_once::<RemoteForwardSpec>
     )]
     pub(crate) remote_forwards: Vec<RemoteForwardSpec>,
     /// Seconds allowed for connecting, the handshake and authentication.
-    #[arg(long, env = "WRAITH_CONNECT_TIMEOUT", default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) connect_timeout: u64,
     /// Seconds a new connection waits for the tunnel while it reconnects, before it fails.
-    #[arg(
-        long,
-        env = "WRAITH_RECONNECT_WAIT",
-        default_value_t = 5,
-        value_name = "SECS"
-    )]
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub(crate) reconnect_wait: u64,
     #[command(flatten)]
     pub(crate) keepalive: KeepaliveArgs,
@@ -738,11 +670,6 @@ pub(crate) struct KeygenArgs {
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
     /// Where the demo's SOCKS5 proxy listens (a free port is used if this one is taken).
-    #[arg(
-        long,
-        env = "WRAITH_SOCKS5",
-        default_value = "127.0.0.1:1080",
-        value_name = "ADDR:PORT"
-    )]
+    #[arg(long, default_value = "127.0.0.1:1080", value_name = "ADDR:PORT")]
     pub(crate) socks5: String,
 }

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, Parser};
 
 use args::{Cli, Command};
 
@@ -52,7 +51,7 @@ fn raise_nofile_limit() {}
 
 fn main() -> ExitCode {
     allocator::keep_freed_memory_for_reuse();
-    let cli = match Cli::try_parse() {
+    let cli = match args::parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -136,11 +135,16 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keygen(a) => commands::keygen(a),
         Command::Demo(a) => demo::run(&a.socks5).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "wraith", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut args::command(),
+                "wraith",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command())
+            clap_mangen::Man::new(args::command())
                 .render(&mut std::io::stdout())
                 .context("cannot write the man page")?;
             Ok(())
@@ -154,6 +158,27 @@ mod tests {
 
     #[test]
     fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
+        args::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_and_connect_flags_are_read_from_wraith_variables() {
+        let mut command = args::command();
+        command.build();
+        let mut seen = 0;
+        for sub in ["serve", "connect"] {
+            let sub = command.find_subcommand(sub).expect("subcommand");
+            for arg in sub.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if matches!(long, "help" | "version" | "verbose" | "quiet") {
+                    continue;
+                }
+                let env = arg.get_env().and_then(|e| e.to_str());
+                assert_eq!(env, Some(args::env_name(long).as_str()), "--{long}");
+                seen += 1;
+            }
+        }
+        assert!(seen > 60, "only {seen} flags");
+        assert_eq!(args::env_name("max-startups"), "WRAITH_MAX_STARTUPS");
     }
 }
