@@ -372,32 +372,14 @@ struct Document<'a> {
     rows: &'a [report::Row],
 }
 
-fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = tokio::select! {
+        r = run(cli) => r,
+        // Dropping `run` kills every process it started.
+        s = interrupted() => Err(anyhow!("interrupted by {s}; stopped the tunnels")),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            r = run(cli) => r,
-            // Dropping `run` kills every process it started.
-            s = interrupted() => Err(anyhow!("interrupted by {s}; stopped the tunnels")),
-        }
-    });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::process::{Launcher, Proc};
-use crate::tools::{Keys, OpensshKeys, Tools, current_user, free_port};
+use crate::tools::{Keys, OpensshKeys, Tools, free_port};
+use wraith_core::profile::local_user;
 
 /// Bound for sshd to listen and for ssh to open its forwarding ports.
 const READY: Duration = Duration::from_secs(20);
@@ -148,7 +149,7 @@ pub(crate) async fn start_client(
             }
         }
     }
-    cmd.arg(format!("{}@{}", current_user(), server.ip()));
+    cmd.arg(format!("{}@{}", local_user(), server.ip()));
     let flag = if matches!(listen, Listen::Socks) {
         "-D"
     } else {

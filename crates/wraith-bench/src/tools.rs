@@ -304,27 +304,6 @@ pub(crate) fn addr_at_end(line: &str) -> Result<SocketAddr> {
         .with_context(|| format!("no address at the end of {line:?}"))
 }
 
-/// The login name of the user running the bench.
-pub(crate) fn current_user() -> String {
-    if let Ok(u) = std::env::var("USER")
-        && !u.is_empty()
-    {
-        return u;
-    }
-    passwd_name().unwrap_or_else(|| "root".into())
-}
-
-fn passwd_name() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        (f.nth(1)? == uid).then(|| name.to_string())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -182,34 +182,19 @@ fn udpgw_take(buf: &[u8]) -> Result<Option<(usize, usize)>> {
     }
 }
 
-async fn handshake(proxy: SocketAddr) -> Result<TcpStream> {
-    let mut s = TcpStream::connect(proxy)
-        .await
-        .with_context(|| format!("cannot connect to the SOCKS5 proxy at {proxy}"))?;
-    s.set_nodelay(true)?;
-    s.write_all(&socks5::GREETING).await?;
-    let mut method = [0u8; 2];
-    s.read_exact(&mut method).await?;
-    socks5::check_method_reply(method)?;
-    Ok(s)
-}
-
 /// Reads a SOCKS5 reply with an IPv4 address and returns that address.
 async fn reply_v4(s: &mut TcpStream) -> Result<SocketAddr> {
-    let mut r = [0u8; 10];
-    s.read_exact(&mut r).await?;
-    socks5::check_reply_head([r[0], r[1], r[2], r[3]])?;
-    if r[3] != 1 {
-        bail!("SOCKS5 reply without an IPv4 address");
+    match socks5::read_reply(s).await?[..] {
+        [1, a, b, c, d, p0, p1] => Ok(SocketAddr::from((
+            [a, b, c, d],
+            u16::from_be_bytes([p0, p1]),
+        ))),
+        _ => bail!("SOCKS5 reply without an IPv4 address"),
     }
-    Ok(SocketAddr::from((
-        [r[4], r[5], r[6], r[7]],
-        u16::from_be_bytes([r[8], r[9]]),
-    )))
 }
 
 async fn associate(proxy: SocketAddr, echo: SocketAddr) -> Result<Open> {
-    let mut control = handshake(proxy).await?;
+    let mut control = socks5::handshake(proxy).await?;
     control.write_all(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
     let relay = reply_v4(&mut control).await.context("UDP ASSOCIATE")?;
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
@@ -222,7 +207,7 @@ async fn associate(proxy: SocketAddr, echo: SocketAddr) -> Result<Open> {
 }
 
 async fn connect_udpgw(proxy: SocketAddr) -> Result<TcpStream> {
-    let mut s = handshake(proxy).await?;
+    let mut s = socks5::handshake(proxy).await?;
     let name = b"wraith-udpgw";
     let mut req = vec![5, 1, 0, 3, name.len() as u8];
     req.extend_from_slice(name);

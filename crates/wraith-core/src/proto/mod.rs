@@ -27,6 +27,7 @@ pub mod cidr;
 pub mod forward_spec;
 pub mod frame;
 pub mod host_port;
+pub mod socks5;
 
 pub(crate) mod authorized_keys;
 pub(crate) mod certificate;
@@ -34,6 +35,5 @@ pub(crate) mod decoy;
 pub(crate) mod http_connect;
 pub(crate) mod http_proxy;
 pub(crate) mod policy;
-pub(crate) mod socks5;
 pub(crate) mod time;
 pub(crate) mod udpgw;

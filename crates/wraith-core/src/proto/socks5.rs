@@ -461,17 +461,20 @@ pub(crate) fn encode_udp(peer: &TargetAddr, payload: &[u8]) -> Result<Vec<u8>, N
 /// The client side (RFC 1928, RFC 1929), for `--proxy socks5://`: the
 /// messages wraith sends to an upstream SOCKS5 proxy and the checks of its
 /// replies.
-pub(crate) mod client {
+pub mod client {
     use std::net::IpAddr;
 
     /// The authentication method the proxy picked.
     #[derive(Debug, PartialEq, Eq)]
-    pub(crate) enum Method {
+    pub enum Method {
+        /// No authentication (method 0).
         NoAuth,
+        /// User name and password (method 2, RFC 1929).
         UserPass,
     }
 
-    pub(crate) fn greeting(with_auth: bool) -> Vec<u8> {
+    /// The greeting: no-auth, and user/password too when `with_auth`.
+    pub fn greeting(with_auth: bool) -> Vec<u8> {
         if with_auth {
             vec![5, 2, 0, 2]
         } else {
@@ -479,7 +482,8 @@ pub(crate) mod client {
         }
     }
 
-    pub(crate) fn method(reply: [u8; 2]) -> Result<Method, String> {
+    /// The method the proxy chose, or why it cannot be used.
+    pub fn method(reply: [u8; 2]) -> Result<Method, String> {
         match reply {
             [5, 0] => Ok(Method::NoAuth),
             [5, 2] => Ok(Method::UserPass),
@@ -489,7 +493,8 @@ pub(crate) mod client {
         }
     }
 
-    pub(crate) fn user_pass(user: &str, pass: &str) -> Vec<u8> {
+    /// The RFC 1929 user/password message (each field cut at 255 bytes).
+    pub fn user_pass(user: &str, pass: &str) -> Vec<u8> {
         let (u, p) = (user.as_bytes(), pass.as_bytes());
         let mut m = vec![1, u.len().min(255) as u8];
         m.extend_from_slice(&u[..u.len().min(255)]);
@@ -498,7 +503,8 @@ pub(crate) mod client {
         m
     }
 
-    pub(crate) fn user_pass_status(reply: [u8; 2]) -> Result<(), String> {
+    /// Checks the reply to [`user_pass`].
+    pub fn user_pass_status(reply: [u8; 2]) -> Result<(), String> {
         match reply {
             [1, 0] => Ok(()),
             [1, _] => Err("the proxy rejected the user name or password".into()),
@@ -507,7 +513,7 @@ pub(crate) mod client {
     }
 
     /// CONNECT to `host:port`; a name is sent unresolved (ATYP 3).
-    pub(crate) fn connect_request(host: &str, port: u16) -> Result<Vec<u8>, String> {
+    pub fn connect_request(host: &str, port: u16) -> Result<Vec<u8>, String> {
         let target = match host.parse::<IpAddr>() {
             Ok(ip) => super::TargetAddr::Ip(std::net::SocketAddr::new(ip, port)),
             Err(_) => super::TargetAddr::Domain(host.to_owned(), port),
@@ -520,7 +526,7 @@ pub(crate) mod client {
 
     /// Checks the first 5 bytes of the CONNECT reply and returns how many
     /// bytes of it are left to read.
-    pub(crate) fn reply_len(head: [u8; 5]) -> Result<usize, String> {
+    pub fn reply_len(head: [u8; 5]) -> Result<usize, String> {
         if head[0] != 5 {
             return Err("not a SOCKS5 proxy (bad version in its reply)".into());
         }
