@@ -11,47 +11,24 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::listener::{Listener, Service, TcpProxyListener};
+use super::listener::{ProxyService, Service, TcpProxyListener};
 use super::opener::{ChannelOpener, OpenError};
-use crate::error::Result;
 use crate::proto::http_proxy::{self as proto, CONNECTED, MAX_HEAD, ProxyRequest};
 
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound HTTP proxy listener, not yet serving.
-pub(crate) struct HttpProxyListener(TcpProxyListener);
-
-impl HttpProxyListener {
-    pub(crate) async fn bind(addr: &str) -> Result<Self> {
-        TcpProxyListener::bind(addr, "--http-proxy")
-            .await
-            .map(HttpProxyListener)
-    }
-
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.0.local_addr()
-    }
-}
-
-impl crate::io::Accept for HttpProxyListener {
-    type Conn = (TcpStream, SocketAddr);
-    fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
-        Box::pin(self.0.accept())
-    }
-}
-
-impl Listener for HttpProxyListener {
-    const KIND: &'static str = "http proxy";
-    type Service = HttpProxyService;
-    fn service(&self) -> HttpProxyService {
-        HttpProxyService
-    }
-}
+pub(crate) type HttpProxyListener = TcpProxyListener<HttpProxyService>;
 
 /// Reads one request and carries the connection it asks for.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct HttpProxyService;
+
+impl ProxyService for HttpProxyService {
+    const KIND: &'static str = "http proxy";
+    const FLAG: &'static str = "--http-proxy";
+}
 
 impl Service<(TcpStream, SocketAddr)> for HttpProxyService {
     async fn serve(self, (stream, peer): (TcpStream, SocketAddr), opener: ChannelOpener) {

@@ -16,37 +16,65 @@ use crate::error::{Error, Result};
 use crate::io::Accept;
 use crate::transport::SocketOpts;
 
-/// A bound TCP listener for a local proxy (`--socks5`, `--http-proxy`):
-/// accepted sockets get the usual socket options.
-pub(crate) struct TcpProxyListener {
-    listener: TcpListener,
-    local: SocketAddr,
+/// What serves the connections of a local proxy port (SOCKS5, the HTTP
+/// proxy): a [`Service`] with the names its listener goes by.
+pub(crate) trait ProxyService: Service<(TcpStream, SocketAddr)> + Default + Sync {
+    /// Names the listener in log lines about failed accepts.
+    const KIND: &'static str;
+    /// The option that sets its address, named when binding fails.
+    const FLAG: &'static str;
 }
 
-impl TcpProxyListener {
-    /// Binds `addr`; a failure names `flag`.
-    pub(crate) async fn bind(addr: &str, flag: &'static str) -> Result<Self> {
+/// A bound TCP listener for a local proxy (`--socks5`, `--http-proxy`),
+/// not yet serving: accepted sockets get the usual socket options, and `S`
+/// serves each one.
+pub(crate) struct TcpProxyListener<S> {
+    listener: TcpListener,
+    local: SocketAddr,
+    service: S,
+}
+
+impl<S: ProxyService> TcpProxyListener<S> {
+    /// Binds `addr`; a failure names the service's flag.
+    pub(crate) async fn bind(addr: &str) -> Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind {
                 addr: addr.to_string(),
-                flag,
+                flag: S::FLAG,
                 source,
             })?;
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("local address", e))?;
-        Ok(TcpProxyListener { listener, local })
+        Ok(TcpProxyListener {
+            listener,
+            local,
+            service: S::default(),
+        })
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local
     }
+}
 
-    pub(crate) async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
-        let (stream, peer) = self.listener.accept().await?;
-        SocketOpts::default().apply(&stream);
-        Ok((stream, peer))
+impl<S: ProxyService> Accept for TcpProxyListener<S> {
+    type Conn = (TcpStream, SocketAddr);
+    fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
+        Box::pin(async {
+            let (stream, peer) = self.listener.accept().await?;
+            SocketOpts::default().apply(&stream);
+            Ok((stream, peer))
+        })
+    }
+}
+
+impl<S: ProxyService> Listener for TcpProxyListener<S> {
+    const KIND: &'static str = S::KIND;
+    type Service = S;
+    fn service(&self) -> S {
+        self.service.clone()
     }
 }
 

@@ -11,9 +11,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::listener::{Listener, Service, TcpProxyListener};
+use super::listener::{ProxyService, Service, TcpProxyListener};
 use super::opener::{ChannelOpener, OpenError};
-use crate::error::Result;
 use crate::proto::socks5::{
     self as proto, Command, MAX_HANDSHAKE_BYTES, METHOD_SELECTED_NO_AUTH, Parse, Reply,
 };
@@ -22,38 +21,16 @@ use crate::proto::socks5::{
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound SOCKS5 listener, not yet serving.
-pub(crate) struct Socks5Listener(TcpProxyListener);
-
-impl Socks5Listener {
-    pub(crate) async fn bind(addr: &str) -> Result<Self> {
-        TcpProxyListener::bind(addr, "--socks5")
-            .await
-            .map(Socks5Listener)
-    }
-
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.0.local_addr()
-    }
-}
-
-impl crate::io::Accept for Socks5Listener {
-    type Conn = (TcpStream, SocketAddr);
-    fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
-        Box::pin(self.0.accept())
-    }
-}
-
-impl Listener for Socks5Listener {
-    const KIND: &'static str = "socks5";
-    type Service = Socks5Service;
-    fn service(&self) -> Socks5Service {
-        Socks5Service
-    }
-}
+pub(crate) type Socks5Listener = TcpProxyListener<Socks5Service>;
 
 /// Runs the SOCKS5 handshake and carries the connection it asks for.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct Socks5Service;
+
+impl ProxyService for Socks5Service {
+    const KIND: &'static str = "socks5";
+    const FLAG: &'static str = "--socks5";
+}
 
 impl Service<(TcpStream, SocketAddr)> for Socks5Service {
     async fn serve(self, (stream, peer): (TcpStream, SocketAddr), opener: ChannelOpener) {

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, RootCertStore};
 
 use super::pin::TlsPin;
-use super::verify::{NoVerification, PinMismatch, PinVerifier};
+use super::verify::{Accept, PinMismatch, Verifier};
 use super::{no_protocol_versions, provider};
 use crate::error::{Error, Reason, Result};
 use crate::proto::host_port::HostPort;
@@ -70,7 +70,10 @@ impl TlsTransport {
         })?;
         let provider = provider();
         let verifier: Arc<dyn ServerCertVerifier> = if opts.insecure {
-            Arc::new(NoVerification(provider.clone()))
+            Arc::new(Verifier {
+                accept: Accept::Any,
+                provider: provider.clone(),
+            })
         } else {
             let webpki = match &opts.ca {
                 Some(ca) => Some(webpki_verifier(load_roots(ca)?, provider.clone())?),
@@ -83,10 +86,9 @@ impl TlsTransport {
                 None => None,
             };
             match opts.pin.clone() {
-                Some(pin) => Arc::new(PinVerifier {
-                    pin,
-                    chain: webpki,
-                    signatures: NoVerification(provider.clone()),
+                Some(pin) => Arc::new(Verifier {
+                    accept: Accept::Pin { pin, chain: webpki },
+                    provider: provider.clone(),
                 }),
                 None => webpki.ok_or_else(|| Error::Config {
                     flag: "--tls-ca",

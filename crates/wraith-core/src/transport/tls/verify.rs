@@ -1,4 +1,4 @@
-//! Certificate verifiers beside webpki's: a public-key pin, and none at
+//! The certificate verifier beside webpki's: a public-key pin, or none at
 //! all (`--insecure`).
 
 use std::sync::Arc;
@@ -21,19 +21,31 @@ impl std::fmt::Display for PinMismatch {
 
 impl std::error::Error for PinMismatch {}
 
-/// Accepts only a leaf whose public key hashes to the pin (and, if a CA was
-/// given too, that also chains to it). Handshake signatures are still
-/// checked, so a peer must hold the pinned key's private half.
+/// Which certificates [`Verifier`] accepts.
 #[derive(Debug)]
-pub(super) struct PinVerifier {
-    pub(super) pin: TlsPin,
-    pub(super) chain: Option<Arc<dyn ServerCertVerifier>>,
-    /// Handshake signatures are checked the one way every verifier here
-    /// checks them.
-    pub(super) signatures: NoVerification,
+pub(super) enum Accept {
+    /// `--insecure`: any certificate; the SSH host key remains the real
+    /// authentication.
+    Any,
+    /// `--tls-pin`: only a leaf whose public key hashes to `pin` (and, if a
+    /// CA was given too, that also chains to it).
+    Pin {
+        pin: TlsPin,
+        chain: Option<Arc<dyn ServerCertVerifier>>,
+    },
 }
 
-impl ServerCertVerifier for PinVerifier {
+/// The verifier for `--insecure` and `--tls-pin`. Whatever it accepts,
+/// handshake signatures are still checked (they cost nothing and keep the
+/// TLS state machine honest), so a pinned peer must hold the pinned key's
+/// private half.
+#[derive(Debug)]
+pub(super) struct Verifier {
+    pub(super) accept: Accept,
+    pub(super) provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -42,14 +54,17 @@ impl ServerCertVerifier for PinVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let Accept::Pin { pin, chain } = &self.accept else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let actual = TlsPin::of_certificate(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        if actual != self.pin {
+        if actual != *pin {
             return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                 rustls::OtherError(Arc::new(PinMismatch(actual))),
             )));
         }
-        if let Some(chain) = &self.chain {
+        if let Some(chain) = chain {
             chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
         }
         Ok(ServerCertVerified::assertion())
@@ -61,7 +76,8 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.signatures.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -70,61 +86,13 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.signatures.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.signatures.supported_verify_schemes()
-    }
-}
-
-/// `--insecure`: any certificate. Handshake signatures are still checked
-/// (they cost nothing and keep the TLS state machine honest); the SSH host
-/// key remains the real authentication.
-#[derive(Debug)]
-pub(super) struct NoVerification(pub(super) Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
