@@ -4,12 +4,8 @@
 //! rather than listeners. No reconnection: when the session ends, the
 //! stream ends.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use russh::ChannelStream;
 use russh::client::Msg;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::ConnectOptions;
 use super::opener::{ChannelOpener, OpenError};
@@ -87,30 +83,6 @@ impl SingleSession {
     }
 }
 
-impl AsyncRead for ChannelConnection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
+crate::io::forward_async_read!(impl[] ChannelConnection => stream);
 
-impl AsyncWrite for ChannelConnection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
+crate::io::forward_async_write!(impl[] ChannelConnection => stream);
