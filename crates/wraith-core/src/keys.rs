@@ -49,12 +49,7 @@ pub fn load_private_key(
     flag: &'static str,
 ) -> Result<PrivateKey> {
     let source = source.into();
-    let err = |reason: Reason| Error::KeyFile {
-        what,
-        path: source.origin(),
-        flag,
-        reason,
-    };
+    let err = source.failed(what, flag);
     let text = source.read_text().map_err(err)?;
     let t = text.trim_start();
     if t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-") {
@@ -98,12 +93,7 @@ pub fn load_certificate(
     identity: &PrivateKey,
 ) -> Result<russh::keys::Certificate> {
     let source = source.into();
-    let err = |reason: Reason| Error::KeyFile {
-        what: "certificate",
-        path: source.origin(),
-        flag: "--certificate",
-        reason,
-    };
+    let err = source.failed("certificate", "--certificate");
     let text = source.read_text().map_err(err)?;
     let cert = russh::keys::Certificate::from_openssh(text.trim()).map_err(|e| {
         err(Reason::with_source(

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use crate::error::Reason;
+use crate::error::{Error, Reason};
 
 /// A file, or the contents of one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,21 @@ pub enum Source {
 const IN_MEMORY: &str = "in-memory data";
 
 impl Source {
+    /// How a failure to read or use this source as `what` (set by `flag`)
+    /// is reported: `.map_err(source.failed("certificate", "--certificate"))`.
+    pub(crate) fn failed(
+        &self,
+        what: &'static str,
+        flag: &'static str,
+    ) -> impl Fn(Reason) -> Error + Copy + '_ {
+        move |reason| Error::KeyFile {
+            what,
+            path: self.origin(),
+            flag,
+            reason,
+        }
+    }
+
     /// The path for error messages (a placeholder for in-memory data).
     pub fn origin(&self) -> PathBuf {
         match self {

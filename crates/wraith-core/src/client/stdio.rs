@@ -74,13 +74,7 @@ struct StdioListener {
 impl crate::io::Accept for StdioListener {
     type Conn = (StdioInput, StdioOutput);
     fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
-        let next = self.conn.take();
-        Box::pin(async move {
-            match next {
-                Some(conn) => Ok(conn),
-                None => std::future::pending().await,
-            }
-        })
+        crate::io::accept::accept_once(&mut self.conn)
     }
 }
 

@@ -191,13 +191,7 @@ impl crate::io::Accept for UdpForward {
     type Conn = UdpSocket;
     /// The socket, once; then nothing more, ever.
     fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, UdpSocket> {
-        let socket = self.socket.take();
-        Box::pin(async move {
-            match socket {
-                Some(s) => Ok(s),
-                None => std::future::pending().await,
-            }
-        })
+        crate::io::accept::accept_once(&mut self.socket)
     }
 }
 

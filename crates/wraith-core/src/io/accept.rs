@@ -7,16 +7,91 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::proxy_protocol::{ProxyProtocol, ProxyRefused, log_refusal};
 use crate::limits::LogRate;
+
+/// The first gate for a new TCP connection, before a byte of it is read:
+/// behind `--proxy-protocol` only a trusted proxy may connect, and at most
+/// `limit` connections may be in their opening stage (PROXY header, TLS
+/// handshake) at once. Closing at once costs the peer a connection and us
+/// nothing; refusals are logged now and then with a count, not once each.
+pub(crate) struct OpeningGate {
+    proxy: Option<Arc<ProxyProtocol>>,
+    opening: Arc<Semaphore>,
+    refusals: Arc<LogRate>,
+    transport: &'static str,
+    /// The line logged when `limit` connections are opening already.
+    full: &'static str,
+}
+
+impl OpeningGate {
+    pub(crate) fn new(
+        proxy: Option<Arc<ProxyProtocol>>,
+        limit: usize,
+        transport: &'static str,
+        full: &'static str,
+    ) -> Self {
+        OpeningGate {
+            proxy,
+            opening: Arc::new(Semaphore::new(limit.max(1))),
+            refusals: Arc::new(LogRate::new(Duration::from_secs(10))),
+            transport,
+            full,
+        }
+    }
+
+    /// Whether the connection from `peer` may go on: `Some` holds its
+    /// place among the opening connections until it is dropped.
+    pub(crate) fn admit(&self, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
+        if let Some(pp) = &self.proxy
+            && !pp.allows(peer.ip())
+        {
+            log_refusal(&self.refusals, peer, &ProxyRefused::NotAllowed);
+            return None;
+        }
+        let permit = self.opening.clone().try_acquire_owned().ok();
+        if permit.is_none()
+            && let Some(skipped) = self.refusals.check()
+        {
+            tracing::warn!(skipped, transport = self.transport, "{}", self.full);
+        }
+        permit
+    }
+
+    /// The PROXY protocol the connections start with, if any.
+    pub(crate) fn proxy(&self) -> Option<&Arc<ProxyProtocol>> {
+        self.proxy.as_ref()
+    }
+
+    /// Where refusals after admission are counted, so that all of them
+    /// share one rate.
+    pub(crate) fn refusals(&self) -> &LogRate {
+        &self.refusals
+    }
+}
 
 /// A boxed future (an accept loop runs inside spawned, `Send` tasks; a
 /// boxed future keeps that provable for every caller).
 pub(crate) type AcceptFuture<'a, T> =
     std::pin::Pin<Box<dyn Future<Output = std::io::Result<T>> + Send + 'a>>;
+
+/// What [`Accept::accept`] returns for a source of one connection, held
+/// in `slot`: the first call yields it, every later call waits forever.
+pub(crate) fn accept_once<T: Send + 'static>(slot: &mut Option<T>) -> AcceptFuture<'_, T> {
+    let next = slot.take();
+    Box::pin(async move {
+        match next {
+            Some(conn) => Ok(conn),
+            None => std::future::pending().await,
+        }
+    })
+}
 
 /// Something connections can be accepted from.
 pub(crate) trait Accept: Send {

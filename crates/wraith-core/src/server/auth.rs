@@ -6,19 +6,16 @@
 pub use crate::proto::authorized_keys::{AuthorizedKey, AuthorizedKeys, LineWarning};
 
 use super::policy::local_to_unix;
-use crate::error::{Error, Reason, Result};
+use crate::error::Result;
 use crate::source::Source;
 
 impl AuthorizedKeys {
     /// Read and parse a file, or its contents (`--authorized-keys`).
     pub fn load(source: impl Into<Source>) -> Result<(Self, Vec<LineWarning>)> {
         let source = source.into();
-        let text = source.read_text().map_err(|reason| Error::KeyFile {
-            what: "authorized keys",
-            path: source.origin(),
-            flag: "--authorized-keys",
-            reason,
-        })?;
+        let text = source
+            .read_text()
+            .map_err(source.failed("authorized keys", "--authorized-keys"))?;
         Ok(Self::parse(&text))
     }
 
@@ -35,12 +32,7 @@ impl AuthorizedKeys {
     /// never what was meant.
     pub fn load_cert_authorities(source: impl Into<Source>) -> Result<(Self, Vec<LineWarning>)> {
         let source = source.into();
-        let err = |reason: Reason| Error::KeyFile {
-            what: "certificate authorities",
-            path: source.origin(),
-            flag: "--cert-authority",
-            reason,
-        };
+        let err = source.failed("certificate authorities", "--cert-authority");
         let text = source.read_text().map_err(err)?;
         let (cas, warnings) = Self::parse_in(&text, true, local_to_unix);
         if cas.is_empty() {

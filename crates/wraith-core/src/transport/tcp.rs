@@ -4,16 +4,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::proxy::{self, ProxyUrl};
 use super::{Acceptor, BoxFuture, BoxStream, PeerInfo, SocketOpts, Transport, TransportKind};
 use crate::error::{Error, Result};
-use crate::io::proxy_protocol::{ProxyProtocol, ProxyRefused, log_refusal};
-use crate::limits::LogRate;
+use crate::io::accept::OpeningGate;
+use crate::io::proxy_protocol::{ProxyProtocol, log_refusal};
 use crate::proto::host_port::HostPort;
 
 /// Dials `host:port` over TCP.
@@ -198,24 +197,18 @@ async fn header_loop(
     pp: Arc<ProxyProtocol>,
     tx: mpsc::Sender<(BoxStream, PeerInfo)>,
 ) {
-    let pending = Arc::new(Semaphore::new(MAX_PENDING_HEADERS));
-    let refusals = Arc::new(LogRate::new(Duration::from_secs(10)));
+    let admission = Arc::new(OpeningGate::new(
+        Some(pp.clone()),
+        MAX_PENDING_HEADERS,
+        TransportKind::Tcp.name(),
+        "too many PROXY protocol headers being read; connections dropped",
+    ));
     let on_conn = |(tcp, peer): (TcpStream, SocketAddr)| {
-        if !pp.allows(peer.ip()) {
-            log_refusal(&refusals, peer, &ProxyRefused::NotAllowed);
-            return;
-        }
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            if let Some(skipped) = refusals.check() {
-                tracing::warn!(
-                    skipped,
-                    "too many PROXY protocol headers being read; connections dropped"
-                );
-            }
+        let Some(permit) = admission.admit(peer) else {
             return;
         };
         SocketOpts::default().apply(&tcp);
-        let (pp, tx, refusals) = (pp.clone(), tx.clone(), refusals.clone());
+        let (admission, pp, tx) = (admission.clone(), pp.clone(), tx.clone());
         tokio::spawn(async move {
             let accepted = pp.accept(tcp, peer).await;
             drop(permit);
@@ -225,7 +218,7 @@ async fn header_loop(
                     // The receiver is gone only when the server stopped.
                     let _ = tx.send((Box::new(stream) as BoxStream, info)).await;
                 }
-                Err(e) => log_refusal(&refusals, peer, &e),
+                Err(e) => log_refusal(admission.refusals(), peer, &e),
             }
         });
     };
@@ -261,6 +254,7 @@ impl Acceptor for TcpAcceptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const WAIT: Duration = Duration::from_secs(5);

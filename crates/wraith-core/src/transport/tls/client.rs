@@ -164,12 +164,7 @@ pub(super) fn webpki_verifier(
 }
 
 pub(super) fn load_roots(source: &Source) -> Result<RootCertStore> {
-    let bad = |reason: Reason| Error::KeyFile {
-        what: "TLS CA certificates",
-        path: source.origin(),
-        flag: "--tls-ca",
-        reason,
-    };
+    let bad = source.failed("TLS CA certificates", "--tls-ca");
     let certs = read_certs(source).map_err(bad)?;
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certs);

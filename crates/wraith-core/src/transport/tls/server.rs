@@ -9,14 +9,15 @@ use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::server::ResolvesServerCert;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::client::read_certs;
 use super::{ALPN_HTTP1, ALPN_WEB, no_protocol_versions, provider};
 use crate::error::{Error, Reason, Result};
 use crate::io::Prefixed;
-use crate::io::proxy_protocol::{ProxyProtocol, ProxyRefused, log_refusal};
-use crate::limits::{LogRate, PerSource, SourceKey};
+use crate::io::accept::OpeningGate;
+use crate::io::proxy_protocol::{ProxyProtocol, log_refusal};
+use crate::limits::{PerSource, SourceKey};
 use crate::source::Source;
 use crate::transport::stealth::{self, StealthOptions};
 use crate::transport::{Acceptor, BoxFuture, BoxStream, PeerInfo, SocketOpts, TransportKind};
@@ -194,18 +195,8 @@ pub(super) fn server_config(
         .with_no_client_auth();
     let mut config = match &opts.cert {
         CertSource::Pem { cert, key } => {
-            let chain = read_certs(cert).map_err(|reason| Error::KeyFile {
-                what: "TLS certificate",
-                path: cert.origin(),
-                flag: "--tls-cert",
-                reason,
-            })?;
-            let bad_key = |reason: Reason| Error::KeyFile {
-                what: "TLS private key",
-                path: key.origin(),
-                flag: "--tls-key",
-                reason,
-            };
+            let chain = read_certs(cert).map_err(cert.failed("TLS certificate", "--tls-cert"))?;
+            let bad_key = key.failed("TLS private key", "--tls-key");
             let bytes = key.read().map_err(bad_key)?;
             let key_der = PrivateKeyDer::from_pem_slice(&bytes)
                 .map_err(|e| bad_key(Reason::with_source(format!("no PEM private key: {e}"), e)))?;
@@ -352,30 +343,18 @@ pub(crate) async fn accept_loop(
     lo: LoopOptions,
     tx: mpsc::Sender<(BoxStream, PeerInfo)>,
 ) {
-    let in_flight = Arc::new(Semaphore::new(lo.max_handshakes.max(1)));
+    let admission = Arc::new(OpeningGate::new(
+        lo.proxy_protocol.map(Arc::new),
+        lo.max_handshakes,
+        lo.kind.name(),
+        "too many handshakes in flight (--max-tls-handshakes); connections dropped",
+    ));
     let per_source = PerSource::new(lo.max_handshakes_per_source);
-    let refusals = Arc::new(LogRate::new(Duration::from_secs(10)));
     let gate = Arc::new(lo.gate);
-    let proxy = lo.proxy_protocol.map(Arc::new);
     let (kind, timeout, net_block) = (lo.kind, lo.handshake_timeout, lo.net_block);
     let mut listener = listener;
     let on_conn = |(tcp, tcp_peer): (TcpStream, SocketAddr)| {
-        if let Some(pp) = &proxy
-            && !pp.allows(tcp_peer.ip())
-        {
-            log_refusal(&refusals, tcp_peer, &ProxyRefused::NotAllowed);
-            return;
-        }
-        // Closing at once costs the peer a connection and us nothing; the
-        // refusal is logged now and then, not once per connection.
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            if let Some(skipped) = refusals.check() {
-                tracing::warn!(
-                    skipped,
-                    transport = %kind,
-                    "too many handshakes in flight (--max-tls-handshakes); connections dropped"
-                );
-            }
+        let Some(permit) = admission.admit(tcp_peer) else {
             return;
         };
         SocketOpts::default().apply(&tcp);
@@ -383,26 +362,25 @@ pub(crate) async fn accept_loop(
         let tls = tls.clone();
         let tx = tx.clone();
         let gate = gate.clone();
-        let proxy = proxy.clone();
+        let admission = admission.clone();
         let per_source = per_source.clone();
-        let refusals = refusals.clone();
         tokio::spawn(async move {
             // Behind a proxy, everything from here on (the per-source cap,
             // PeerInfo, the fallback's own PROXY header) is about the
             // client the header names.
-            let (tcp, peer) = match &proxy {
+            let (tcp, peer) = match admission.proxy() {
                 None => (Prefixed::new(Vec::new(), tcp), tcp_peer),
                 Some(pp) => match pp.accept(tcp, tcp_peer).await {
                     Ok(accepted) => accepted,
                     Err(e) => {
-                        log_refusal(&refusals, tcp_peer, &e);
+                        log_refusal(admission.refusals(), tcp_peer, &e);
                         return;
                     }
                 },
             };
             let source = SourceKey::Net(net_block.source_of(peer.ip()));
             let Some(source_slot) = per_source.try_take(&source) else {
-                if let Some(skipped) = refusals.check() {
+                if let Some(skipped) = admission.refusals().check() {
                     tracing::info!(remote_addr = %peer.ip(), skipped, transport = %kind, "too many handshakes from one source (--per-source-max-tls-handshakes); connections dropped");
                 }
                 return;
