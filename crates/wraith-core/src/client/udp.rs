@@ -26,7 +26,7 @@ use super::opener::{ChannelOpener, OpenError};
 use crate::error::{Error, Result};
 use crate::io::BoxStream;
 use crate::io::udp::{
-    FLOW_IDLE, MAX_RELAY_FLOWS, PeerField, RECV_BUF, read_frames, relay, write_frame,
+    FLOW_IDLE, MAX_RELAY_FLOWS, PeerField, RECV_BUF, read_frames, relay_on_demand, write_frame,
 };
 use crate::limits::LogRate;
 use crate::proto::forward_spec::{BindAddr, ForwardTarget, LocalForwardSpec};
@@ -220,33 +220,17 @@ pub(crate) struct UdpForwardService {
 impl Service<UdpSocket> for UdpForwardService {
     async fn serve(self, socket: UdpSocket, opener: ChannelOpener) {
         let rate = LogRate::new(Duration::from_secs(30));
-        let mut buf = vec![0u8; RECV_BUF];
-        loop {
-            // A forward nobody uses holds no channel: wait for traffic.
-            let (n, src) = match socket.recv_from(&mut buf).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // ICMP errors from an earlier send surface here.
-                    tracing::debug!(error = %e, "udp forward: receive failed");
-                    continue;
+        let peer = || PeerField::Fixed(self.to.clone());
+        let open = async |src| match open_channel(&opener, src).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                if let Some(skipped) = rate.check() {
+                    tracing::warn!(target = %self.to, error = %e, skipped, "udp forward: cannot open channel; datagrams dropped");
                 }
-            };
-            let channel = match open_channel(&opener, src).await {
-                Ok(c) => c,
-                Err(e) => {
-                    if let Some(skipped) = rate.check() {
-                        tracing::warn!(target = %self.to, error = %e, skipped, "udp forward: cannot open channel; datagrams dropped");
-                    }
-                    continue;
-                }
-            };
-            let first = (buf[..n].to_vec(), src);
-            let peer = PeerField::Fixed(self.to.clone());
-            match relay(&socket, channel, first, peer).await {
-                Ok(()) => tracing::debug!("udp forward: channel closed"),
-                Err(e) => tracing::debug!(error = %e, "udp forward: channel ended"),
+                None
             }
-        }
+        };
+        relay_on_demand(&socket, "udp forward", peer, open).await;
     }
 }
 

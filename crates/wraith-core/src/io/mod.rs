@@ -2,8 +2,10 @@
 //! transport yields, the splice between a socket and a channel, streams
 //! that can be cut from outside ([`killable`]) or give back bytes already
 //! read ([`prefixed`]), PROXY protocol headers ([`proxy_protocol`]), the
-//! client's read-ahead, socket options, and the
-//! one accept loop with backoff that every listener runs.
+//! client's read-ahead, socket options, the one accept loop with backoff
+//! that every listener runs and the gate a new TCP connection passes first
+//! ([`accept::OpeningGate`]), the UDP relay over channels ([`udp`]), and
+//! the macros for streams that hand their I/O to a field.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -10,6 +10,7 @@
 //! here queues without bound.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -81,6 +82,41 @@ pub(crate) enum PeerField {
     Fixed(TargetAddr),
     /// Each datagram names the source it came from (a remote forward).
     Source,
+}
+
+/// Serves `socket` over channels opened on demand, for as long as the
+/// task runs: waits for a datagram, asks `open` for a channel for its
+/// source (`None`: drop it, `open` has said why), relays from that datagram
+/// on until the channel ends, and starts over. A listener nobody sends to
+/// holds no channel. `what` names the listener in debug lines.
+pub(crate) async fn relay_on_demand<S, F>(
+    socket: &UdpSocket,
+    what: &'static str,
+    peer: impl Fn() -> PeerField,
+    mut open: impl FnMut(SocketAddr) -> F,
+) where
+    S: AsyncRead + AsyncWrite,
+    F: Future<Output = Option<S>>,
+{
+    let mut buf = vec![0u8; RECV_BUF];
+    loop {
+        let (n, src) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors from an earlier send surface here.
+                tracing::debug!(error = %e, listener = what, "udp receive failed");
+                continue;
+            }
+        };
+        let Some(channel) = open(src).await else {
+            continue;
+        };
+        let first = (buf[..n].to_vec(), src);
+        match relay(socket, channel, first, peer()).await {
+            Ok(()) => tracing::debug!(listener = what, "udp channel closed"),
+            Err(e) => tracing::debug!(error = %e, listener = what, "udp channel ended"),
+        }
+    }
 }
 
 /// Relays between `socket` and a udpgw stream until the stream ends,

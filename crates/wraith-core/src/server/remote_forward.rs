@@ -235,38 +235,27 @@ const CHANNEL_OPEN: std::time::Duration = std::time::Duration::from_secs(15);
 /// Relays a remote UDP forward's socket over a channel to the client while
 /// there is traffic, opening it again after it ends.
 async fn serve_udp(socket: &UdpSocket, addr: String, port: u32, handle: russh::server::Handle) {
-    use crate::io::udp::{PeerField, RECV_BUF, relay};
-    let mut buf = vec![0u8; RECV_BUF];
-    loop {
-        let (n, src) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(error = %e, "remote udp forward: receive failed");
-                continue;
-            }
-        };
+    use crate::io::udp::{PeerField, relay_on_demand};
+    let open = async |src: SocketAddr| {
         let open = handle.channel_open_forwarded_tcpip(
             addr.clone(),
             port,
             src.ip().to_string(),
             u32::from(src.port()),
         );
-        let channel = match tokio::time::timeout(CHANNEL_OPEN, open).await {
-            Ok(Ok(c)) => c,
+        match tokio::time::timeout(CHANNEL_OPEN, open).await {
+            Ok(Ok(c)) => Some(c.into_stream()),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "client refused a forwarded udp channel");
-                continue;
+                None
             }
             Err(_) => {
                 tracing::debug!("client did not answer a forwarded udp channel");
-                continue;
+                None
             }
-        };
-        let first = (buf[..n].to_vec(), src);
-        if let Err(e) = relay(socket, channel.into_stream(), first, PeerField::Source).await {
-            tracing::debug!(error = %e, "remote udp forward: channel ended");
         }
-    }
+    };
+    relay_on_demand(socket, "remote udp forward", || PeerField::Source, open).await;
 }
 
 async fn serve_tcp(
