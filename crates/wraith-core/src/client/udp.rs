@@ -220,7 +220,7 @@ pub(crate) struct UdpForwardService {
 impl Service<UdpSocket> for UdpForwardService {
     async fn serve(self, socket: UdpSocket, opener: ChannelOpener) {
         let rate = LogRate::new(Duration::from_secs(30));
-        let peer = || PeerField::Fixed(self.to.clone());
+        let peer = PeerField::Fixed(self.to.clone());
         let open = async |src| match open_channel(&opener, src).await {
             Ok(c) => Some(c),
             Err(e) => {

@@ -92,7 +92,7 @@ pub(crate) enum PeerField {
 pub(crate) async fn relay_on_demand<S, F>(
     socket: &UdpSocket,
     what: &'static str,
-    peer: impl Fn() -> PeerField,
+    peer: PeerField,
     mut open: impl FnMut(SocketAddr) -> F,
 ) where
     S: AsyncRead + AsyncWrite,
@@ -112,7 +112,7 @@ pub(crate) async fn relay_on_demand<S, F>(
             continue;
         };
         let first = (buf[..n].to_vec(), src);
-        match relay(socket, channel, first, peer()).await {
+        match relay(socket, channel, first, peer.clone()).await {
             Ok(()) => tracing::debug!(listener = what, "udp channel closed"),
             Err(e) => tracing::debug!(error = %e, listener = what, "udp channel ended"),
         }

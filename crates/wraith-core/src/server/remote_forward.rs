@@ -255,7 +255,7 @@ async fn serve_udp(socket: &UdpSocket, addr: String, port: u32, handle: russh::s
             }
         }
     };
-    relay_on_demand(socket, "remote udp forward", || PeerField::Source, open).await;
+    relay_on_demand(socket, "remote udp forward", PeerField::Source, open).await;
 }
 
 async fn serve_tcp(
