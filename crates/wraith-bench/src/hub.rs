@@ -195,10 +195,7 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 /// `wraith-hub-in-process` (publisher and subscriber on server A) or
 /// `wraith-hub-nats` (publisher on B, subscriber on A).
 fn set_up_rows(label: &'static str, result: Result<Vec<f64>>) -> Vec<Row> {
-    let spec = TunnelSpec {
-        kind: Kind::WraithSocks5,
-        cipher: None,
-    };
+    let spec = TunnelSpec::any_cipher(Kind::WraithSocks5);
     let mut p50 = Row::new(
         &spec,
         None,

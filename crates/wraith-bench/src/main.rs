@@ -259,10 +259,7 @@ struct WraithCipher {
 /// this CPU (AES-GCM with AES hardware, ChaCha20-Poly1305 without).
 async fn wraith_cipher(b: &Bench, aes_flag: bool, probe: bool) -> WraithCipher {
     if probe {
-        let spec = TunnelSpec {
-            kind: Kind::WraithSocks5,
-            cipher: None,
-        };
+        let spec = TunnelSpec::any_cipher(Kind::WraithSocks5);
         match b.start(&spec, &Launcher::Plain, Link::Loopback).await {
             Ok(t) => {
                 let found = t.cipher.clone();
@@ -316,7 +313,7 @@ fn tunnel_specs(cli: &Cli, wraith_cipher: &str) -> Vec<TunnelSpec> {
     let mut specs = Vec::new();
     for kind in kinds {
         match kind.implementation() {
-            tunnel::Implementation::None => specs.push(TunnelSpec { kind, cipher: None }),
+            tunnel::Implementation::None => specs.push(TunnelSpec::any_cipher(kind)),
             tunnel::Implementation::Openssh => specs.extend(ciphers.iter().map(|c| TunnelSpec {
                 kind,
                 cipher: Some(c.clone()),

@@ -140,10 +140,7 @@ async fn node_run(
 }
 
 fn row(b: &Bench, label: &'static str, dir: Direction) -> Row {
-    let spec = TunnelSpec {
-        kind: Kind::WraithForward,
-        cipher: None,
-    };
+    let spec = TunnelSpec::any_cipher(Kind::WraithForward);
     let mut r = Row::new(
         &spec,
         None,

@@ -169,6 +169,11 @@ pub(crate) struct TunnelSpec {
 }
 
 impl TunnelSpec {
+    /// `kind` with whatever cipher it negotiates.
+    pub(crate) fn any_cipher(kind: Kind) -> Self {
+        TunnelSpec { kind, cipher: None }
+    }
+
     pub(crate) fn label(&self) -> String {
         match &self.cipher {
             Some(c) => format!("{} {}", self.kind.label(), short_cipher(c)),

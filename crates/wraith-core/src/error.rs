@@ -143,6 +143,24 @@ impl Error {
         }
     }
 
+    /// What a socket that could not be bound to `addr`, given as `flag`,
+    /// fails with: `map_err(Error::bind_failed(addr, flag))`.
+    pub fn bind_failed(
+        addr: impl std::fmt::Display,
+        flag: &'static str,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| Error::Bind {
+            addr: addr.to_string(),
+            flag,
+            source,
+        }
+    }
+
+    /// What a bound socket whose address cannot be read fails with.
+    pub(crate) fn no_local_addr(source: std::io::Error) -> Self {
+        Error::io("local address", source)
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

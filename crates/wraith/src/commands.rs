@@ -88,11 +88,7 @@ pub(crate) async fn serve(a: ServeArgs) -> Result<()> {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr.as_str())
                 .await
-                .map_err(|source| wraith_core::Error::Bind {
-                    addr: addr.clone(),
-                    flag: "--metrics",
-                    source,
-                })?;
+                .map_err(wraith_core::Error::bind_failed(addr, "--metrics"))?;
             let local = l.local_addr()?;
             Some((l, local))
         }

@@ -53,24 +53,16 @@ impl LocalForward {
     pub(crate) async fn bind(spec: &LocalForwardSpec) -> Result<Self> {
         let (listener, bound) = match &spec.bind {
             BindAddr::Tcp { host, port } => {
-                let addr = HostPort(host, *port).to_string();
                 let l = TcpListener::bind((host.as_str(), *port))
                     .await
-                    .map_err(|source| Error::Bind {
-                        addr: addr.clone(),
-                        flag: "--forward",
-                        source,
-                    })?;
-                let local = l.local_addr().map_err(|e| Error::io("local address", e))?;
+                    .map_err(Error::bind_failed(HostPort(host, *port), "--forward"))?;
+                let local = l.local_addr().map_err(Error::no_local_addr)?;
                 (LocalListener::Tcp(l), BoundAddr::Tcp(local))
             }
             #[cfg(unix)]
             BindAddr::Unix(path) => {
-                let l = tokio::net::UnixListener::bind(path).map_err(|source| Error::Bind {
-                    addr: path.display().to_string(),
-                    flag: "--forward",
-                    source,
-                })?;
+                let l = tokio::net::UnixListener::bind(path)
+                    .map_err(Error::bind_failed(path.display(), "--forward"))?;
                 (LocalListener::Unix(l), BoundAddr::Unix(path.clone()))
             }
             // `UdpForward` binds these.
@@ -110,7 +102,9 @@ impl crate::io::Accept for LocalForward {
 }
 
 impl Listener for LocalForward {
-    const KIND: &'static str = "forward";
+    fn kind(&self) -> &'static str {
+        "forward"
+    }
     type Service = ForwardService;
     fn service(&self) -> ForwardService {
         ForwardService {

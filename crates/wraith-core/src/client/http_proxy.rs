@@ -11,32 +11,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::listener::{ProxyService, Service, TcpProxyListener};
 use super::opener::{ChannelOpener, OpenError};
 use crate::proto::http_proxy::{self as proto, CONNECTED, MAX_HEAD, ProxyRequest};
 
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A bound HTTP proxy listener, not yet serving.
-pub(crate) type HttpProxyListener = TcpProxyListener<HttpProxyService>;
-
-/// Reads one request and carries the connection it asks for.
-#[derive(Clone, Default)]
-pub(crate) struct HttpProxyService;
-
-impl ProxyService for HttpProxyService {
-    const KIND: &'static str = "http proxy";
-    const FLAG: &'static str = "--http-proxy";
-}
-
-impl Service<(TcpStream, SocketAddr)> for HttpProxyService {
-    async fn serve(self, (stream, peer): (TcpStream, SocketAddr), opener: ChannelOpener) {
-        if let Err(e) = serve_client(stream, peer, opener).await {
-            tracing::debug!(error = %e, "http proxy client ended");
-        }
-    }
-}
 
 /// The status for a channel that could not be opened.
 fn status_for(e: &OpenError) -> (u16, &'static str) {
@@ -71,7 +50,8 @@ async fn read_head(
     }
 }
 
-async fn serve_client(
+/// Read one client's request and carry it through a channel.
+pub(super) async fn serve_client(
     mut stream: TcpStream,
     peer: SocketAddr,
     opener: ChannelOpener,

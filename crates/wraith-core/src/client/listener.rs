@@ -16,41 +16,59 @@ use crate::error::{Error, Result};
 use crate::io::Accept;
 use crate::transport::SocketOpts;
 
-/// What serves the connections of a local proxy port (SOCKS5, the HTTP
-/// proxy): a [`Service`] with the names its listener goes by.
-pub(crate) trait ProxyService: Service<(TcpStream, SocketAddr)> + Default + Sync {
-    /// Names the listener in log lines about failed accepts.
-    const KIND: &'static str;
-    /// The option that sets its address, named when binding fails.
-    const FLAG: &'static str;
+/// A local proxy port: the [`Service`] of its listener, which logs how
+/// each client's conversation ended.
+#[derive(Clone, Copy)]
+pub(crate) enum ProxyKind {
+    /// `--socks5`: a SOCKS5 handshake, then a CONNECT or a UDP ASSOCIATE.
+    Socks5,
+    /// `--http-proxy`: one request (a CONNECT or a plain `http://` one) per
+    /// connection.
+    Http,
+}
+
+impl ProxyKind {
+    /// The name log lines use, and the option that sets the address.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            ProxyKind::Socks5 => ("socks5", "--socks5"),
+            ProxyKind::Http => ("http proxy", "--http-proxy"),
+        }
+    }
+}
+
+impl Service<(TcpStream, SocketAddr)> for ProxyKind {
+    async fn serve(self, (stream, peer): (TcpStream, SocketAddr), opener: ChannelOpener) {
+        let ended = match self {
+            ProxyKind::Socks5 => super::socks5::serve_client(stream, peer, opener).await,
+            ProxyKind::Http => super::http_proxy::serve_client(stream, peer, opener).await,
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "{} client ended", self.names().0);
+        }
+    }
 }
 
 /// A bound TCP listener for a local proxy (`--socks5`, `--http-proxy`),
-/// not yet serving: accepted sockets get the usual socket options, and `S`
-/// serves each one.
-pub(crate) struct TcpProxyListener<S> {
+/// not yet serving: accepted sockets get the usual socket options, and its
+/// [`ProxyKind`] serves each one.
+pub(crate) struct TcpProxyListener {
     listener: TcpListener,
     local: SocketAddr,
-    service: S,
+    kind: ProxyKind,
 }
 
-impl<S: ProxyService> TcpProxyListener<S> {
-    /// Binds `addr`; a failure names the service's flag.
-    pub(crate) async fn bind(addr: &str) -> Result<Self> {
+impl TcpProxyListener {
+    /// Binds `addr`; a failure names the proxy's flag.
+    pub(crate) async fn bind(addr: &str, kind: ProxyKind) -> Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| Error::Bind {
-                addr: addr.to_string(),
-                flag: S::FLAG,
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::io("local address", e))?;
+            .map_err(Error::bind_failed(addr, kind.names().1))?;
+        let local = listener.local_addr().map_err(Error::no_local_addr)?;
         Ok(TcpProxyListener {
             listener,
             local,
-            service: S::default(),
+            kind,
         })
     }
 
@@ -59,7 +77,7 @@ impl<S: ProxyService> TcpProxyListener<S> {
     }
 }
 
-impl<S: ProxyService> Accept for TcpProxyListener<S> {
+impl Accept for TcpProxyListener {
     type Conn = (TcpStream, SocketAddr);
     fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
         Box::pin(async {
@@ -70,23 +88,25 @@ impl<S: ProxyService> Accept for TcpProxyListener<S> {
     }
 }
 
-impl<S: ProxyService> Listener for TcpProxyListener<S> {
-    const KIND: &'static str = S::KIND;
-    type Service = S;
-    fn service(&self) -> S {
-        self.service.clone()
+impl Listener for TcpProxyListener {
+    type Service = ProxyKind;
+    fn kind(&self) -> &'static str {
+        self.kind.names().0
+    }
+    fn service(&self) -> ProxyKind {
+        self.kind
     }
 }
 
 /// A local listener: where connections come from ([`Accept`]) and what
 /// carries each one ([`Listener::Service`]).
 pub(crate) trait Listener: Accept<Conn: 'static> + 'static {
-    /// Names the listener in log lines about failed accepts.
-    const KIND: &'static str;
     /// What serves one connection.
     type Service: Service<Self::Conn>;
     /// The service, cloned into every connection's task.
     fn service(&self) -> Self::Service;
+    /// Names the listener in log lines about failed accepts.
+    fn kind(&self) -> &'static str;
 }
 
 /// Carries one accepted connection through the tunnel, opening its
@@ -105,8 +125,9 @@ pub(crate) async fn serve<L: Listener>(
     activity: Arc<super::status::Activity>,
 ) {
     let service = listener.service();
+    let kind = listener.kind();
     let stop = std::future::pending();
-    crate::io::accept_loop(&mut listener, L::KIND, stop, |conn| {
+    crate::io::accept_loop(&mut listener, kind, stop, |conn| {
         let open = activity.connection();
         let served = service.clone().serve(conn, opener.clone());
         tokio::spawn(async move {

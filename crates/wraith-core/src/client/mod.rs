@@ -45,9 +45,9 @@ pub use stdio::{StdioInput, StdioOutput, stdio};
 use crate::proto::forward_spec::BindAddr;
 use backoff::Backoff;
 use forward::{LocalForward, RemoteForwardTable};
+use listener::{ProxyKind, TcpProxyListener};
 use opener::ChannelOpener;
 use session::SessionParams;
-use socks5::Socks5Listener;
 
 /// A server a client may use: how to reach it, and the host and port its
 /// host key is filed under (known_hosts, messages).
@@ -237,11 +237,11 @@ impl Client {
         // Bind local listeners first: a port conflict is a startup error and
         // should not cost a round trip to the server.
         let socks = match &opts.socks5 {
-            Some(addr) => Some(Socks5Listener::bind(addr).await?),
+            Some(addr) => Some(TcpProxyListener::bind(addr, ProxyKind::Socks5).await?),
             None => None,
         };
         let http = match &opts.http_proxy {
-            Some(addr) => Some(http_proxy::HttpProxyListener::bind(addr).await?),
+            Some(addr) => Some(TcpProxyListener::bind(addr, ProxyKind::Http).await?),
             None => None,
         };
         let mut locals = Vec::new();

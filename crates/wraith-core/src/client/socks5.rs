@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::listener::{ProxyService, Service, TcpProxyListener};
 use super::opener::{ChannelOpener, OpenError};
 use crate::proto::socks5::{
     self as proto, Command, MAX_HANDSHAKE_BYTES, METHOD_SELECTED_NO_AUTH, Parse, Reply,
@@ -19,26 +18,6 @@ use crate::proto::socks5::{
 
 /// How long a client may take to complete the SOCKS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A bound SOCKS5 listener, not yet serving.
-pub(crate) type Socks5Listener = TcpProxyListener<Socks5Service>;
-
-/// Runs the SOCKS5 handshake and carries the connection it asks for.
-#[derive(Clone, Default)]
-pub(crate) struct Socks5Service;
-
-impl ProxyService for Socks5Service {
-    const KIND: &'static str = "socks5";
-    const FLAG: &'static str = "--socks5";
-}
-
-impl Service<(TcpStream, SocketAddr)> for Socks5Service {
-    async fn serve(self, (stream, peer): (TcpStream, SocketAddr), opener: ChannelOpener) {
-        if let Err(e) = serve_client(stream, peer, opener).await {
-            tracing::debug!(error = %e, "socks5 client ended");
-        }
-    }
-}
 
 /// Read until `parse` completes, within the shared handshake buffer bound.
 async fn read_until<T>(
@@ -84,7 +63,10 @@ pub(crate) fn reply_for(e: &OpenError) -> Reply {
     }
 }
 
-async fn serve_client(
+/// Run one client's handshake and carry what it asks for: a CONNECT is
+/// spliced onto a `direct-tcpip` channel, a UDP ASSOCIATE relays datagrams
+/// until its TCP connection ends.
+pub(super) async fn serve_client(
     mut stream: TcpStream,
     peer: SocketAddr,
     opener: ChannelOpener,

@@ -79,10 +79,12 @@ impl crate::io::Accept for StdioListener {
 }
 
 impl Listener for StdioListener {
-    const KIND: &'static str = "stdio";
     type Service = StdioService;
     fn service(&self) -> StdioService {
         self.service.clone()
+    }
+    fn kind(&self) -> &'static str {
+        "stdio"
     }
 }
 

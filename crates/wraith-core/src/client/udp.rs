@@ -163,14 +163,11 @@ impl UdpForward {
         };
         let socket = UdpSocket::bind((host.as_str(), *port))
             .await
-            .map_err(|source| Error::Bind {
-                addr: format!("udp:{}", HostPort(host, *port)),
-                flag: "--forward",
-                source,
-            })?;
-        let bound = socket
-            .local_addr()
-            .map_err(|e| Error::io("local address", e))?;
+            .map_err(Error::bind_failed(
+                format!("udp:{}", HostPort(host, *port)),
+                "--forward",
+            ))?;
+        let bound = socket.local_addr().map_err(Error::no_local_addr)?;
         Ok(UdpForward {
             socket: Some(socket),
             target: spec.target.clone(),
@@ -196,7 +193,9 @@ impl crate::io::Accept for UdpForward {
 }
 
 impl Listener for UdpForward {
-    const KIND: &'static str = "udp forward";
+    fn kind(&self) -> &'static str {
+        "udp forward"
+    }
     type Service = UdpForwardService;
     fn service(&self) -> UdpForwardService {
         let to = match &self.target {

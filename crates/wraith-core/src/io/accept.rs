@@ -65,6 +65,7 @@ impl OpeningGate {
     }
 
     /// The PROXY protocol the connections start with, if any.
+    #[cfg(feature = "tls")]
     pub(crate) fn proxy(&self) -> Option<&Arc<ProxyProtocol>> {
         self.proxy.as_ref()
     }

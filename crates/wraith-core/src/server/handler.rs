@@ -422,9 +422,7 @@ impl russh::server::Handler for SessionHandler {
     ) -> Result<(), Self::Error> {
         // No shells, exec, pty or subsystems: this is a tunnel server.
         tracing::debug!(remote_addr = %self.peer.log_addr(), "session channel refused");
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        prohibit(reply).await;
         Ok(())
     }
 
@@ -436,9 +434,7 @@ impl russh::server::Handler for SessionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        prohibit(reply).await;
         Ok(())
     }
 
@@ -487,9 +483,7 @@ impl russh::server::Handler for SessionHandler {
             }
             Decision::Udpgw => {
                 let Some(policy) = self.policy().cloned() else {
-                    reply
-                        .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                        .await;
+                    prohibit(reply).await;
                     return Ok(());
                 };
                 let Some(slot) = self.channel_slot("direct-tcpip", ChannelKind::Udpgw) else {
@@ -562,9 +556,7 @@ impl russh::server::Handler for SessionHandler {
                         reason = %"socket path not permitted",
                         "channel refused"
                     );
-                    reply
-                        .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                        .await;
+                    prohibit(reply).await;
                 }
                 Err(false) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
             }
@@ -632,6 +624,14 @@ impl russh::server::Handler for SessionHandler {
     ) -> Result<(), Self::Error> {
         Ok(())
     }
+}
+
+/// Refuse a channel as not permitted, the answer for every kind wraith
+/// does not carry.
+async fn prohibit(reply: ChannelOpenHandle) {
+    reply
+        .reject(ChannelOpenFailure::AdministrativelyProhibited)
+        .await;
 }
 
 #[cfg(test)]

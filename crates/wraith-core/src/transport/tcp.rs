@@ -38,17 +38,23 @@ impl TcpTransport {
         self.proxy = proxy;
         self
     }
+
+    /// The TCP connection under any transport to this server (directly or
+    /// through the proxy); `server` names that transport in the error.
+    pub(crate) async fn dial(&self, server: &str) -> Result<TcpStream> {
+        proxy::dial(self.proxy.as_ref(), &self.host, self.port)
+            .await
+            .map_err(|reason| Error::Transport {
+                server: server.to_string(),
+                reason,
+            })
+    }
 }
 
 impl Transport for TcpTransport {
     fn connect(&self) -> BoxFuture<'_, Result<BoxStream>> {
         Box::pin(async move {
-            let stream = proxy::dial(self.proxy.as_ref(), &self.host, self.port)
-                .await
-                .map_err(|reason| Error::Transport {
-                    server: self.describe(),
-                    reason,
-                })?;
+            let stream = self.dial(&self.describe()).await?;
             Ok(Box::new(stream) as BoxStream)
         })
     }
@@ -66,11 +72,7 @@ pub(crate) async fn bind_listener(addr: &str) -> Result<(TcpListener, SocketAddr
     } else {
         TcpListener::bind(addr)
             .await
-            .map_err(|source| Error::Bind {
-                addr: addr.to_string(),
-                flag: "--listen",
-                source,
-            })?
+            .map_err(Error::bind_failed(addr, "--listen"))?
     };
     let local = listener
         .local_addr()

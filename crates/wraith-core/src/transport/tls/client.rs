@@ -13,9 +13,9 @@ use super::pin::TlsPin;
 use super::verify::{Accept, PinMismatch, Verifier};
 use super::{no_protocol_versions, provider};
 use crate::error::{Error, Reason, Result};
-use crate::proto::host_port::HostPort;
 use crate::source::Source;
-use crate::transport::proxy::{self, ProxyUrl};
+use crate::transport::proxy::ProxyUrl;
+use crate::transport::tcp::TcpTransport;
 use crate::transport::{BoxFuture, BoxStream, Transport};
 
 /// How the client decides to trust the server's certificate.
@@ -38,11 +38,10 @@ pub struct TlsClientOptions {
 
 /// Dials `host:port`, then TLS, then hands the stream to SSH.
 pub struct TlsTransport {
-    host: String,
-    port: u16,
+    /// What the TLS session runs over.
+    tcp: TcpTransport,
     name: ServerName<'static>,
     connector: tokio_rustls::TlsConnector,
-    proxy: Option<ProxyUrl>,
 }
 
 impl std::fmt::Debug for TlsTransport {
@@ -106,11 +105,9 @@ impl TlsTransport {
         // What curl --http1.1 sends; a stealth server picks it.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsTransport {
-            host,
-            port,
+            tcp: TcpTransport::new(host, port).with_proxy(opts.proxy),
             name,
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
-            proxy: opts.proxy,
         })
     }
 }
@@ -191,12 +188,7 @@ impl Transport for TlsTransport {
     fn connect(&self) -> BoxFuture<'_, Result<BoxStream>> {
         Box::pin(async move {
             let server = self.describe();
-            let tcp = proxy::dial(self.proxy.as_ref(), &self.host, self.port)
-                .await
-                .map_err(|reason| Error::Transport {
-                    server: server.clone(),
-                    reason,
-                })?;
+            let tcp = self.tcp.dial(&server).await?;
             let tls = self
                 .connector
                 .connect(self.name.clone(), tcp)
@@ -207,7 +199,7 @@ impl Transport for TlsTransport {
     }
 
     fn describe(&self) -> String {
-        format!("tls://{}", HostPort(&self.host, self.port))
+        format!("tls://{}", self.tcp.describe())
     }
 }
 

@@ -10,6 +10,11 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use super::pin::TlsPin;
 
+type Cert<'a> = CertificateDer<'a>;
+type Dss = DigitallySignedStruct;
+/// What a signature check returns.
+type Signed = Result<HandshakeSignatureValid, rustls::Error>;
+
 #[derive(Debug)]
 pub(super) struct PinMismatch(pub(super) TlsPin);
 
@@ -45,6 +50,12 @@ pub(super) struct Verifier {
     pub(super) provider: Arc<CryptoProvider>,
 }
 
+impl Verifier {
+    fn algorithms(&self) -> rustls::crypto::WebPkiSupportedAlgorithms {
+        self.provider.signature_verification_algorithms
+    }
+}
+
 impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
@@ -53,7 +64,7 @@ impl ServerCertVerifier for Verifier {
         server_name: &ServerName<'_>,
         ocsp: &[u8],
         now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+    ) -> Result<ServerCertVerified, rustls::Error> {
         let Accept::Pin { pin, chain } = &self.accept else {
             return Ok(ServerCertVerified::assertion());
         };
@@ -70,29 +81,17 @@ impl ServerCertVerifier for Verifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    // Signatures are checked as webpki checks them, with the provider's
+    // algorithms; only the certificate decision above is ours.
+    fn verify_tls12_signature(&self, msg: &[u8], cert: &Cert<'_>, dss: &Dss) -> Signed {
+        rustls::crypto::verify_tls12_signature(msg, cert, dss, &self.algorithms())
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    fn verify_tls13_signature(&self, msg: &[u8], cert: &Cert<'_>, dss: &Dss) -> Signed {
+        rustls::crypto::verify_tls13_signature(msg, cert, dss, &self.algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.algorithms().supported_schemes()
     }
 }
