@@ -143,6 +143,15 @@ impl Error {
         }
     }
 
+    /// An invalid value `value` of `flag`, and what is wrong with it.
+    pub fn config(flag: &'static str, value: impl ToString, reason: impl ToString) -> Self {
+        Error::Config {
+            flag,
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// What a socket that could not be bound to `addr`, given as `flag`,
     /// fails with: `map_err(Error::bind_failed(addr, flag))`.
     pub fn bind_failed(

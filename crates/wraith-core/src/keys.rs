@@ -136,13 +136,8 @@ pub fn find_certificate(
 /// Generate a new Ed25519 key pair.
 pub fn generate_ed25519(comment: &str) -> Result<PrivateKey> {
     let mut rng = russh::keys::key::safe_rng();
-    let mut key = PrivateKey::random(&mut rng, russh::keys::Algorithm::Ed25519).map_err(|e| {
-        Error::Config {
-            flag: "keygen",
-            value: String::new(),
-            reason: format!("key generation failed: {e}"),
-        }
-    })?;
+    let mut key = PrivateKey::random(&mut rng, russh::keys::Algorithm::Ed25519)
+        .map_err(|e| Error::config("keygen", "", format!("key generation failed: {e}")))?;
     key.set_comment(comment);
     Ok(key)
 }

@@ -67,10 +67,12 @@ impl std::str::FromStr for NetBlock {
 
     /// `V4[:V6]`, e.g. `32:64` (OpenSSH's syntax).
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || Error::Config {
-            flag: "--per-source-net-block-size",
-            value: s.to_string(),
-            reason: "expected IPV4_BITS[:IPV6_BITS], e.g. 32:64 (at most 32 and 128)".into(),
+        let bad = || {
+            Error::config(
+                "--per-source-net-block-size",
+                s,
+                "expected IPV4_BITS[:IPV6_BITS], e.g. 32:64 (at most 32 and 128)",
+            )
         };
         let (v4, v6) = match s.split_once(':') {
             Some((a, b)) => (a, Some(b)),

@@ -236,11 +236,7 @@ impl ClientProfile {
         }
         let mut out = Vec::new();
         for spec in &self.servers {
-            let bad = |reason: &str| Error::Config {
-                flag: "--server",
-                value: spec.clone(),
-                reason: reason.into(),
-            };
+            let bad = |reason: &str| Error::config("--server", spec.clone(), reason);
             let mut t = self.transport.clone();
             let mut rest = spec.as_str();
             if let Some(peer) = iroh_server(spec) {

@@ -226,11 +226,11 @@ async fn stdio(opts: ConnectOptions, target: &str) -> Result<()> {
     let (host, port) = split_host_port(target, 0, "--stdio")?;
     // Port 0 only names the control channel (wraith-control:0, the hub).
     if port == 0 && host != "wraith-control" {
-        return Err(wraith_core::Error::Config {
-            flag: "--stdio",
-            value: target.to_string(),
-            reason: "expected host:port, e.g. localhost:22".into(),
-        }
+        return Err(wraith_core::Error::config(
+            "--stdio",
+            target,
+            "expected host:port, e.g. localhost:22",
+        )
         .into());
     }
     let input = Box::new(tokio::io::stdin());

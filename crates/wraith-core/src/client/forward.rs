@@ -71,11 +71,11 @@ impl LocalForward {
             }
             #[cfg(not(unix))]
             BindAddr::Unix(path) => {
-                return Err(Error::Config {
-                    flag: "--forward",
-                    value: path.display().to_string(),
-                    reason: "unix sockets are not supported on this platform".into(),
-                });
+                return Err(Error::config(
+                    "--forward",
+                    path.display(),
+                    "unix sockets are not supported on this platform",
+                ));
             }
         };
         Ok(LocalForward {

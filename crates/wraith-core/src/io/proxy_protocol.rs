@@ -240,11 +240,11 @@ impl std::str::FromStr for ProxyHeaderVersion {
         match s {
             "v1" | "1" => Ok(ProxyHeaderVersion::V1),
             "v2" | "2" => Ok(ProxyHeaderVersion::V2),
-            _ => Err(crate::error::Error::Config {
-                flag: "--stealth-fallback-proxy-protocol",
-                value: s.to_string(),
-                reason: "expected v1 or v2".into(),
-            }),
+            _ => Err(crate::error::Error::config(
+                "--stealth-fallback-proxy-protocol",
+                s,
+                "expected v1 or v2",
+            )),
         }
     }
 }

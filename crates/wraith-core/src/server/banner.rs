@@ -54,11 +54,7 @@ impl FromStr for SshBanner {
     /// spaces or `-`; comments are printable US-ASCII; the whole line fits
     /// in 255 characters with its CR LF.
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = |reason: &str| Error::Config {
-            flag: "--ssh-banner",
-            value: s.to_string(),
-            reason: reason.into(),
-        };
+        let bad = |reason: &str| Error::config("--ssh-banner", s, reason);
         let text = s.strip_prefix(PREFIX).unwrap_or(s);
         let (version, comments) = match text.split_once(' ') {
             Some((v, c)) => (v, Some(c)),

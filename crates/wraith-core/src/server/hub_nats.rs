@@ -124,11 +124,7 @@ impl NatsHubOptions {
             servers.push(format!("{}://{host}:{port}", url.scheme()));
         }
         if servers.is_empty() {
-            return Err(Error::Config {
-                flag: "--hub",
-                value: String::new(),
-                reason: "no NATS server given".into(),
-            });
+            return Err(Error::config("--hub", "", "no NATS server given"));
         }
         Ok(NatsHubOptions {
             servers,
@@ -150,11 +146,11 @@ impl NatsHubOptions {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             });
         if !ok {
-            return Err(Error::Config {
-                flag: "--hub-prefix",
-                value: prefix.into(),
-                reason: "use letters, digits, '-' and '_', in tokens joined by dots".into(),
-            });
+            return Err(Error::config(
+                "--hub-prefix",
+                prefix,
+                "use letters, digits, '-' and '_', in tokens joined by dots",
+            ));
         }
         self.prefix = prefix.into();
         Ok(self)
@@ -376,11 +372,7 @@ impl NatsHub {
             connect = connect
                 .credentials_file(path)
                 .await
-                .map_err(|e| Error::Config {
-                    flag: "--hub-creds",
-                    value: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| Error::config("--hub-creds", path.display(), e))?;
         }
         // Our own rustls set-up (aws-lc-rs, as everywhere in wraith): the
         // client's default asks for a process-wide provider, which a binary
@@ -394,21 +386,12 @@ impl NatsHub {
         let client = connect
             .connect(options.servers.clone())
             .await
-            .map_err(|e| Error::Config {
-                flag: "--hub",
-                value: brokers.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| Error::config("--hub", brokers.clone(), e))?;
         let subject = options.subject();
-        let mut subscriber =
-            client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|e| Error::Config {
-                    flag: "--hub-prefix",
-                    value: options.prefix.clone(),
-                    reason: e.to_string(),
-                })?;
+        let mut subscriber = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| Error::config("--hub-prefix", options.prefix.clone(), e))?;
 
         let (tx, mut rx) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
         let publisher = tokio::spawn({

@@ -253,11 +253,11 @@ impl Acme {
     /// an unusable cache directory or bad options.
     pub fn start(opts: AcmeOptions, certs: Arc<AcmeCerts>) -> Result<Acme> {
         if opts.domains.is_empty() && opts.ips.is_empty() {
-            return Err(Error::Config {
-                flag: "--acme-domain",
-                value: String::new(),
-                reason: "give at least one --acme-domain or --acme-ip".into(),
-            });
+            return Err(Error::config(
+                "--acme-domain",
+                "",
+                "give at least one --acme-domain or --acme-ip",
+            ));
         }
         // instant-acme builds its HTTPS client with rustls' default
         // provider; make it ours so it can never be ambiguous.

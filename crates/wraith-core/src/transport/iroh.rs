@@ -181,11 +181,11 @@ impl IrohOptions {
 /// restarts, and unrelated to any other use of the host key.
 pub fn derive_secret_key(host_key: &PrivateKey) -> Result<SecretKey> {
     let Some(pair) = host_key.key_data().ed25519() else {
-        return Err(Error::Config {
-            flag: "--key",
-            value: host_key.algorithm().to_string(),
-            reason: "--transport iroh needs an Ed25519 host key (wraith keygen writes one)".into(),
-        });
+        return Err(Error::config(
+            "--key",
+            host_key.algorithm(),
+            "--transport iroh needs an Ed25519 host key (wraith keygen writes one)",
+        ));
     };
     let mut h = Sha256::new();
     h.update(KEY_DERIVATION_LABEL);
@@ -224,11 +224,7 @@ impl IrohEndpoint {
             builder = builder
                 .clear_ip_transports()
                 .bind_addr(addr)
-                .map_err(|e| Error::Config {
-                    flag: "--listen",
-                    value: addr.to_string(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| Error::config("--listen", addr, e))?;
         }
         let mut bridge = None;
         if let Some(proxy) = &opts.proxy {
@@ -316,11 +312,7 @@ fn proxy_url(proxy: &ProxyUrl) -> Result<url::Url> {
 }
 
 fn proxy_err(proxy: &ProxyUrl, e: url::ParseError) -> Error {
-    Error::Config {
-        flag: "--proxy",
-        value: proxy.to_string(),
-        reason: e.to_string(),
-    }
+    Error::config("--proxy", proxy, e)
 }
 
 /// Who to dial (`--peer`): an endpoint ticket as the server prints it, a
@@ -358,11 +350,7 @@ impl FromStr for IrohPeer {
                 from_ticket: true,
             });
         }
-        let bad = |reason: &str| Error::Config {
-            flag: "--peer",
-            value: s.to_string(),
-            reason: reason.into(),
-        };
+        let bad = |reason: &str| Error::config("--peer", s, reason);
         let (id, addrs) = match s.split_once('@') {
             Some((id, addrs)) => (id, Some(addrs)),
             None => (s, None),
@@ -409,13 +397,12 @@ impl IrohTransport {
                 IrohRelay::Custom(url) => addr = addr.with_relay_url(url.clone()),
                 IrohRelay::Disabled if !addr.is_empty() => {}
                 IrohRelay::Disabled => {
-                    return Err(Error::Config {
-                        flag: "--peer",
-                        value: addr.id.to_string(),
-                        reason: "with --iroh-relay disabled a bare endpoint id cannot be found; \
-                                 give the `ticket:` line the server printed, or ID@IP:PORT"
-                            .into(),
-                    });
+                    return Err(Error::config(
+                        "--peer",
+                        addr.id,
+                        "with --iroh-relay disabled a bare endpoint id cannot be found; \
+                                 give the `ticket:` line the server printed, or ID@IP:PORT",
+                    ));
                 }
             }
         }

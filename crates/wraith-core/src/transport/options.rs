@@ -21,11 +21,8 @@ impl std::str::FromStr for TransportKind {
 
     /// `tcp`, `tls`, `ws`, `wss` or `iroh`, as `--transport` takes them.
     fn from_str(s: &str) -> Result<Self> {
-        TransportKind::from_name(s).ok_or_else(|| Error::Config {
-            flag: "--transport",
-            value: s.to_string(),
-            reason: "expected tcp, tls, ws, wss or iroh".into(),
-        })
+        TransportKind::from_name(s)
+            .ok_or_else(|| Error::config("--transport", s, "expected tcp, tls, ws, wss or iroh"))
     }
 }
 
@@ -61,11 +58,7 @@ fn is_ws(kind: TransportKind) -> bool {
 fn check_ws_path(path: Option<&str>) -> Result<()> {
     #[cfg(feature = "ws")]
     if let Some(p) = path {
-        super::ws::check_path(p).map_err(|reason| Error::Config {
-            flag: "--ws-path",
-            value: p.to_string(),
-            reason: reason.into(),
-        })?;
+        super::ws::check_path(p).map_err(|reason| Error::config("--ws-path", p, reason))?;
     }
     #[cfg(not(feature = "ws"))]
     let _ = path;
@@ -536,10 +529,8 @@ impl ServerTransportOptions {
             .map(|net| {
                 net.trim()
                     .parse()
-                    .map_err(|e: crate::proto::cidr::CidrError| Error::Config {
-                        flag: "--proxy-protocol-from",
-                        value: net.clone(),
-                        reason: e.to_string(),
+                    .map_err(|e: crate::proto::cidr::CidrError| {
+                        Error::config("--proxy-protocol-from", net.clone(), e)
                     })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -70,11 +70,7 @@ impl std::str::FromStr for ProxyUrl {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::Config {
-            flag: "--proxy",
-            value: redact(s),
-            reason: reason.into(),
-        };
+        let bad = |reason: &str| Error::config("--proxy", redact(s), reason);
         let (scheme, rest) = s
             .split_once("://")
             .ok_or_else(|| bad("expected socks5://host:port or http://host:port"))?;

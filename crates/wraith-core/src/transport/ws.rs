@@ -203,21 +203,17 @@ impl WsTransport {
         path: &str,
         host_header: Option<String>,
     ) -> Result<Self> {
-        check_path(path).map_err(|reason| Error::Config {
-            flag: "--ws-path",
-            value: path.to_string(),
-            reason: reason.into(),
-        })?;
+        check_path(path).map_err(|reason| Error::config("--ws-path", path, reason))?;
         let scheme = if secure { "wss" } else { "ws" };
         let authority = crate::proto::host_port::HostPort(host, port).to_string();
         if let Some(h) = &host_header
             && HeaderValue::from_str(h).is_err()
         {
-            return Err(Error::Config {
-                flag: "--ws-host",
-                value: h.clone(),
-                reason: "not a valid Host header value".into(),
-            });
+            return Err(Error::config(
+                "--ws-host",
+                h.clone(),
+                "not a valid Host header value",
+            ));
         }
         Ok(WsTransport {
             inner,
@@ -436,10 +432,12 @@ pub(crate) async fn upgrade<S: TransportStream, P>(
 pub(crate) fn parse_cidrs(list: &[String]) -> Result<Vec<Cidr>> {
     list.iter()
         .map(|c| {
-            c.trim().parse::<Cidr>().map_err(|_| Error::Config {
-                flag: "--ws-forwarded-from",
-                value: c.clone(),
-                reason: "expected ADDR or ADDR/BITS".into(),
+            c.trim().parse::<Cidr>().map_err(|_| {
+                Error::config(
+                    "--ws-forwarded-from",
+                    c.clone(),
+                    "expected ADDR or ADDR/BITS",
+                )
             })
         })
         .collect()
@@ -495,11 +493,8 @@ pub struct WsAcceptor(super::TlsAcceptor);
 impl WsAcceptor {
     /// Bind `addr` and start accepting.
     pub async fn bind(addr: &str, opts: WsServerOptions) -> Result<Self> {
-        check_path(&opts.path).map_err(|reason| Error::Config {
-            flag: "--ws-path",
-            value: opts.path.clone(),
-            reason: reason.into(),
-        })?;
+        check_path(&opts.path)
+            .map_err(|reason| Error::config("--ws-path", opts.path.clone(), reason))?;
         let forwarded_from = parse_cidrs(&opts.forwarded_from)?;
         let (listener, local) = super::tcp::bind_listener(addr).await?;
         let lo = super::tls::LoopOptions {

@@ -89,11 +89,7 @@ impl TlsTransport {
                     accept: Accept::Pin { pin, chain: webpki },
                     provider: provider.clone(),
                 }),
-                None => webpki.ok_or_else(|| Error::Config {
-                    flag: "--tls-ca",
-                    value: String::new(),
-                    reason: "no trust anchor".into(),
-                })?,
+                None => webpki.ok_or_else(|| Error::config("--tls-ca", "", "no trust anchor"))?,
             }
         };
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -153,11 +149,7 @@ pub(super) fn webpki_verifier(
     rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map(|v| v as Arc<dyn ServerCertVerifier>)
-        .map_err(|e| Error::Config {
-            flag: "--tls-ca",
-            value: String::new(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| Error::config("--tls-ca", "", e))
 }
 
 pub(super) fn load_roots(source: &Source) -> Result<RootCertStore> {

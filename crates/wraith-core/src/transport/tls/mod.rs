@@ -43,11 +43,7 @@ pub(super) const ALPN_HTTP1: &[&[u8]] = &[b"http/1.1"];
 /// rustls found no protocol version the provider supports (a build
 /// problem, not the user's): both sides say so the same way.
 pub(super) fn no_protocol_versions(e: rustls::Error) -> crate::error::Error {
-    crate::error::Error::Config {
-        flag: "--transport",
-        value: "tls".into(),
-        reason: e.to_string(),
-    }
+    crate::error::Error::config("--transport", "tls", e)
 }
 
 pub(super) fn provider() -> Arc<CryptoProvider> {

@@ -15,10 +15,12 @@ impl TlsPin {
     /// The pin of a DER certificate (e.g. to print it for users).
     pub fn of_certificate(der: &[u8]) -> Result<TlsPin> {
         let cert = CertificateDer::from(der);
-        let ee = webpki::EndEntityCert::try_from(&cert).map_err(|e| Error::Config {
-            flag: "--tls-cert",
-            value: String::new(),
-            reason: format!("not a valid X.509 certificate: {e}"),
+        let ee = webpki::EndEntityCert::try_from(&cert).map_err(|e| {
+            Error::config(
+                "--tls-cert",
+                "",
+                format!("not a valid X.509 certificate: {e}"),
+            )
         })?;
         Ok(TlsPin(
             Sha256::digest(ee.subject_public_key_info().as_ref()).into(),
@@ -40,11 +42,12 @@ impl std::str::FromStr for TlsPin {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::Config {
-            flag: "--tls-pin",
-            value: s.to_string(),
-            reason: "expected sha256/<base64 of the SHA-256 of the certificate's public key>"
-                .into(),
+        let bad = || {
+            Error::config(
+                "--tls-pin",
+                s,
+                "expected sha256/<base64 of the SHA-256 of the certificate's public key>",
+            )
         };
         let b64 = s.strip_prefix("sha256/").ok_or_else(bad)?;
         let bytes = base64::engine::general_purpose::STANDARD

@@ -212,11 +212,7 @@ pub(super) fn server_config(
         CertSource::Acme(_) => match acme {
             Some(r) => builder.with_cert_resolver(r),
             None => {
-                return Err(Error::Config {
-                    flag: "--acme-domain",
-                    value: String::new(),
-                    reason: "ACME is not running".into(),
-                });
+                return Err(Error::config("--acme-domain", "", "ACME is not running"));
             }
         },
     };
