@@ -22,6 +22,7 @@ use tokio::time::{Instant, timeout};
 use crate::bench::{Bench, Phase};
 use crate::process::Proc;
 use crate::report::{Better, Row};
+use crate::tools::Tools;
 use crate::tools::{addr_at_end, command, free_port, pub_path};
 use crate::tunnel::{Kind, TunnelSpec};
 
@@ -141,11 +142,10 @@ async fn serve(b: &Bench, hub: Option<&str>) -> Result<(Proc, String)> {
 
 /// Starts `nats-server` on a free loopback port; returns it and its URL.
 async fn nats(b: &Bench) -> Result<(Proc, String)> {
-    let path = b
-        .tools
-        .nats_server
-        .as_ref()
-        .ok_or_else(|| anyhow!("nats-server not installed (apt-get install nats-server)"))?;
+    let path = &Tools::need(
+        &b.tools.nats_server,
+        "nats-server not installed (apt-get install nats-server)",
+    )?;
     let port = free_port()?;
     let mut cmd = command(path);
     cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);

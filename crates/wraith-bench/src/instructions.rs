@@ -17,6 +17,7 @@ use crate::bench::{Bench, size};
 use crate::measure::{self, Direction};
 use crate::process::{Launcher, Side};
 use crate::report::{Better, Row};
+use crate::tools::Tools;
 use crate::tools::{command, run_once};
 use crate::tunnel::{Implementation, Link, Tunnel, TunnelSpec};
 
@@ -49,16 +50,14 @@ pub(crate) async fn rows(b: &Bench, spec: &TunnelSpec, bytes: u64) -> Vec<Row> {
 }
 
 async fn measure_tunnel(b: &Bench, spec: &TunnelSpec, bytes: u64) -> Result<Vec<Row>> {
-    let valgrind = b
-        .tools
-        .valgrind
-        .clone()
-        .ok_or_else(|| anyhow!("valgrind not found (apt-get install valgrind)"))?;
-    let control = b
-        .tools
-        .callgrind_control
-        .clone()
-        .ok_or_else(|| anyhow!("callgrind_control not found (it comes with valgrind)"))?;
+    let valgrind = Tools::need(
+        &b.tools.valgrind,
+        "valgrind not found (apt-get install valgrind)",
+    )?;
+    let control = Tools::need(
+        &b.tools.callgrind_control,
+        "callgrind_control not found (it comes with valgrind)",
+    )?;
     let dir = b
         .settings
         .callgrind_dir

@@ -20,6 +20,7 @@ use crate::measure::{self, Direction};
 use crate::process::{Launcher, Proc};
 use crate::report::{Better, Row};
 use crate::targets::Target;
+use crate::tools::Tools;
 use crate::tools::pub_path;
 use crate::tunnel::{Kind, Route, TunnelSpec};
 use crate::wraith::{WraithTransport, start_client, start_server};
@@ -163,11 +164,7 @@ pub(crate) async fn rows(b: &Bench) -> Vec<Row> {
     eprintln!("== Node addon connect() beside wraith connect --forward");
     let phase = Phase::start(b);
     let set = async {
-        let node = b
-            .tools
-            .node
-            .clone()
-            .ok_or_else(|| anyhow!("node not found on the PATH"))?;
+        let node = Tools::need(&b.tools.node, "node not found on the PATH")?;
         let addon = addon()?;
         let set = start(b).await?;
         Ok::<_, anyhow::Error>((node, addon, set))

@@ -62,10 +62,7 @@ pub(crate) async fn start_sshd(
     launcher: &Launcher,
 ) -> Result<(Proc, SocketAddr)> {
     let ok = keys.openssh.as_ref().map_err(|e| anyhow!("{e}"))?;
-    let sshd = tools
-        .sshd
-        .as_ref()
-        .ok_or_else(|| anyhow!("sshd not found"))?;
+    let sshd = &Tools::need(&tools.sshd, "sshd not found")?;
     // As root, sshd refuses to start without its privilege-separation
     // directory; as another user it does not need it.
     let _ = std::fs::create_dir_all("/run/sshd");

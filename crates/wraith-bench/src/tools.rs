@@ -59,6 +59,12 @@ impl Tools {
         })
     }
 
+    /// A tool a figure cannot go without: its path, or an error that says
+    /// how to get it.
+    pub(crate) fn need(tool: &Option<PathBuf>, missing: &str) -> Result<PathBuf> {
+        tool.clone().ok_or_else(|| anyhow!("{missing}"))
+    }
+
     pub(crate) fn openssh_missing(&self) -> Option<String> {
         let missing: Vec<&str> = [
             ("ssh", &self.ssh),

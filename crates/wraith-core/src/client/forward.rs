@@ -139,7 +139,7 @@ impl crate::io::Accept for LocalListener {
             match self {
                 LocalListener::Tcp(l) => {
                     let (s, peer) = l.accept().await?;
-                    SocketOpts::default().apply(&s);
+                    SocketOpts::STANDARD.apply(&s);
                     Ok((Box::new(s) as BoxStream, peer))
                 }
                 // A Unix client has no address; the channel names loopback.
@@ -211,7 +211,7 @@ pub(crate) async fn dial_target(target: &ForwardTarget) -> std::io::Result<BoxSt
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
             })??;
-            SocketOpts::default().apply(&s);
+            SocketOpts::STANDARD.apply(&s);
             Ok(Box::new(s))
         }
         #[cfg(unix)]

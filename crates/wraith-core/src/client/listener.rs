@@ -82,7 +82,7 @@ impl Accept for TcpProxyListener {
     fn accept(&mut self) -> crate::io::accept::AcceptFuture<'_, Self::Conn> {
         Box::pin(async {
             let (stream, peer) = self.listener.accept().await?;
-            SocketOpts::default().apply(&stream);
+            SocketOpts::STANDARD.apply(&stream);
             Ok((stream, peer))
         })
     }

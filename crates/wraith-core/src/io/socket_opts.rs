@@ -15,16 +15,14 @@ pub(crate) struct SocketOpts {
     pub keepalive: Option<Duration>,
 }
 
-impl Default for SocketOpts {
-    fn default() -> Self {
-        SocketOpts {
-            nodelay: true,
-            keepalive: Some(Duration::from_secs(60)),
-        }
-    }
-}
-
 impl SocketOpts {
+    /// What every socket of ours gets: no Nagle, and a keepalive probe
+    /// after a minute of silence.
+    pub(crate) const STANDARD: SocketOpts = SocketOpts {
+        nodelay: true,
+        keepalive: Some(Duration::from_secs(60)),
+    };
+
     /// Apply to a connected stream. Failures are not fatal: the connection
     /// still works, only slower or with later dead-peer detection.
     pub(crate) fn apply(&self, stream: &TcpStream) {

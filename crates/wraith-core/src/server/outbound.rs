@@ -31,7 +31,7 @@ pub(crate) async fn connect_tcp(
         match proxy {
             None => {
                 let s = TcpStream::connect((host, port)).await?;
-                SocketOpts::default().apply(&s);
+                SocketOpts::STANDARD.apply(&s);
                 Ok(s)
             }
             Some(p) => crate::transport::proxy::dial(Some(p), host, port)

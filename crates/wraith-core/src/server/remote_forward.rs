@@ -266,7 +266,7 @@ async fn serve_tcp(
 ) {
     let stop = std::future::pending();
     crate::io::accept_loop(listener, "remote forward", stop, |(stream, peer)| {
-        SocketOpts::default().apply(&stream);
+        SocketOpts::STANDARD.apply(&stream);
         let handle = handle.clone();
         let addr = addr.clone();
         tokio::spawn(async move {

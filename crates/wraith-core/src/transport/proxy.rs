@@ -171,7 +171,7 @@ pub(crate) async fn dial(
         let s = TcpStream::connect((host, port))
             .await
             .map_err(|e| Reason::with_source(e.to_string(), e))?;
-        SocketOpts::default().apply(&s);
+        SocketOpts::STANDARD.apply(&s);
         return Ok(s);
     };
     let mut s = TcpStream::connect((proxy.host.as_str(), proxy.port))
@@ -179,7 +179,7 @@ pub(crate) async fn dial(
         .map_err(|e| {
             Reason::with_source(format!("cannot reach the proxy {proxy} (--proxy): {e}"), e)
         })?;
-    SocketOpts::default().apply(&s);
+    SocketOpts::STANDARD.apply(&s);
     let handshake = async {
         match proxy.kind {
             ProxyKind::Socks5 => socks5_connect(&mut s, proxy, host, port).await,

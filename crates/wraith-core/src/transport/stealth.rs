@@ -237,7 +237,7 @@ async fn relay<S: TransportStream>(stream: S, first: Vec<u8>, target: &str, idle
             return;
         }
     };
-    super::SocketOpts::default().apply(&upstream);
+    super::SocketOpts::STANDARD.apply(&upstream);
     match tokio::time::timeout(idle, upstream.write_all(&first)).await {
         Ok(Ok(())) => {}
         _ => return,

@@ -209,7 +209,7 @@ async fn header_loop(
         let Some(permit) = admission.admit(peer) else {
             return;
         };
-        SocketOpts::default().apply(&tcp);
+        SocketOpts::STANDARD.apply(&tcp);
         let (admission, pp, tx) = (admission.clone(), pp.clone(), tx.clone());
         tokio::spawn(async move {
             let accepted = pp.accept(tcp, peer).await;
@@ -233,7 +233,7 @@ impl Acceptor for TcpAcceptor {
             match &mut self.incoming {
                 Incoming::Listener(listener) => {
                     let (stream, peer) = listener.accept().await?;
-                    SocketOpts::default().apply(&stream);
+                    SocketOpts::STANDARD.apply(&stream);
                     let info = PeerInfo::socket(peer, TransportKind::Tcp);
                     Ok((Box::new(stream) as BoxStream, info))
                 }

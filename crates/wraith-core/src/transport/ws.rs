@@ -185,9 +185,7 @@ pub struct WsTransport {
 
 impl std::fmt::Debug for WsTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WsTransport")
-            .field("server", &self.describe)
-            .finish_non_exhaustive()
+        write!(f, "WsTransport {{ server: {:?}, .. }}", self.describe)
     }
 }
 

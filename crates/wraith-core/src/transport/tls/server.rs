@@ -353,7 +353,7 @@ pub(crate) async fn accept_loop(
         let Some(permit) = admission.admit(tcp_peer) else {
             return;
         };
-        SocketOpts::default().apply(&tcp);
+        SocketOpts::STANDARD.apply(&tcp);
         let local = tcp.local_addr().ok();
         let tls = tls.clone();
         let tx = tx.clone();
