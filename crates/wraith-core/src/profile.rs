@@ -159,6 +159,7 @@ fn default_identity() -> Result<PathBuf> {
 }
 
 /// Everything a client needs besides its listeners.
+#[derive(Default)]
 #[non_exhaustive]
 pub struct ClientProfile {
     /// How to reach the server.
@@ -191,13 +192,7 @@ impl ClientProfile {
     pub fn new(transport: ClientTransportOptions) -> Self {
         ClientProfile {
             transport,
-            servers: Vec::new(),
-            identity: None,
-            passphrase: None,
-            certificate: None,
-            host_key: None,
-            known_hosts: None,
-            user: None,
+            ..Default::default()
         }
     }
 
