@@ -165,3 +165,69 @@ async fn acceptor_reports_iroh_peers_by_endpoint_id() {
     acceptor.close().await;
     client_ep.close().await;
 }
+
+/// A reader that stops for a while must not lose the connection: the
+/// sender fills the whole stream window (thousands of full-size QUIC
+/// frames waiting, in order, to be read) and the bytes all arrive once the
+/// reader goes on. noq-proto 1.4 counted such frames as gaps and closed the
+/// connection ("too many gaps in stream buffer"); vendor/noq-proto/PATCHES.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_keeps_its_iroh_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const TOTAL: usize = 24 << 20;
+    let host_key = keys::generate_ed25519("host").unwrap();
+    let mut o = loopback_options();
+    o.secret_key = Some(derive_secret_key(&host_key).unwrap());
+    let endpoint = IrohEndpoint::bind(o).await.unwrap();
+    let ticket = bounded("ticket", endpoint.ticket()).await;
+    let mut acceptor = IrohAcceptor::new(endpoint, ticket.clone());
+    let client_ep = IrohEndpoint::bind(loopback_options()).await.unwrap();
+    let transport = IrohTransport::new(client_ep.clone(), ticket.parse().unwrap()).unwrap();
+    let send = tokio::spawn(async move {
+        let mut s = wraith_core::transport::Transport::connect(&transport)
+            .await
+            .unwrap();
+        let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+        for _ in 0..TOTAL / block.len() {
+            s.write_all(&block).await?;
+        }
+        s.flush().await?;
+        // Keep the stream open until the reader has everything.
+        let mut done = [0u8; 1];
+        s.read_exact(&mut done).await?;
+        std::io::Result::Ok(())
+    });
+    let (mut stream, _) = bounded("accept", acceptor.accept()).await.unwrap();
+    let mut first = vec![0u8; 64 * 1024];
+    bounded("first block", stream.read_exact(&mut first))
+        .await
+        .unwrap();
+    // The reader stops; the sender fills the stream window meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut got = first.len();
+    let mut buf = vec![0u8; 256 * 1024];
+    let read_rest = async {
+        while got < TOTAL {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::other(format!("closed after {got} bytes")));
+            }
+            assert!(
+                buf[..n]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| *b == ((got + i) % (64 * 1024) % 251) as u8),
+                "bytes out of order near {got}"
+            );
+            got += n;
+        }
+        stream.write_all(b"k").await?;
+        stream.flush().await
+    };
+    bounded("the rest after the stall", read_rest)
+        .await
+        .expect("the stream survives a stalled reader");
+    bounded("sender", send).await.unwrap().unwrap();
+    acceptor.close().await;
+    client_ep.close().await;
+}
