@@ -129,18 +129,24 @@ async fn socks_over_iroh_and_limits_per_endpoint_id() {
     other.close().await;
 }
 
-#[tokio::test]
-async fn acceptor_reports_iroh_peers_by_endpoint_id() {
+/// A server endpoint's acceptor (no SSH server behind it), its ticket, and
+/// a client endpoint with a transport that dials it.
+async fn raw_pair() -> (IrohAcceptor, String, IrohEndpoint, IrohTransport) {
     let host_key = keys::generate_ed25519("host").unwrap();
     let mut o = loopback_options();
     o.secret_key = Some(derive_secret_key(&host_key).unwrap());
     let endpoint = IrohEndpoint::bind(o).await.unwrap();
     let ticket = bounded("ticket", endpoint.ticket()).await;
-    let mut acceptor = IrohAcceptor::new(endpoint, ticket.clone());
-    assert_eq!(acceptor.ticket(), Some(ticket.clone()));
-
+    let acceptor = IrohAcceptor::new(endpoint, ticket.clone());
     let client_ep = IrohEndpoint::bind(loopback_options()).await.unwrap();
     let transport = IrohTransport::new(client_ep.clone(), ticket.parse().unwrap()).unwrap();
+    (acceptor, ticket, client_ep, transport)
+}
+
+#[tokio::test]
+async fn acceptor_reports_iroh_peers_by_endpoint_id() {
+    let (mut acceptor, ticket, client_ep, transport) = raw_pair().await;
+    assert_eq!(acceptor.ticket(), Some(ticket));
     let dial = tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let mut s = wraith_core::transport::Transport::connect(&transport)
@@ -175,14 +181,7 @@ async fn acceptor_reports_iroh_peers_by_endpoint_id() {
 async fn a_stalled_reader_keeps_its_iroh_stream() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const TOTAL: usize = 24 << 20;
-    let host_key = keys::generate_ed25519("host").unwrap();
-    let mut o = loopback_options();
-    o.secret_key = Some(derive_secret_key(&host_key).unwrap());
-    let endpoint = IrohEndpoint::bind(o).await.unwrap();
-    let ticket = bounded("ticket", endpoint.ticket()).await;
-    let mut acceptor = IrohAcceptor::new(endpoint, ticket.clone());
-    let client_ep = IrohEndpoint::bind(loopback_options()).await.unwrap();
-    let transport = IrohTransport::new(client_ep.clone(), ticket.parse().unwrap()).unwrap();
+    let (mut acceptor, _, client_ep, transport) = raw_pair().await;
     let send = tokio::spawn(async move {
         let mut s = wraith_core::transport::Transport::connect(&transport)
             .await
